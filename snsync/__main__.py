@@ -1,0 +1,5 @@
+"""Allow `python -m snsync`."""
+
+from snsync.cli import main
+
+main()
