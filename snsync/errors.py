@@ -34,7 +34,7 @@ class FixtureError(ConfigError):
 
 
 class WriteBlockedError(SnsyncError):
-    """A write was attempted through a read-only client (plan, dry run): a bug, never a user error."""
+    """A write was attempted through a read-only client (plan, dry run): a bug, not user error."""
 
 
 class LockedError(SnsyncError):

@@ -77,7 +77,7 @@ class App(Protocol):
 
 @dataclass
 class FaultPlan:
-    """Reproducible fault injection: a share of requests answered 429, 503 or a dropped connection."""
+    """Reproducible faults: a share of requests answered 429, 503 or a dropped connection."""
 
     rate: float = 0.0
     seed: int = 0
@@ -210,7 +210,7 @@ def _handler_class(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
         def setup(self) -> None:
             super().setup()
             try:
-                self.connection.do_handshake()  # type: ignore[attr-defined]
+                self.connection.do_handshake()
             except (ssl.SSLError, OSError):
                 self.close_connection = True
                 raise

@@ -1,0 +1,485 @@
+"""Load the YAML config: find it, expand `${ENV}` and `*_file` secrets, validate it into a typed
+`Config`, and turn every mistake into one line naming the file, the key path and the problem."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from snsync.errors import ConfigError
+
+CONFIG_ENV = "SNSYNC_CONFIG"
+SECRET_KEYS = frozenset({"client_secret", "password"})
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+
+
+class LiteralSecretWarning(UserWarning):
+    """A secret is written into a config file that other accounts can read."""
+
+
+def parse_duration(text: str | int) -> int:
+    """Seconds in a duration such as `40m`, `6h`, `1d`, `30s` or a bare number of seconds."""
+    if isinstance(text, int):
+        return text
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"'{text}' is not a duration like 30s, 40m, 6h or 1d")
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _https_url(value: str) -> str:
+    if not value.lower().startswith("https://"):
+        raise ValueError(f"'{value}' must be an https:// URL (TLS is required)")
+    return value.rstrip("/")
+
+
+def _existing_file(value: Path) -> Path:
+    path = value.expanduser()
+    if not path.is_file():
+        raise ValueError(f"file '{path}' does not exist")
+    return path
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+Duration = Annotated[int, Field(ge=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GraphCertificate(_Section):
+    """A certificate credential: the PEM holding the private key, and its SHA-1 thumbprint."""
+
+    path: ExistingFile
+    thumbprint: str = Field(pattern=r"^[0-9A-Fa-f]{40}$")
+
+
+class GraphConfig(_Section):
+    """How to reach Microsoft Graph and which enterprise app's assignments define the scope."""
+
+    tenant_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    certificate: GraphCertificate | None = None
+    service_principal_id: str | None = None
+    app_id: str | None = None
+    authority_host: HttpsUrl = "https://login.microsoftonline.com"
+    graph_url: HttpsUrl = "https://graph.microsoft.com"
+    ca_bundle: ExistingFile | None = None
+    page_size: int = Field(default=999, ge=1, le=999)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_credential_one_app(self) -> Self:
+        if (self.client_secret is None) == (self.certificate is None):
+            raise ValueError("set exactly one of client_secret and certificate")
+        if (self.service_principal_id is None) == (self.app_id is None):
+            raise ValueError(
+                "set exactly one of service_principal_id and app_id (the ServiceNow "
+                "enterprise app whose assignments define who is synced)"
+            )
+        return self
+
+
+class BasicAuth(_Section):
+    """ServiceNow basic authentication with a dedicated integration account."""
+
+    type: Literal["basic"] = "basic"
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class OAuthAuth(_Section):
+    """ServiceNow OAuth (password grant against /oauth_token.do) for an integration account."""
+
+    type: Literal["oauth"]
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class ServiceNowConfig(_Section):
+    """Which ServiceNow instance to write to, and how."""
+
+    instance: str
+    auth: BasicAuth | OAuthAuth = Field(discriminator="type")
+    ca_bundle: ExistingFile | None = None
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+    page_size: int = Field(default=1000, ge=1, le=10000)
+    timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        return instance_url(value)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _basic_by_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "type" not in value:
+            return {**value, "type": "basic"}
+        return value
+
+
+class ScopeClause(_Section):
+    """One clause of a scoping filter."""
+
+    attribute: str = Field(min_length=1)
+    operator: Literal[
+        "EQUALS",
+        "NOT EQUALS",
+        "IS TRUE",
+        "IS FALSE",
+        "IS NULL",
+        "IS NOT NULL",
+        "REGEX MATCH",
+        "NOT REGEX MATCH",
+        "Includes",
+        "ENDS_WITH",
+        "Greater_Than",
+        "Greater_Than_OR_EQUALS",
+        "&",
+        "!&",
+    ]
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _value_present(self) -> Self:
+        needs_value = self.operator not in ("IS TRUE", "IS FALSE", "IS NULL", "IS NOT NULL")
+        if needs_value and self.value is None:
+            raise ValueError(f"operator '{self.operator}' needs a value")
+        if self.operator in ("REGEX MATCH", "NOT REGEX MATCH") and self.value is not None:
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"value is not a valid regular expression: {exc}") from exc
+        return self
+
+
+class ScopeConfig(_Section):
+    """Who is in scope: assigned users, members of assigned groups, narrowed by filters."""
+
+    expand_nested_groups: bool = False
+    excluded_app_roles: list[str] = Field(default_factory=list)
+    filters: list[list[ScopeClause]] = Field(default_factory=list)
+
+
+class AttributeMapping(_Section):
+    """One attribute mapping, as in the Azure portal: Direct, Constant, Expression or None."""
+
+    target: str = Field(min_length=1)
+    type: Literal["direct", "constant", "expression", "none"] | None = None
+    source: str | None = None
+    constant: str | None = None
+    expression: str | None = None
+    apply: Literal["always", "on_create"] = "always"
+    default: str | None = None
+    matching: bool = False
+    precedence: int | None = Field(default=None, ge=1)
+    reference: str | None = None  # target table for a reference field resolved by display value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        kind = self.kind
+        given = {"direct": self.source, "constant": self.constant, "expression": self.expression}
+        if kind != "none" and given[kind] is None:
+            field = {"direct": "source", "constant": "constant", "expression": "expression"}[kind]
+            raise ValueError(f"a {kind} mapping needs '{field}'")
+        if kind == "expression" and self.expression is not None:
+            from snsync.mapping.expressions import ExpressionSyntaxError, parse
+
+            try:
+                parse(self.expression)
+            except ExpressionSyntaxError as exc:
+                raise _ExpressionError(str(exc)) from exc
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The mapping type, inferred from the keys given when `type` is left out."""
+        if self.type:
+            return self.type
+        if self.expression is not None:
+            return "expression"
+        if self.constant is not None:
+            return "constant"
+        if self.source is not None:
+            return "direct"
+        return "none"
+
+
+class _ExpressionError(ValueError):
+    """An expression syntax error, reported at the `expression` key."""
+
+
+def _default_user_mappings() -> list[AttributeMapping]:
+    from snsync.mapping.defaults import DEFAULT_USER_MAPPINGS
+
+    return [AttributeMapping.model_validate(m) for m in DEFAULT_USER_MAPPINGS]
+
+
+def _default_group_mappings() -> list[AttributeMapping]:
+    from snsync.mapping.defaults import DEFAULT_GROUP_MAPPINGS
+
+    return [AttributeMapping.model_validate(m) for m in DEFAULT_GROUP_MAPPINGS]
+
+
+class MappingsConfig(_Section):
+    """Attribute mappings for users and groups, and where snsync stamps the directory id."""
+
+    users: list[AttributeMapping] = Field(default_factory=_default_user_mappings)
+    groups: list[AttributeMapping] = Field(default_factory=_default_group_mappings)
+    link_field: str | None = "source"
+    link_prefix: str = "entra:"
+
+    @field_validator("users")
+    @classmethod
+    def _users_match(cls, value: list[AttributeMapping]) -> list[AttributeMapping]:
+        return _check_mapping_list(value)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_match(cls, value: list[AttributeMapping]) -> list[AttributeMapping]:
+        return _check_mapping_list(value)
+
+
+def _check_mapping_list(mappings: list[AttributeMapping]) -> list[AttributeMapping]:
+    targets = [m.target for m in mappings]
+    duplicates = sorted({t for t in targets if targets.count(t) > 1})
+    if duplicates:
+        raise ValueError(f"target '{duplicates[0]}' is mapped more than once")
+    if not any(m.matching for m in mappings):
+        raise ValueError("no mapping has 'matching: true'; one attribute must match records")
+    return mappings
+
+
+class ScheduleConfig(_Section):
+    """When `snsync run` (without --once) cycles."""
+
+    interval: Duration = 2400
+    jitter: int = Field(default=60, ge=0)
+    full_every: Duration = 86400
+
+    @field_validator("interval", "full_every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> int:
+        return parse_duration(value)
+
+
+class ActionsConfig(_Section):
+    """Which kinds of write a cycle may make."""
+
+    create: bool = True
+    update: bool = True
+    disable: bool = True
+
+
+class SafetyConfig(_Section):
+    """Limits on what one cycle may do."""
+
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    skip_out_of_scope_deletions: bool = False
+    max_disables: int | str | None = None
+
+
+class NotificationsConfig(_Section):
+    """Mail on failures (not implemented yet; validated loosely and documented as such)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    email: str | None = None
+
+
+class StateConfig(_Section):
+    """Where snsync keeps its links, cycles and provisioning log."""
+
+    path: Path = Path("~/.local/state/snsync/state.db")
+
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+class Config(_Section):
+    """The whole validated configuration."""
+
+    graph: GraphConfig
+    servicenow: ServiceNowConfig
+    scope: ScopeConfig = Field(default_factory=ScopeConfig)
+    mappings: MappingsConfig = Field(default_factory=MappingsConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    source_path: Path | None = Field(default=None, exclude=True)
+
+
+def instance_url(value: str) -> str:
+    """The https base URL of a ServiceNow instance given by name (`acme`) or by URL."""
+    text = value.strip()
+    if "://" in text:
+        return _https_url(text)
+    if not _INSTANCE_NAME.match(text):
+        raise ValueError(
+            f"'{value}' is not a ServiceNow instance name (lowercase letters, digits and "
+            "hyphens, as in https://NAME.service-now.com) nor an https:// URL"
+        )
+    return f"https://{text}.service-now.com"
+
+
+def find_config(explicit: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """The config file to use: --config, $SNSYNC_CONFIG, ./config.yaml, ~/.config/snsync/."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit).expanduser()
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser()
+    for candidate in (Path("config.yaml"), Path("~/.config/snsync/config.yaml").expanduser()):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        "no config file: pass --config PATH, set $SNSYNC_CONFIG, or create ./config.yaml "
+        "(start from config.example.yaml)"
+    )
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate the config at `path`; raises ConfigError with one line."""
+    env = os.environ if env is None else env
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, col {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}: {where}{problem}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (graph, ...)")
+    literal: list[str] = []
+    try:
+        expanded = _expand(raw, (), env, path.parent, literal)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if literal:
+        _warn_literal_secrets(path, literal)
+    try:
+        config = Config.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_problem(exc)}") from None
+    return config.model_copy(update={"source_path": path})
+
+
+def _expand(
+    node: Any, where: tuple[str | int, ...], env: Mapping[str, str], base: Path, literal: list[str]
+) -> Any:
+    if isinstance(node, dict):
+        result: dict[str, Any] = {}
+        for key, value in node.items():
+            key = str(key)
+            if key.endswith("_file") and key[: -len("_file")] in SECRET_KEYS:
+                name = key[: -len("_file")]
+                secret_path = _expand(value, (*where, key), env, base, literal)
+                result[name] = _read_secret_file(secret_path, (*where, key), base)
+                continue
+            if key in SECRET_KEYS and isinstance(value, str) and not _ENV_REF.search(value):
+                literal.append(_dotted((*where, key)))
+            result[key] = _expand(value, (*where, key), env, base, literal)
+        return result
+    if isinstance(node, list):
+        return [_expand(item, (*where, i), env, base, literal) for i, item in enumerate(node)]
+    if isinstance(node, str):
+        return _ENV_REF.sub(_env_lookup(env, where), node)
+    return node
+
+
+def _env_lookup(env: Mapping[str, str], where: tuple[str | int, ...]) -> Callable[[Any], str]:
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(
+                f"{_dotted(where)}: environment variable ${{{name}}} is not set "
+                "(export it before running snsync)"
+            )
+        return env[name]
+
+    return lookup
+
+
+def _read_secret_file(value: Any, where: tuple[str | int, ...], base: Path) -> str:
+    path = (base / Path(str(value)).expanduser()) if value else Path()
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"{_dotted(where)}: cannot read secret file '{path}': {exc.strerror}"
+        ) from exc
+
+
+def _warn_literal_secrets(path: Path, keys: list[str]) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.warn(
+            f"{path}: {', '.join(keys)} written into a file others can read; "
+            f"use ${{ENV}} or *_file, or run: chmod 600 {path}",
+            LiteralSecretWarning,
+            stacklevel=2,
+        )
+
+
+def _dotted(where: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in where:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in ("basic", "oauth")))
+    kind = error["type"]
+    message = str(error["msg"])
+    if kind == "extra_forbidden":
+        message = "unknown key (check its spelling and section; see config.example.yaml)"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    elif kind == "literal_error":
+        message = f"{message[0].lower()}{message[1:]}"
+    if _is_expr(error):
+        loc = (*loc, "expression")
+    return f"{_dotted(loc)}: {message}"
+
+
+def _is_expr(error: Any) -> bool:
+    ctx = error.get("ctx") or {}
+    return isinstance(ctx.get("error"), _ExpressionError)

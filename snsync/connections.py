@@ -1,0 +1,63 @@
+"""Build the Graph and ServiceNow clients a command needs from the config, one HTTP layer each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from snsync.config import BasicAuth, Config
+from snsync.graph.auth import GraphTokenProvider
+from snsync.graph.client import GraphClient
+from snsync.http import HttpClient, RetryPolicy
+from snsync.redact import register
+from snsync.servicenow.client import TableClient
+
+
+@dataclass
+class Connections:
+    """The clients of one command run, and their HTTP layers (for request counts)."""
+
+    graph: GraphClient
+    servicenow: TableClient
+    graph_http: HttpClient
+    servicenow_http: HttpClient
+
+    def close(self) -> None:
+        self.graph_http.close()
+        self.servicenow_http.close()
+
+
+def register_secrets(config: Config) -> None:
+    """Tell the redactor every secret in the config, before anything can log."""
+    if config.graph.client_secret is not None:
+        register(config.graph.client_secret.get_secret_value())
+    auth = config.servicenow.auth
+    register(auth.password.get_secret_value())
+    if not isinstance(auth, BasicAuth):
+        register(auth.client_secret.get_secret_value())
+
+
+def connect(config: Config, *, read_only: bool, policy: RetryPolicy | None = None) -> Connections:
+    """Clients for Graph (always read-only) and ServiceNow (read-only for plan and dry runs)."""
+    register_secrets(config)
+    graph_http = HttpClient(
+        service="graph",
+        ca_bundle=config.graph.ca_bundle,
+        timeout_s=config.graph.timeout_s,
+        read_only=True,
+        policy=policy,
+    )
+    sn_http = HttpClient(
+        service="servicenow",
+        ca_bundle=config.servicenow.ca_bundle,
+        timeout_s=config.servicenow.timeout_s,
+        read_only=read_only,
+        policy=policy,
+        pool_size=max(16, config.servicenow.max_concurrency * 2),
+    )
+    tokens = GraphTokenProvider(config.graph, graph_http)
+    return Connections(
+        GraphClient(config.graph.graph_url, graph_http, tokens),
+        TableClient(config.servicenow, sn_http),
+        graph_http,
+        sn_http,
+    )

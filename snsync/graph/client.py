@@ -1,0 +1,162 @@
+"""A thin Microsoft Graph v1.0 client: authenticated GETs, `@odata.nextLink` paging, delta rounds
+and `$batch`, with Graph's error body turned into the error vocabulary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from snsync.errors import ApiError, BadRequestError, ForbiddenError, error_for_status
+from snsync.graph.auth import GraphTokenProvider
+from snsync.http import HttpClient
+from snsync.redact import redact
+
+# Which application permission a 403 on a path most likely lacks.
+PERMISSION_HINTS = (
+    ("/servicePrincipals", "Application.Read.All"),
+    ("/members", "GroupMember.Read.All"),
+    ("/transitiveMembers", "GroupMember.Read.All"),
+    ("/groups", "GroupMember.Read.All"),
+    ("/users", "User.Read.All"),
+)
+BATCH_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class DeltaRound:
+    """The objects of one delta round and the link to ask for the next changes."""
+
+    items: list[dict[str, Any]]
+    delta_link: str
+
+
+class GraphClient:
+    """Read Microsoft Graph with an app-only token."""
+
+    def __init__(self, base_url: str, http: HttpClient, tokens: GraphTokenProvider) -> None:
+        self.base = f"{base_url.rstrip('/')}/v1.0"
+        self.http = http
+        self.tokens = tokens
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """GET one resource (a path under /v1.0 or an absolute link) as JSON."""
+        return self._send("GET", self._url(path), params=params)
+
+    def iter_pages(
+        self, path: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield each page's `value`, following `@odata.nextLink` until there is none."""
+        url: str | None = self._url(path)
+        query = params
+        while url:
+            page = self._send("GET", url, params=query)
+            yield list(page.get("value", []))
+            url, query = page.get("@odata.nextLink"), None
+
+    def list_all(self, path: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of a paged collection."""
+        return [item for page in self.iter_pages(path, params) for item in page]
+
+    def delta(self, path_or_link: str, params: Mapping[str, Any] | None = None) -> DeltaRound:
+        """Run one delta round: follow nextLinks until the deltaLink, gathering every item."""
+        url: str | None = self._url(path_or_link)
+        query = params
+        items: list[dict[str, Any]] = []
+        while url:
+            page = self._send("GET", url, params=query)
+            items.extend(page.get("value", []))
+            if "@odata.deltaLink" in page:
+                return DeltaRound(items, str(page["@odata.deltaLink"]))
+            url, query = page.get("@odata.nextLink"), None
+        raise BadRequestError(
+            "Graph delta round ended without an @odata.deltaLink", service="graph", url=path_or_link
+        )
+
+    def batch(self, requests_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send up to 20 read requests in one `$batch`; returns the responses in request order."""
+        if len(requests_) > BATCH_LIMIT:
+            raise ValueError(f"a Graph batch holds at most {BATCH_LIMIT} requests")
+        body = self._send("POST", f"{self.base}/$batch", json={"requests": requests_}, is_read=True)
+        by_id = {str(r.get("id")): r for r in body.get("responses", [])}
+        return [by_id.get(str(r["id"]), {"id": r["id"], "status": 0}) for r in requests_]
+
+    def _url(self, path: str) -> str:
+        if path.startswith("https://"):
+            return path
+        return f"{self.base}/{path.lstrip('/')}"
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        is_read: bool = False,
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.tokens.token()}", "Accept": "application/json"}
+        response = self.http.request(
+            method,
+            url,
+            params=params,
+            json=json,
+            headers=headers,
+            is_read=is_read,
+            safe_to_repeat=True if is_read else None,
+        )
+        if response.status_code >= 400:
+            raise graph_error(response, method, url)
+        try:
+            body = response.json()
+        except ValueError:
+            raise BadRequestError(
+                f"Graph answered {method} {redact(url)} with something that is not JSON",
+                service="graph",
+                status=response.status_code,
+            ) from None
+        if not isinstance(body, dict):
+            raise BadRequestError(
+                f"Graph answered {method} {redact(url)} with JSON that is not an object",
+                service="graph",
+                status=response.status_code,
+            )
+        return body
+
+
+def graph_error(response: requests.Response, method: str, url: str) -> ApiError:
+    """The vocabulary error for a Graph error response, with a fix where one is known."""
+    code, message = _error_body(response)
+    status = response.status_code
+    text = f"Graph {status} {code}: {message}"
+    if status == 403:
+        permission = next((p for frag, p in PERMISSION_HINTS if frag in url), None)
+        if permission:
+            text += (
+                f" Grant the application permission {permission} to the snsync app "
+                "registration and give admin consent."
+            )
+            return ForbiddenError(
+                redact(text),
+                service="graph",
+                status=status,
+                code=code,
+                method=method,
+                url=redact(url),
+            )
+    if status == 401:
+        text += " The token was refused; check the app registration and graph.tenant_id."
+    kind = error_for_status(status)
+    return kind(
+        redact(text), service="graph", status=status, code=code, method=method, url=redact(url)
+    )
+
+
+def _error_body(response: requests.Response) -> tuple[str, str]:
+    try:
+        error = response.json().get("error", {})
+        return str(error.get("code", "Unknown")), str(error.get("message", "")).strip()
+    except (ValueError, AttributeError):
+        return "Unknown", (response.text or response.reason or "").strip()[:200]

@@ -1,0 +1,156 @@
+"""Read the source side of a cycle from Graph: the app's assignments, its groups' members and the
+directory's users, and turn them into `SourceUser`s with the synthesized attributes mappings use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from snsync.config import Config
+from snsync.engine.model import SourceSnapshot, SourceUser
+from snsync.engine.scope import Assignment, ScopeDecision, counted_assignments, decide_scope
+from snsync.errors import NotFoundError
+from snsync.graph.client import GraphClient
+
+# Attributes the Azure provisioning schema offers that Graph does not return as such.
+SYNTHESIZED = frozenset(
+    {"IsSoftDeleted", "objectId", "telephoneNumber", "manager", "appRoleAssignments"}
+)
+ALWAYS_SELECT = ("id", "userPrincipalName", "displayName", "accountEnabled")
+USER_TYPE = "#microsoft.graph.user"
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class AppScope:
+    """The enterprise app: its service principal id, role values by id, and assignments."""
+
+    service_principal_id: str
+    display_name: str
+    roles: Mapping[str, str]
+    assignments: tuple[Assignment, ...]
+    group_members: Mapping[str, tuple[str, ...]]
+
+
+def graph_select(attributes: Iterable[str]) -> list[str]:
+    """The `$select` list for users: what mappings and filters read, minus synthesized names."""
+    wanted = dict.fromkeys(ALWAYS_SELECT)
+    for name in attributes:
+        if name == "telephoneNumber":
+            wanted["businessPhones"] = None
+        elif name not in SYNTHESIZED and name:
+            wanted[name] = None
+    return list(wanted)
+
+
+def find_service_principal(graph: GraphClient, config: Config) -> dict[str, Any]:
+    """The ServiceNow app's service principal, by id or by its app (client) id."""
+    params = {"$select": "id,appId,displayName,appRoles"}
+    if config.graph.service_principal_id:
+        return graph.get(f"servicePrincipals/{config.graph.service_principal_id}", params)
+    found = graph.get(
+        "servicePrincipals", {**params, "$filter": f"appId eq '{config.graph.app_id}'"}
+    ).get("value", [])
+    if not found:
+        raise NotFoundError(
+            f"no service principal with appId '{config.graph.app_id}' in this tenant; check "
+            "graph.app_id (the ServiceNow enterprise app's Application ID)",
+            service="graph",
+            status=404,
+        )
+    return dict(found[0])
+
+
+def read_app_scope(
+    graph: GraphClient, config: Config, progress: Progress | None = None
+) -> AppScope:
+    """The app's roles, its assignments and the user members of its assigned groups."""
+    sp = find_service_principal(graph, config)
+    sp_id = str(sp["id"])
+    roles = {
+        str(r.get("id")): str(r.get("value") or r.get("displayName") or "")
+        for r in sp.get("appRoles", [])
+    }
+    assignments = tuple(
+        Assignment(
+            id=str(a.get("id", "")),
+            principal_id=str(a.get("principalId", "")),
+            principal_type=str(a.get("principalType", "")),
+            app_role_id=str(a.get("appRoleId", "")),
+            principal_name=str(a.get("principalDisplayName") or ""),
+        )
+        for a in graph.list_all(f"servicePrincipals/{sp_id}/appRoleAssignedTo", {"$top": "999"})
+    )
+    relation = "transitiveMembers" if config.scope.expand_nested_groups else "members"
+    members: dict[str, tuple[str, ...]] = {}
+    for group_id in dict.fromkeys(
+        a.principal_id for a in assignments if a.principal_type == "Group"
+    ):
+        rows = graph.list_all(f"groups/{group_id}/{relation}", {"$select": "id", "$top": "999"})
+        members[group_id] = tuple(str(m["id"]) for m in rows if m.get("@odata.type") == USER_TYPE)
+        if progress:
+            progress("group members", len(rows))
+    return AppScope(sp_id, str(sp.get("displayName", "")), roles, assignments, members)
+
+
+def read_users(
+    graph: GraphClient,
+    attributes: Iterable[str],
+    page_size: int,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Every user in the directory with the attributes the mappings need."""
+    params: dict[str, str] = {"$select": ",".join(graph_select(attributes)), "$top": str(page_size)}
+    if "manager" in attributes:
+        params["$expand"] = "manager($select=id)"
+    users: list[dict[str, Any]] = []
+    for page in graph.iter_pages("users", params):
+        users.extend(page)
+        if progress:
+            progress("users", len(page))
+    return users
+
+
+def build_snapshot(
+    users: Sequence[Mapping[str, Any]], app: AppScope, config: Config
+) -> SourceSnapshot:
+    """Decide scope and synthesize attributes for every user read."""
+    result: dict[str, SourceUser] = {}
+    kept, _ = counted_assignments(app.assignments, app.roles, config.scope)
+    for raw in users:
+        decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
+        user = source_user(raw, decision, _role_values(str(raw.get("id")), kept, app))
+        result[user.id] = user
+    return SourceSnapshot(result, len(app.assignments), len(app.group_members))
+
+
+def source_user(
+    raw: Mapping[str, Any], decision: ScopeDecision, role_values: Sequence[str] = ()
+) -> SourceUser:
+    """A SourceUser from a Graph user object and its scope decision."""
+    attributes = dict(raw)
+    enabled = raw.get("accountEnabled") is not False
+    phones = raw.get("businessPhones") or []
+    manager = raw.get("manager")
+    attributes.update(
+        {
+            "objectId": raw.get("id"),
+            "IsSoftDeleted": not (decision.in_scope and enabled),
+            "telephoneNumber": phones[0] if phones else None,
+            "manager": manager.get("id") if isinstance(manager, dict) else None,
+            "appRoleAssignments": list(role_values),
+        }
+    )
+    reason = decision.reason if enabled else f"{decision.reason}; accountEnabled is false"
+    name = str(raw.get("displayName") or raw.get("userPrincipalName") or raw.get("id"))
+    return SourceUser(str(raw.get("id")), name, attributes, decision.in_scope, reason)
+
+
+def _role_values(user_id: str, kept: Sequence[Assignment], app: AppScope) -> list[str]:
+    values = []
+    for a in kept:
+        if a.principal_id == user_id or user_id in app.group_members.get(a.principal_id, ()):
+            values.append(app.roles.get(a.app_role_id, "msiam_access"))
+    return list(dict.fromkeys(values))

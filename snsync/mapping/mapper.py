@@ -1,0 +1,135 @@
+"""Apply attribute mappings to a directory object: the desired ServiceNow record, with values
+converted to the strings ServiceNow stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from snsync.config import AttributeMapping
+from snsync.engine.model import Desired, SourceUser
+from snsync.mapping.expressions import (
+    IGNORE,
+    EvalContext,
+    Expr,
+    ExpressionEvalError,
+    evaluate,
+    parse,
+)
+
+# Fields ServiceNow stores as booleans ("true"/"false"); expressions often yield "1"/"0"/"True".
+BOOLEAN_FIELDS = frozenset(
+    {"active", "locked_out", "vip", "web_service_access_only", "internal_integration_user"}
+)
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no", ""})
+
+
+@dataclass(frozen=True)
+class _Rule:
+    index: int
+    mapping: AttributeMapping
+    expression: Expr | None
+
+
+class Mapper:
+    """Compute desired records for one object type from its mapping list."""
+
+    def __init__(
+        self,
+        mappings: Sequence[AttributeMapping],
+        *,
+        section: str = "mappings.users",
+        link_field: str | None = "source",
+        link_prefix: str = "entra:",
+        context: EvalContext | None = None,
+    ) -> None:
+        self.section = section
+        self.link_field = link_field
+        self.link_prefix = link_prefix
+        self.context = context
+        self._rules = [
+            _Rule(i, m, parse(m.expression) if m.kind == "expression" and m.expression else None)
+            for i, m in enumerate(mappings)
+            if m.kind != "none"
+        ]
+        matching = sorted(
+            (m for m in mappings if m.matching), key=lambda m: m.precedence or 1_000_000
+        )
+        self.matching_fields = tuple(m.target for m in matching)
+        self.targets = tuple(r.mapping.target for r in self._rules)
+
+    def link_value(self, directory_id: str) -> str:
+        """What snsync stamps into the link field for a directory object."""
+        return f"{self.link_prefix}{directory_id}"
+
+    def desired(self, user: SourceUser) -> Desired:
+        """The record `user` should have; an expression error fails this object only."""
+        values: dict[str, str] = {}
+        create_only: dict[str, str] = {}
+        references: dict[str, tuple[str, str]] = {}
+        error: str | None = None
+        for rule in self._rules:
+            mapping = rule.mapping
+            try:
+                raw = self._raw_value(rule, user.attributes)
+            except ExpressionEvalError as exc:
+                error = error or f"{self.section}[{rule.index}] ({mapping.target}): {exc}"
+                continue
+            if raw is IGNORE:
+                continue
+            text = to_servicenow(mapping.target, raw)
+            if mapping.reference and text:
+                references[mapping.target] = (mapping.reference, text)
+                continue
+            if mapping.apply == "on_create" or (not text and mapping.default is not None):
+                create_only[mapping.target] = text or (mapping.default or "")
+                continue
+            values[mapping.target] = text
+        if self.link_field:
+            values[self.link_field] = self.link_value(user.id)
+        merged = {**create_only, **values}
+        matching = tuple((f, merged.get(f, "")) for f in self.matching_fields)
+        active = merged.get("active", "true" if not _soft_deleted(user) else "false") == "true"
+        return Desired(
+            directory_id=user.id,
+            display_name=user.display_name,
+            in_scope=user.in_scope,
+            active=active,
+            values=values,
+            create_only=create_only,
+            references=references,
+            matching=matching,
+            error=error,
+        )
+
+    def _raw_value(self, rule: _Rule, attributes: Any) -> Any:
+        mapping = rule.mapping
+        if rule.expression is not None:
+            return evaluate(rule.expression, attributes, self.context)
+        if mapping.kind == "constant":
+            return mapping.constant
+        return attributes.get(mapping.source or "")
+
+
+def to_servicenow(target: str, value: Any) -> str:
+    """A source value as the string ServiceNow stores in `target`."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if target in BOOLEAN_FIELDS:
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return "true"
+        if lowered in _FALSE:
+            return "false"
+    return text
+
+
+def _soft_deleted(user: SourceUser) -> bool:
+    return bool(user.attributes.get("IsSoftDeleted"))

@@ -1,0 +1,158 @@
+"""Turn plans, cycle reports and log entries into text for an admin, or JSON for scripts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from snsync.engine.cycle import CyclePlan, CycleReport
+from snsync.engine.model import Change, PlanItem, Result, Status
+from snsync.redact import redact
+from snsync.state import LogEntry
+
+MAX_VALUE = 60
+
+
+def plan_text(planned: CyclePlan) -> str:
+    """The plan as the admin reads it: one block per object, attribute diffs under it."""
+    plan = planned.plan
+    lines = [
+        f"Scope: {planned.in_scope} users in scope of {planned.source_users} in the directory; "
+        f"{len(planned.links)} linked to ServiceNow records."
+    ]
+    for item in plan.items:
+        lines.append(_item_line(item))
+        lines += [f"      {_change(c)}" for c in item.changes]
+        lines += [
+            f"      {name}: set once '{who}' is created" for name, who in item.deferred.items()
+        ]
+    counts = ", ".join(f"{n} {a}" for a, n in sorted(plan.counts().items())) or "no changes"
+    lines.append(f"Plan: {counts}; {plan.unchanged} unchanged.")
+    return "\n".join(lines)
+
+
+def plan_json(planned: CyclePlan) -> dict[str, Any]:
+    return {
+        "in_scope": planned.in_scope,
+        "source_users": planned.source_users,
+        "linked": len(planned.links),
+        "unchanged": planned.plan.unchanged,
+        "counts": planned.plan.counts(),
+        "items": [item_json(i) for i in planned.plan.items],
+    }
+
+
+def item_json(item: PlanItem) -> dict[str, Any]:
+    return {
+        "action": item.action.value,
+        "status": item.status.value,
+        "directory_id": item.directory_id,
+        "display_name": item.display_name,
+        "sys_id": item.sys_id,
+        "reason": item.reason,
+        "message": redact(item.message),
+        "adopt": item.adopt,
+        "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in item.changes],
+        "deferred": dict(item.deferred),
+    }
+
+
+def report_text(report: CycleReport) -> str:
+    """The summary printed after `run --once`."""
+    title = "Dry run" if report.dry_run else f"Cycle {report.cycle_id}"
+    lines = [f"{title} finished in {report.duration_s:.1f}s."]
+    counts = report.counts()
+    for action in sorted(counts):
+        row = ", ".join(f"{n} {s}" for s, n in sorted(counts[action].items()))
+        lines.append(f"  {action:<8} {row}")
+    lines.append(f"  Unchanged {report.planned.plan.unchanged}")
+    req = report.requests
+    lines.append(
+        f"  Requests: Graph {req.get('graph_reads', 0)}, ServiceNow "
+        f"{req.get('servicenow_reads', 0)} reads + {req.get('servicenow_writes', 0)} writes, "
+        f"{req.get('retries', 0)} retries"
+    )
+    failures = report.failures()
+    if failures:
+        lines.append(f"{len(failures)} object(s) failed:")
+        lines += [f"  - {_result_line(r)}" for r in failures[:20]]
+        if len(failures) > 20:
+            lines.append(f"  ... and {len(failures) - 20} more: snsync logs --status Failure")
+    warnings = [r for r in report.results if r.status is Status.WARNING]
+    if warnings:
+        lines.append(f"{len(warnings)} warning(s); see: snsync logs --status Warning")
+    return "\n".join(lines)
+
+
+def report_json(report: CycleReport) -> dict[str, Any]:
+    return {
+        "cycle_id": report.cycle_id,
+        "dry_run": report.dry_run,
+        "duration_s": round(report.duration_s, 3),
+        "counts": report.counts(),
+        "unchanged": report.planned.plan.unchanged,
+        "requests": report.requests,
+        "results": [result_json(r) for r in report.results],
+    }
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    data = item_json(result.item)
+    data.update(
+        status=result.status.value,
+        sys_id=result.sys_id,
+        reason=result.reason,
+        message=redact(result.message),
+    )
+    return data
+
+
+def log_text(entries: Sequence[LogEntry]) -> str:
+    if not entries:
+        return "No provisioning log entries match."
+    lines = []
+    for e in entries:
+        when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        reason = f" [{e.reason}]" if e.reason else ""
+        lines.append(
+            f"{when} cycle {e.cycle_id} {e.action:<7} {e.status:<8} {e.display_name} "
+            f"({e.directory_id}){reason} {e.message}".rstrip()
+        )
+        lines += [
+            f"      {c['field']}: {_short(c['old'])} -> {_short(c['new'])}" for c in e.changes
+        ]
+    return "\n".join(lines)
+
+
+def log_json(entries: Sequence[LogEntry]) -> list[dict[str, Any]]:
+    return [e.__dict__ for e in entries]
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=str)
+
+
+def _item_line(item: PlanItem) -> str:
+    target = f" -> {item.sys_id}" if item.sys_id else ""
+    note = f" [{item.reason}]" if item.reason else ""
+    message = f" {item.message}" if item.message else ""
+    status = "" if item.status is Status.SUCCESS else f" ({item.status.value})"
+    return f"  {item.action.value:<7}{status} {item.display_name}{target}{note}{message}"
+
+
+def _result_line(result: Result) -> str:
+    reason = f"[{result.reason}] " if result.reason else ""
+    return f"{result.item.display_name} ({result.item.directory_id}): {reason}{result.message}"
+
+
+def _change(change: Change) -> str:
+    return f"{change.field}: {_short(change.old)} -> {_short(change.new)}"
+
+
+def _short(value: str | None) -> str:
+    if value is None:
+        return "(none)"
+    text = repr(value)
+    return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 3] + "...'"

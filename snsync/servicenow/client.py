@@ -1,0 +1,263 @@
+"""A thin ServiceNow Table API client: keyset-paged reads, create / update / delete, the stats
+API, basic or OAuth authentication, and ServiceNow's error body turned into the error vocabulary."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import requests
+from requests.auth import HTTPBasicAuth
+
+from snsync.config import BasicAuth, ServiceNowConfig
+from snsync.errors import ApiError, BadRequestError, UnauthorizedError, error_for_status
+from snsync.http import HttpClient
+from snsync.redact import redact, register
+
+Record = dict[str, str]
+
+
+class TableClient:
+    """Read and write ServiceNow tables as plain string-valued records."""
+
+    def __init__(self, config: ServiceNowConfig, http: HttpClient) -> None:
+        self.base = config.instance
+        self.http = http
+        self.page_size = config.page_size
+        self._auth = _auth_for(config, http)
+
+    def iter_pages(
+        self, table: str, fields: Sequence[str], query: str = "", page_size: int | None = None
+    ) -> Iterator[list[Record]]:
+        """Yield pages of `table` in sys_id order, paging by key so that writes made meanwhile
+        cannot shift rows between pages. `query` must not use ^NQ."""
+        if "^NQ" in query:
+            raise ValueError("keyset paging cannot combine with ^NQ queries")
+        last = ""
+        limit = page_size or self.page_size
+        columns = ",".join(dict.fromkeys(["sys_id", *fields]))
+        while True:
+            cursor = f"sys_id>{last}^" if last else ""
+            params = {
+                "sysparm_query": f"{query + '^' if query else ''}{cursor}ORDERBYsys_id",
+                "sysparm_fields": columns,
+                "sysparm_limit": str(limit),
+                "sysparm_exclude_reference_link": "true",
+                "sysparm_suppress_pagination_header": "true",
+            }
+            page = self._result_list(self._send("GET", self._table_url(table), params=params))
+            if page:
+                yield page
+            if len(page) < limit:
+                return
+            last = page[-1]["sys_id"]
+
+    def read_all(self, table: str, fields: Sequence[str], query: str = "") -> list[Record]:
+        """Every record of `table` matching `query`, with `fields` and sys_id."""
+        return [row for page in self.iter_pages(table, fields, query) for row in page]
+
+    def get(self, table: str, sys_id: str, fields: Sequence[str] = ()) -> Record:
+        """One record by sys_id (NotFoundError when it does not exist)."""
+        params = {"sysparm_exclude_reference_link": "true"}
+        if fields:
+            params["sysparm_fields"] = ",".join(dict.fromkeys(["sys_id", *fields]))
+        return self._result_one(self._send("GET", f"{self._table_url(table)}/{sys_id}", params))
+
+    def create(self, table: str, values: Mapping[str, str]) -> Record:
+        """Insert a record; returns it as stored."""
+        params = {"sysparm_exclude_reference_link": "true"}
+        return self._result_one(self._send("POST", self._table_url(table), params, dict(values)))
+
+    def update(self, table: str, sys_id: str, values: Mapping[str, str]) -> Record:
+        """Change fields of a record; returns it as stored."""
+        params = {"sysparm_exclude_reference_link": "true"}
+        url = f"{self._table_url(table)}/{sys_id}"
+        return self._result_one(self._send("PATCH", url, params, dict(values)))
+
+    def delete(self, table: str, sys_id: str) -> None:
+        """Delete a record."""
+        self._send("DELETE", f"{self._table_url(table)}/{sys_id}")
+
+    def count(self, table: str, query: str = "") -> int:
+        """How many records of `table` match `query` (the stats API)."""
+        params = {"sysparm_count": "true", "sysparm_query": query}
+        body = self._json(self._send("GET", f"{self.base}/api/now/stats/{table}", params))
+        try:
+            return int(body["result"]["stats"]["count"])
+        except (KeyError, TypeError, ValueError):
+            raise BadRequestError(
+                f"ServiceNow stats API for {table} answered without a count",
+                service="servicenow",
+            ) from None
+
+    def _table_url(self, table: str) -> str:
+        return f"{self.base}/api/now/table/{table}"
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> requests.Response:
+        headers = {"Accept": "application/json"}
+        auth: Any = None
+        if isinstance(self._auth, HTTPBasicAuth):
+            auth = self._auth
+        else:
+            headers["Authorization"] = f"Bearer {self._auth.token()}"
+        response = self.http.request(
+            method, url, params=params, json=body, headers=headers, auth=auth
+        )
+        if response.status_code >= 400:
+            raise servicenow_error(response, method, url)
+        return response
+
+    def _json(self, response: requests.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            raise BadRequestError(
+                f"ServiceNow answered {response.request.method} {redact(response.url)} with "
+                "something that is not JSON (is servicenow.instance right?)",
+                service="servicenow",
+                status=response.status_code,
+            ) from None
+        if not isinstance(body, dict):
+            raise BadRequestError(
+                "ServiceNow answered with a JSON that is not an object", service="servicenow"
+            )
+        return body
+
+    def _result_list(self, response: requests.Response) -> list[Record]:
+        result = self._json(response).get("result")
+        if not isinstance(result, list):
+            raise BadRequestError(
+                f"ServiceNow answered {redact(response.url)} without a result list",
+                service="servicenow",
+            )
+        return [_record(row) for row in result]
+
+    def _result_one(self, response: requests.Response) -> Record:
+        result = self._json(response).get("result")
+        if not isinstance(result, dict):
+            raise BadRequestError(
+                f"ServiceNow answered {redact(response.url)} without a result record",
+                service="servicenow",
+            )
+        return _record(result)
+
+
+class OAuthToken:
+    """A ServiceNow OAuth bearer token from /oauth_token.do (password grant), renewed on expiry."""
+
+    def __init__(
+        self,
+        base: str,
+        client_id: str,
+        client_secret: str,
+        user: str,
+        password: str,
+        http: HttpClient,
+    ) -> None:
+        self._form = {
+            "grant_type": "password",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "username": user,
+            "password": password,
+        }
+        self._url = f"{base}/oauth_token.do"
+        self._http = http
+        self._lock = threading.Lock()
+        self._token = ""
+        self._expires = 0.0
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token and time.monotonic() < self._expires - 60:
+                return self._token
+            response = self._http.request(
+                "POST", self._url, data=self._form, is_read=True, safe_to_repeat=True
+            )
+            body: dict[str, Any] = {}
+            with contextlib.suppress(ValueError):
+                body = response.json()
+            if response.status_code != 200 or "access_token" not in body:
+                raise UnauthorizedError(
+                    f"ServiceNow OAuth token refused ({response.status_code} "
+                    f"{body.get('error_description') or body.get('error') or ''}); check "
+                    "servicenow.auth client_id, client_secret, username and password",
+                    service="servicenow",
+                    status=response.status_code,
+                )
+            self._token = str(body["access_token"])
+            register(self._token, str(body.get("refresh_token") or ""))
+            self._expires = time.monotonic() + float(body.get("expires_in") or 1799)
+            return self._token
+
+
+def _auth_for(config: ServiceNowConfig, http: HttpClient) -> HTTPBasicAuth | OAuthToken:
+    auth = config.auth
+    if isinstance(auth, BasicAuth):
+        return HTTPBasicAuth(auth.username, auth.password.get_secret_value())
+    return OAuthToken(
+        config.instance,
+        auth.client_id,
+        auth.client_secret.get_secret_value(),
+        auth.username,
+        auth.password.get_secret_value(),
+        http,
+    )
+
+
+def servicenow_error(response: requests.Response, method: str, url: str) -> ApiError:
+    """The vocabulary error for a ServiceNow error response, with a fix where one is known."""
+    status = response.status_code
+    message, detail = _error_body(response)
+    text = f"ServiceNow {status}: {message}" + (f" ({detail})" if detail else "")
+    if status == 401:
+        text += "; check servicenow.auth (username and password, or OAuth client)"
+    elif status == 403:
+        text += (
+            "; the integration account lacks a role or an ACL blocks it (give it user_admin, "
+            "or admin for full access)"
+        )
+    kind = error_for_status(status)
+    return kind(
+        redact(text),
+        service="servicenow",
+        status=status,
+        code=message,
+        method=method,
+        url=redact(url),
+    )
+
+
+def _error_body(response: requests.Response) -> tuple[str, str]:
+    try:
+        error = response.json().get("error", {})
+        return str(error.get("message") or "error"), str(error.get("detail") or "")
+    except (ValueError, AttributeError):
+        return (response.reason or "error"), ""
+
+
+def _record(row: Any) -> Record:
+    if not isinstance(row, dict):
+        raise BadRequestError(
+            "ServiceNow returned a record that is not an object", service="servicenow"
+        )
+    return {str(k): _value(v) for k, v in row.items()}
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict):  # a reference when the link was not excluded
+        return str(value.get("value", ""))
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

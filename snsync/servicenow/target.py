@@ -1,0 +1,69 @@
+"""Read the target side of a cycle from ServiceNow: sys_user once, in pages, and the reference
+tables that mappings resolve display values against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from snsync.engine.model import Record, TargetSnapshot
+from snsync.errors import ConfigError
+from snsync.servicenow.client import TableClient
+
+USER_TABLE = "sys_user"
+DISPLAY_FIELD = {"sys_user": "user_name"}
+
+Progress = Callable[[str, int], None]
+
+
+def read_users(
+    client: TableClient, fields: Sequence[str], progress: Progress | None = None
+) -> dict[str, Record]:
+    """Every sys_user record with the mapped fields, keyed by sys_id."""
+    users: dict[str, Record] = {}
+    for page in client.iter_pages(USER_TABLE, fields):
+        for row in page:
+            users[row["sys_id"]] = row
+        if progress:
+            progress("servicenow users", len(page))
+    check_fields(USER_TABLE, fields, users.values())
+    return users
+
+
+def read_references(client: TableClient, tables: Iterable[str]) -> dict[str, dict[str, str]]:
+    """For each reference table: display value (lower-cased) -> sys_id."""
+    result: dict[str, dict[str, str]] = {}
+    for table in sorted(set(tables) - {USER_TABLE}):
+        field = DISPLAY_FIELD.get(table, "name")
+        lookup: dict[str, str] = {}
+        for row in client.read_all(table, [field]):
+            key = row.get(field, "").strip().lower()
+            if key:
+                lookup.setdefault(key, row["sys_id"])
+        result[table] = lookup
+    return result
+
+
+def read_target(
+    client: TableClient,
+    fields: Sequence[str],
+    reference_tables: Iterable[str],
+    progress: Progress | None = None,
+) -> TargetSnapshot:
+    """The ServiceNow side of a cycle."""
+    return TargetSnapshot(
+        read_users(client, fields, progress), read_references(client, reference_tables)
+    )
+
+
+def check_fields(table: str, fields: Sequence[str], records: Iterable[Record]) -> None:
+    """ServiceNow silently drops unknown fields, so a mistyped mapping target would be 'changed'
+    every cycle: refuse to go on when no record carries a mapped field."""
+    sample = next(iter(records), None)
+    if sample is None:
+        return
+    missing = [f for f in fields if f not in sample]
+    if missing:
+        raise ConfigError(
+            f"mapping target '{missing[0]}' is not a field of {table} (ServiceNow does not return "
+            "it); fix the target name in the mappings"
+        )
