@@ -11,6 +11,7 @@ from snsync.config import Config
 from snsync.connections import Connections
 from snsync.errors import ApiError, ForbiddenError, NotFoundError, SnsyncError
 from snsync.graph.source import find_service_principal
+from snsync.http import describe_failure
 from snsync.redact import redact
 from snsync.servicenow.client import TableClient, servicenow_error
 
@@ -145,7 +146,8 @@ def _reachable(config: Config, conns: Connections) -> str:
                 service="servicenow",
             ) from None
         raise ApiError(
-            f"cannot connect to {config.servicenow.instance}: {_first(exc)}", service="servicenow"
+            f"cannot connect to {config.servicenow.instance}: {describe_failure(exc)}",
+            service="servicenow",
         ) from None
     if response.status_code in (401, 200, 403):
         return f"{config.servicenow.instance} answers the Table API"

@@ -154,7 +154,7 @@ class HttpClient:
                 return final.response
             raise TransientError(
                 f"{self.service}: {method} {redact(url)} failed after "
-                f"{self.policy.attempts} attempts: {_describe(final.cause)}",
+                f"{self.policy.attempts} attempts: {describe_failure(final.cause)}",
                 service=self.service,
                 method=method,
                 url=redact(url),
@@ -172,7 +172,7 @@ class HttpClient:
             if repeatable:
                 raise _Retry(None, exc) from exc
             raise TransientError(
-                f"{self.service}: {method} {redact(url)}: {_describe(exc)}; not repeated "
+                f"{self.service}: {method} {redact(url)}: {describe_failure(exc)}; not repeated "
                 "because it may have been applied (it is retried in a later cycle)",
                 service=self.service,
                 method=method,
@@ -212,7 +212,8 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
         return None
 
 
-def _describe(exc: Exception | None) -> str:
+def describe_failure(exc: Exception | None) -> str:
+    """A short phrase for a failed request: DNS, refused, dropped, timed out."""
     if exc is None:
         return "no answer"
     if isinstance(exc, requests.Timeout):

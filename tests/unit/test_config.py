@@ -58,21 +58,38 @@ def test_good_config_loads_secrets_from_env_and_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("  tenant_id: contoso.example\n", "  tenant_id: contoso.example\n  tenant: x\n",
-         "graph.tenant: unknown key"),
+        (
+            "  tenant_id: contoso.example\n",
+            "  tenant_id: contoso.example\n  tenant: x\n",
+            "graph.tenant: unknown key",
+        ),
         ("  instance: acme", "  instance: Acme_Corp!", "servicenow.instance: 'Acme_Corp!' is not"),
         ("  instance: acme", "  instance: http://acme.example", "must be an https:// URL"),
         ("  client_secret: ${GRAPH_SECRET}\n", "", "graph: set exactly one of client_secret"),
-        ("state:\n  path: state.db", "state:\n  path: state.db\nschedule:\n  interval: soon",
-         "schedule.interval: 'soon' is not a duration"),
+        (
+            "state:\n  path: state.db",
+            "state:\n  path: state.db\nschedule:\n  interval: soon",
+            "schedule.interval: 'soon' is not a duration",
+        ),
         ("    username: snsync\n", "", "servicenow.auth.username: required key is missing"),
-        ("state:", "mappings:\n  users:\n    - target: user_name\n      source: upn\n"
-         "      matching: true\n    - target: title\n      expression: Left([jobTitle], 3\n"
-         "state:", "mappings.users[1].expression: col"),
-        ("state:", "mappings:\n  users:\n    - target: title\n      source: jobTitle\nstate:",
-         "mappings.users: no mapping has 'matching: true'"),
-        ("state:", "scope:\n  filters:\n    - - attribute: x\n        operator: LIKE\n"
-         "        value: y\nstate:", "scope.filters[0][0].operator"),
+        (
+            "state:",
+            "mappings:\n  users:\n    - target: user_name\n      source: upn\n"
+            "      matching: true\n    - target: title\n      expression: Left([jobTitle], 3\n"
+            "state:",
+            "mappings.users[1].expression: col",
+        ),
+        (
+            "state:",
+            "mappings:\n  users:\n    - target: title\n      source: jobTitle\nstate:",
+            "mappings.users: no mapping has 'matching: true'",
+        ),
+        (
+            "state:",
+            "scope:\n  filters:\n    - - attribute: x\n        operator: LIKE\n"
+            "        value: y\nstate:",
+            "scope.filters[0][0].operator",
+        ),
     ],
 )
 def test_mistakes_name_the_key(tmp_path: Path, old: str, new: str, expected: str) -> None:
