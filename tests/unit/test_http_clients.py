@@ -28,8 +28,12 @@ GRAPH = "https://graph.example"
 
 def http(read_only: bool = False, sleeps: list[float] | None = None) -> HttpClient:
     record = sleeps if sleeps is not None else []
-    return HttpClient(service="test", read_only=read_only,
-                      policy=RetryPolicy(attempts=3, base_s=0.01), sleep=record.append)
+    return HttpClient(
+        service="test",
+        read_only=read_only,
+        policy=RetryPolicy(attempts=3, base_s=0.01),
+        sleep=record.append,
+    )
 
 
 class FakeTokens:
@@ -118,8 +122,10 @@ def test_servicenow_keyset_paging() -> None:
 )
 @responses.activate
 def test_servicenow_errors(status: int, error: type[Exception], fragment: str) -> None:
-    body = {"error": {"message": "No Record found" if status == 404 else "x", "detail": "d"},
-            "status": "failure"}
+    body = {
+        "error": {"message": "No Record found" if status == 404 else "x", "detail": "d"},
+        "status": "failure",
+    }
     responses.get(f"{SN}/api/now/table/sys_user/abc", status=status, json=body)
     with pytest.raises(error, match=fragment):
         sn_client(http()).get("sys_user", "abc")
@@ -127,14 +133,23 @@ def test_servicenow_errors(status: int, error: type[Exception], fragment: str) -
 
 @responses.activate
 def test_graph_follows_next_links_and_explains_missing_permission() -> None:
-    responses.get(f"{GRAPH}/v1.0/users", json={"value": [{"id": "1"}],
-                                               "@odata.nextLink": f"{GRAPH}/v1.0/users?p=2"})
+    responses.get(
+        f"{GRAPH}/v1.0/users",
+        json={"value": [{"id": "1"}], "@odata.nextLink": f"{GRAPH}/v1.0/users?p=2"},
+    )
     responses.get(f"{GRAPH}/v1.0/users?p=2", json={"value": [{"id": "2"}]})
     graph = GraphClient(GRAPH, http(), FakeTokens())  # type: ignore[arg-type]
     assert [u["id"] for u in graph.list_all("users")] == ["1", "2"]
-    responses.get(f"{GRAPH}/v1.0/servicePrincipals/x", status=403, json={
-        "error": {"code": "Authorization_RequestDenied",
-                  "message": "Insufficient privileges to complete the operation."}})
+    responses.get(
+        f"{GRAPH}/v1.0/servicePrincipals/x",
+        status=403,
+        json={
+            "error": {
+                "code": "Authorization_RequestDenied",
+                "message": "Insufficient privileges to complete the operation.",
+            }
+        },
+    )
     with pytest.raises(ForbiddenError, match="Application.Read.All"):
         graph.get("servicePrincipals/x")
 

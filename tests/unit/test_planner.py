@@ -70,9 +70,7 @@ def test_linked_record_with_no_difference_is_unchanged() -> None:
 
 def test_rename_updates_the_linked_record_in_place() -> None:
     rec = record("a" * 32, "ann@contoso.example", source="entra:u1")
-    plan = plan_users(
-        [want(upn="ann.new@contoso.example")], target(rec), {"u1": "a" * 32}, OPTIONS
-    )
+    plan = plan_users([want(upn="ann.new@contoso.example")], target(rec), {"u1": "a" * 32}, OPTIONS)
     item = only(plan.items)
     assert item.action is Action.UPDATE and item.sys_id == "a" * 32
     assert item.changes == (Change("user_name", "ann@contoso.example", "ann.new@contoso.example"),)

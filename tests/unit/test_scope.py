@@ -21,8 +21,9 @@ MEMBERS = {"g-agents": ("u-member",)}
 
 
 def decide(user_id: str, config: ScopeConfig | None = None, **attrs: Any) -> tuple[bool, str]:
-    decision = decide_scope({"id": user_id, **attrs}, ASSIGNMENTS, MEMBERS, ROLES,
-                            config or ScopeConfig())
+    decision = decide_scope(
+        {"id": user_id, **attrs}, ASSIGNMENTS, MEMBERS, ROLES, config or ScopeConfig()
+    )
     return decision.in_scope, decision.reason
 
 
@@ -53,8 +54,10 @@ def test_default_access_can_be_excluded() -> None:
 
 
 def test_filters_and_within_or_between() -> None:
-    sales = [ScopeClause(attribute="department", operator="EQUALS", value="Sales"),
-             ScopeClause(attribute="country", operator="EQUALS", value="US")]
+    sales = [
+        ScopeClause(attribute="department", operator="EQUALS", value="Sales"),
+        ScopeClause(attribute="country", operator="EQUALS", value="US"),
+    ]
     it = [ScopeClause(attribute="department", operator="EQUALS", value="IT")]
     config = ScopeConfig(filters=[sales, it])
     assert decide("u-direct", config, department="Sales", country="US")[0]
@@ -90,7 +93,8 @@ def test_filters_and_within_or_between() -> None:
         ("!&", "2", "5", True),
     ],
 )
-def test_clause_operators(operator: str, clause_value: str | None, value: Any,
-                          expected: bool) -> None:
+def test_clause_operators(
+    operator: str, clause_value: str | None, value: Any, expected: bool
+) -> None:
     clause = ScopeClause(attribute="x", operator=operator, value=clause_value)  # type: ignore[arg-type]
     assert clause_holds(value, clause) is expected

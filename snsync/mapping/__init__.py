@@ -1,0 +1,1 @@
+"""Attribute mapping: the Entra ID expression language and its function library."""

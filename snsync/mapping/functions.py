@@ -1,0 +1,1091 @@
+"""Function library of the Entra ID attribute-mapping expression language."""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import operator
+import re
+import secrets
+import string
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from random import Random
+from types import MappingProxyType
+from typing import Any, Final, Protocol, TypeAlias
+
+Value: TypeAlias = str | bool | int | list["Value"] | None
+"""A value as Microsoft Graph JSON gives it; a missing attribute is None."""
+
+Impl: TypeAlias = Callable[["Args", "EvalContext"], Value]
+"""Implementation of one function: reads its arguments on demand."""
+
+
+class ArgumentError(Exception):
+    """A function was given arguments it cannot work with (message omits the function name)."""
+
+
+class IgnoreFlowSignal(Exception):
+    """Raised by IgnoreFlowIfNullOrEmpty; the evaluator turns it into the IGNORE sentinel."""
+
+
+class Args(Protocol):
+    """Arguments of one call, evaluated on first access; a missing optional argument is None."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Value: ...
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """Everything an evaluation needs besides the source object."""
+
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """Clock for Now() and time-only FormatDateTime input; naive results are taken as UTC."""
+    is_unique: Callable[[str], bool] | None = None
+    """Uniqueness check for SelectUniqueValue; None accepts the first candidate."""
+    random: Random | None = None
+    """Seeded generator for Guid/RandomString in tests; None uses the OS CSPRNG."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """Name, arity and implementation of one expression function."""
+
+    name: str
+    min_args: int
+    max_args: int | None
+    impl: Impl
+    even_args: bool = False
+    top_level_only: bool = False
+
+
+_REGISTRY: dict[str, FunctionSpec] = {}
+FUNCTIONS: Final[Mapping[str, FunctionSpec]] = MappingProxyType(_REGISTRY)
+"""Every supported function by its case-sensitive name."""
+
+DATE_FORMAT: Final = "M/d/yyyy h:mm:ss tt"
+""".NET format of every date/time string the date functions return (always UTC)."""
+
+
+def to_text(value: Value) -> str | None:
+    """String form of a value as Azure renders it (booleans as "True"/"False"); None stays None."""
+    if isinstance(value, list):
+        return _single(value)
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)  # ints, and any other JSON scalar (a float) a caller passes anyway
+
+
+def compare_values(op: str, left: Value, right: Value) -> bool:
+    """Apply a comparison operator of an IIF condition: numeric when either side is a number."""
+    if left is None or right is None:
+        # Microsoft: "If the source attribute used within the IIF function is empty or null,
+        # the condition check fails", so a silent False would hide bad data.
+        raise ArgumentError("cannot compare a null value (use Switch to test for null/empty)")
+    if op not in _OPERATORS:
+        raise ArgumentError(f"unknown operator {op!r}")
+    numbers = _numeric_pair(left, right)
+    if numbers is not None:
+        return _OPERATORS[op](*numbers)
+    return _OPERATORS[op](_text_required(left, "left"), _text_required(right, "right"))
+
+
+def parse_datetime(text: str) -> datetime:
+    """Parse ISO 8601, 'M/d/yyyy h:mm:ss tt' or AD generalized time to an aware UTC datetime."""
+    stripped = text.strip()
+    for pattern in _DATE_PATTERNS:
+        match = pattern.fullmatch(stripped)
+        if match is not None:
+            return _from_match(match)
+    raise ArgumentError(f"{text!r} is not a recognised date/time")
+
+
+def format_datetime(moment: datetime, fmt: str = DATE_FORMAT) -> str:
+    """Render a time (converted to UTC) with a .NET custom date and time format string."""
+    utc = _as_utc(moment)
+    return "".join(text if kind == "lit" else _render(utc, text) for kind, text in _tokens(fmt))
+
+
+def normalize_diacritics(text: str) -> str:
+    """Replace accented Latin letters by plain ones, as Microsoft's NormalizeDiacritics table."""
+    decomposed = unicodedata.normalize("NFD", text.translate(_LIGATURES))
+    kept: list[str] = []
+    latin_base = False
+    for char in decomposed:
+        if unicodedata.combining(char):
+            # Only marks on Latin letters go: other scripts (e.g. Devanagari) need theirs.
+            if not latin_base:
+                kept.append(char)
+            continue
+        latin_base = char.isascii() and char.isalpha()
+        kept.append(char)
+    return unicodedata.normalize("NFC", "".join(kept))
+
+
+# --- registration -------------------------------------------------------------------------
+
+
+def _register(
+    name: str, min_args: int, max_args: int | None, **flags: bool
+) -> Callable[[Impl], Impl]:
+    def add(impl: Impl) -> Impl:
+        _REGISTRY[name] = FunctionSpec(name, min_args, max_args, impl, **flags)
+        return impl
+
+    return add
+
+
+# --- value conversion helpers ---------------------------------------------------------------
+
+
+def _single(values: list[Value]) -> str | None:
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ArgumentError(
+            f"expected a single value, got a multi-valued one ({len(values)} values)"
+        )
+    return to_text(values[0])
+
+
+def _text_required(value: Value, what: str) -> str:
+    text = to_text(value)
+    if text is None:
+        raise ArgumentError(f"{what} is required")
+    return text
+
+
+def _int(value: Value, what: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    text = to_text(value)
+    if isinstance(value, bool) or text is None or not re.fullmatch(r"\s*[+-]?\d+\s*", text):
+        raise ArgumentError(f"{what} must be an integer, got {value!r}")
+    return int(text)
+
+
+def _int_required(value: Value, what: str) -> int:
+    number = _int(value, what)
+    if number is None:
+        raise ArgumentError(f"{what} is required")
+    return number
+
+
+def _numeric_pair(left: Value, right: Value) -> tuple[int, int] | None:
+    # Only a real number on one side makes the comparison numeric: "01" = "1" stays textual.
+    if not any(isinstance(v, int) and not isinstance(v, bool) for v in (left, right)):
+        return None
+    try:
+        return _int_required(left, "left operand"), _int_required(right, "right operand")
+    except ArgumentError:
+        return None
+
+
+_OPERATORS: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
+    "=": operator.eq,
+    "<>": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def _bool(value: Value) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    text = _text_required(value, "value").strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text) != 0
+    raise ArgumentError(f"{value!r} is not a boolean or a number")
+
+
+def _values(value: Value) -> list[Value]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _is_empty(value: Value) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _rng(ctx: EvalContext) -> Random:
+    # Without a seeded generator from the caller, use the OS CSPRNG: RandomString makes passwords.
+    return ctx.random if ctx.random is not None else secrets.SystemRandom()
+
+
+def _simple_case(text: str, upper: bool) -> str:
+    # .NET maps case one character at a time ("ß" stays "ß"), so positions never shift.
+    return "".join(_simple_char_case(char, upper) for char in text)
+
+
+def _simple_char_case(char: str, upper: bool) -> str:
+    mapped = char.upper() if upper else char.lower()
+    if len(mapped) == 1:
+        return mapped
+    # U+0130 is the one letter whose simple lowercase (i) differs from its full one (i + dot).
+    return "i" if char == "\u0130" and not upper else char
+
+
+# --- strings ----------------------------------------------------------------------------------
+
+
+@_register("Append", 2, 2)
+def _append(args: Args, ctx: EvalContext) -> Value:
+    source = to_text(args[0])
+    if source is None:
+        return None
+    return source + (to_text(args[1]) or "")
+
+
+@_register("Join", 2, None)
+def _join(args: Args, ctx: EvalContext) -> Value:
+    separator = to_text(args[0]) or ""
+    parts = (to_text(v) for i in range(1, len(args)) for v in _values(args[i]))
+    # Microsoft's example Join(", ", "", [surname], [givenName]) gives "Doe, John": skip empties.
+    return separator.join(p for p in parts if p)
+
+
+@_register("Left", 2, 2)
+def _left(args: Args, ctx: EvalContext) -> Value:
+    text = to_text(args[0]) or ""
+    count = _int_required(args[1], "NumChars")
+    return text if count < 0 else text[:count]
+
+
+@_register("Mid", 3, 3)
+def _mid(args: Args, ctx: EvalContext) -> Value:
+    text = to_text(args[0])
+    start = _int_required(args[1], "start")
+    length = _int_required(args[2], "length")
+    if start < 1 or length < 0:
+        raise ArgumentError(f"start must be 1 or more and length 0 or more, got {start}, {length}")
+    return None if text is None else text[start - 1 : start - 1 + length]
+
+
+@_register("InStr", 2, 4)
+def _instr(args: Args, ctx: EvalContext) -> Value:
+    haystack, needle = to_text(args[0]), to_text(args[1])
+    start = _int(args[2], "start")
+    start = 1 if start is None else start
+    if start < 1:
+        raise ArgumentError(f"start must be 1 or more, got {start}")
+    if haystack is None or needle is None:
+        return None
+    if _text_compare(args[3]):
+        haystack, needle = _simple_case(haystack, False), _simple_case(needle, False)
+    return haystack.find(needle, start - 1) + 1
+
+
+def _text_compare(value: Value) -> bool:
+    mode = to_text(value)
+    if mode in (None, "vbBinaryCompare", "0"):
+        return False
+    if mode in ("vbTextCompare", "1"):
+        return True
+    raise ArgumentError(f"compareType must be vbBinaryCompare or vbTextCompare, got {mode!r}")
+
+
+@_register("StripSpaces", 1, 1)
+def _strip_spaces(args: Args, ctx: EvalContext) -> Value:
+    text = to_text(args[0])
+    return None if text is None else text.replace(" ", "")
+
+
+@_register("ToLower", 1, 2)
+def _to_lower(args: Args, ctx: EvalContext) -> Value:
+    return _change_case(args, upper=False)
+
+
+@_register("ToUpper", 1, 2)
+def _to_upper(args: Args, ctx: EvalContext) -> Value:
+    return _change_case(args, upper=True)
+
+
+def _change_case(args: Args, upper: bool) -> Value:
+    text = to_text(args[0])
+    culture = to_text(args[1]) or ""
+    if culture and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", culture):
+        raise ArgumentError(f"culture {culture!r} is not an RFC 4646 name such as 'en-US'")
+    if text is None:
+        return None
+    if culture.split("-")[0].lower() in ("tr", "az"):
+        # Turkic cultures pair dotted/dotless i differently; every other culture is invariant.
+        text = text.translate(_TURKIC_UPPER if upper else _TURKIC_LOWER)
+    return _simple_case(text, upper)
+
+
+_DOTLESS_I: Final = "\u0131"
+_DOTTED_I: Final = "\u0130"
+_TURKIC_UPPER: Final = str.maketrans({"i": _DOTTED_I, _DOTLESS_I: "I"})
+_TURKIC_LOWER: Final = str.maketrans({"I": _DOTLESS_I, _DOTTED_I: "i"})
+
+
+@_register("PCase", 1, 2)
+def _pcase(args: Args, ctx: EvalContext) -> Value:
+    text = to_text(args[0])
+    separators = to_text(args[1])
+    if text is None:
+        return None
+    is_separator = _default_separator if separators is None else separators.__contains__
+    chars: list[str] = []
+    at_word_start = True
+    for char in _simple_case(text, upper=False):
+        chars.append(_simple_case(char, upper=True) if at_word_start else char)
+        at_word_start = is_separator(char)
+    return "".join(chars)
+
+
+# Unicode categories that .NET ToTitleCase treats as word breaks (listed in Microsoft's doc).
+_SEPARATOR_CATEGORIES: Final = frozenset(
+    ("Zs", "Zl", "Zp", "Cc", "Cf", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So")
+)
+
+
+def _default_separator(char: str) -> bool:
+    return unicodedata.category(char) in _SEPARATOR_CATEGORIES
+
+
+@_register("Word", 3, 3)
+def _word(args: Args, ctx: EvalContext) -> Value:
+    text = to_text(args[0]) or ""
+    number = _int_required(args[1], "WordNumber")
+    delimiters = _text_required(args[2], "Delimiters")
+    words = [w for w in re.split(f"[{re.escape(delimiters)}]", text) if w] if delimiters else [text]
+    return words[number - 1] if 1 <= number <= len(words) else ""
+
+
+@_register("NormalizeDiacritics", 1, 1)
+def _normalize_diacritics(args: Args, ctx: EvalContext) -> Value:
+    text = to_text(args[0])
+    return None if text is None else normalize_diacritics(text)
+
+
+# Letters with no Unicode decomposition, mapped as Microsoft's table does.
+_LIGATURES: Final = str.maketrans(
+    {"æ": "ae", "Æ": "AE", "ǣ": "ae", "Ǣ": "AE", "ø": "oe", "Ø": "OE", "œ": "oe", "Œ": "OE",
+     "ß": "ss", "ł": "l", "Ł": "L", _DOTLESS_I: "i", "đ": "d", "Đ": "D"}
+)  # fmt: skip
+
+
+@_register("Split", 2, 2)
+def _split(args: Args, ctx: EvalContext) -> Value:
+    text = to_text(args[0])
+    delimiter = to_text(args[1])
+    if text is None:
+        return None
+    if not delimiter:
+        return [text]
+    # Microsoft's example splits "PermissionSetOne, PermissionSetTwo" on "," into two clean names.
+    return [part.strip() for part in text.split(delimiter)]
+
+
+@_register("ConvertToBase64", 1, 1)
+def _to_base64(args: Args, ctx: EvalContext) -> Value:
+    text = to_text(args[0])
+    # .NET "Unicode" means UTF-16 little endian.
+    return None if text is None else base64.b64encode(text.encode("utf-16-le")).decode("ascii")
+
+
+@_register("ConvertToUTF8Hex", 1, 1)
+def _to_utf8_hex(args: Args, ctx: EvalContext) -> Value:
+    text = to_text(args[0])
+    return None if text is None else text.encode("utf-8").hex().upper()
+
+
+@_register("Replace", 2, 7)
+def _replace(args: Args, ctx: EvalContext) -> Value:
+    source, old, pattern, group, replacement = (to_text(args[i]) for i in range(5))
+    template = to_text(args[6])
+    if old is not None and (replacement is not None or template is not None):
+        return _replace_plain(source, old, replacement, template)
+    if pattern is not None and replacement is not None:
+        return _replace_regex(source, _regex(pattern), group, replacement)
+    if pattern is not None and group is not None:
+        return _replace_fallback(source, _regex(pattern), group, to_text(args[5]))
+    raise ArgumentError(
+        "give oldValue with replacementValue or template, or regexPattern with "
+        "replacementValue or with regexGroupName and replacementAttributeName"
+    )
+
+
+def _replace_plain(
+    source: str | None, old: str, replacement: str | None, template: str | None
+) -> Value:
+    if not old:
+        raise ArgumentError("oldValue must not be empty")
+    if source is None:
+        return None
+    if replacement is not None:
+        return source.replace(old, replacement)
+    return (template or "").replace(old, source)
+
+
+def _replace_regex(
+    source: str | None, regex: re.Pattern[str], group: str | None, replacement: str
+) -> Value:
+    if source is None:
+        return None
+    if group is None:
+        return regex.sub(lambda m: _expand(replacement, m), source)
+    if group not in regex.groupindex:
+        raise ArgumentError(f"regexPattern has no group named {group!r}")
+    return _replace_group(source, regex, group, replacement)
+
+
+def _replace_group(source: str, regex: re.Pattern[str], group: str, replacement: str) -> str:
+    pieces: list[str] = []
+    done = 0
+    for match in regex.finditer(source):
+        begin, end = match.span(group)
+        if begin >= done:
+            pieces += [source[done:begin], _expand(replacement, match)]
+            done = end
+    return "".join(pieces) + source[done:]
+
+
+def _replace_fallback(
+    source: str | None, regex: re.Pattern[str], group: str, fallback: str | None
+) -> Value:
+    if group not in regex.groupindex:
+        raise ArgumentError(f"regexPattern has no group named {group!r}")
+    if source:
+        return source
+    match = regex.search(fallback) if fallback is not None else None
+    if match is None:
+        return None
+    found: str | None = match.group(group)
+    return found
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(_python_pattern(pattern))
+    except re.error as exc:
+        raise ArgumentError(f"invalid regexPattern {pattern!r}: {exc}") from None
+
+
+def _python_pattern(pattern: str) -> str:
+    # .NET spells named groups (?<name>...) and back references \k<name>; Python wants P.
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("\\k<", i):
+            end = pattern.find(">", i)
+            out.append(f"(?P={pattern[i + 3 : end]})" if end > 0 else pattern[i:])
+            i = end + 1 if end > 0 else len(pattern)
+        elif pattern[i] == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif pattern.startswith("(?<", i) and pattern[i + 3 : i + 4] not in ("=", "!"):
+            out.append("(?P<")
+            i += 3
+        else:
+            out.append(pattern[i])
+            i += 1
+    return "".join(out)
+
+
+_DOTNET_SUBSTITUTION: Final = re.compile(r"\$(?:\{(\w+)\}|(\d+)|([$&]))")
+
+
+def _expand(template: str, match: re.Match[str]) -> str:
+    # .NET substitutions: ${name}, $1, $$, $& (unknown groups stay literal, as in .NET).
+    def substitute(token: re.Match[str]) -> str:
+        name, number, symbol = token.groups()
+        if symbol is not None:
+            return "$" if symbol == "$" else match.group(0)
+        try:
+            found: str | None = match.group(int(number) if number else name)
+        except IndexError:
+            return token.group(0)
+        return found or ""
+
+    return _DOTNET_SUBSTITUTION.sub(substitute, template)
+
+
+# --- logic --------------------------------------------------------------------------------
+
+
+@_register("IIF", 3, 3)
+def _iif(args: Args, ctx: EvalContext) -> Value:
+    condition = _bool(args[0])
+    if condition is None:
+        raise ArgumentError("condition is null (Microsoft's IIF fails on null; use Switch)")
+    return args[1] if condition else args[2]
+
+
+@_register("Switch", 2, None, even_args=True)
+def _switch(args: Args, ctx: EvalContext) -> Value:
+    # Case-sensitive comparison of string forms; null matches the key "" (Microsoft's
+    # documented way to test for empty/null is a "" key).
+    source = to_text(args[0]) or ""
+    for key_index in range(2, len(args), 2):
+        if (to_text(args[key_index]) or "") == source:
+            return args[key_index + 1]
+    return args[1]
+
+
+@_register("Coalesce", 1, None)
+def _coalesce(args: Args, ctx: EvalContext) -> Value:
+    for index in range(len(args)):
+        if not _is_empty(args[index]):
+            return args[index]
+    # The last argument doubles as the default value, which may deliberately be "".
+    return args[len(args) - 1]
+
+
+@_register("IgnoreFlowIfNullOrEmpty", 1, 1)
+def _ignore_flow(args: Args, ctx: EvalContext) -> Value:
+    if _is_empty(args[0]):
+        raise IgnoreFlowSignal
+    return args[0]
+
+
+@_register("CBool", 1, 1)
+def _cbool(args: Args, ctx: EvalContext) -> Value:
+    return bool(_bool(args[0]))
+
+
+@_register("Not", 1, 1)
+def _not(args: Args, ctx: EvalContext) -> Value:
+    # Microsoft: "If source value is True, returns False. Otherwise, returns True."
+    return (to_text(args[0]) or "").strip().lower() != "true"
+
+
+@_register("IsNull", 1, 1)
+def _is_null(args: Args, ctx: EvalContext) -> Value:
+    return args[0] is None
+
+
+@_register("IsNullOrEmpty", 1, 1)
+def _is_null_or_empty(args: Args, ctx: EvalContext) -> Value:
+    return _is_empty(args[0])
+
+
+@_register("IsPresent", 1, 1)
+def _is_present(args: Args, ctx: EvalContext) -> Value:
+    return not _is_empty(args[0])
+
+
+@_register("IsString", 1, 1)
+def _is_string(args: Args, ctx: EvalContext) -> Value:
+    return isinstance(args[0], str)
+
+
+@_register("SelectUniqueValue", 2, None, top_level_only=True)
+def _select_unique(args: Args, ctx: EvalContext) -> Value:
+    for index in range(len(args)):
+        candidate = to_text(args[index])
+        if candidate and (ctx.is_unique is None or ctx.is_unique(candidate)):
+            return candidate
+    raise ArgumentError(f"none of the {len(args)} candidate values is unique")
+
+
+@_register("Redact", 1, 1)
+def _redact(args: Args, ctx: EvalContext) -> Value:
+    # The value flows unchanged; keeping it out of logs is the caller's job (is_redacted).
+    return args[0]
+
+
+# --- numbers, conversion, multi-valued ----------------------------------------------------------
+
+
+@_register("BitAnd", 2, 2)
+def _bit_and(args: Args, ctx: EvalContext) -> Value:
+    left, right = _int(args[0], "value1"), _int(args[1], "value2")
+    return None if left is None or right is None else left & right
+
+
+@_register("CStr", 1, 1)
+def _cstr(args: Args, ctx: EvalContext) -> Value:
+    return to_text(args[0])
+
+
+@_register("Count", 1, 1)
+def _count(args: Args, ctx: EvalContext) -> Value:
+    return len(_values(args[0]))
+
+
+@_register("Item", 2, 2)
+def _item(args: Args, ctx: EvalContext) -> Value:
+    index = _int_required(args[1], "index")
+    if args[0] is None:
+        return None
+    values = _values(args[0])
+    if not 1 <= index <= len(values):
+        plural = "" if len(values) == 1 else "s"
+        raise ArgumentError(f"index {index} is out of range ({len(values)} value{plural})")
+    return values[index - 1]
+
+
+@_register("RemoveDuplicates", 1, 1)
+def _remove_duplicates(args: Args, ctx: EvalContext) -> Value:
+    value = args[0]
+    if not isinstance(value, list):
+        return value
+    unique: list[Value] = []
+    for item in value:
+        if item not in unique:
+            unique.append(item)
+    return unique
+
+
+@_register("SingleAppRoleAssignment", 1, 1)
+def _single_app_role(args: Args, ctx: EvalContext) -> Value:
+    roles = _distinct_roles(args[0])
+    if len(roles) > 1:
+        raise ArgumentError(
+            f"{len(roles)} different app roles are assigned ({', '.join(roles)}); "
+            "Microsoft supports only one"
+        )
+    return roles[0] if roles else None
+
+
+@_register("AppRoleAssignmentsComplex", 1, 1)
+def _app_roles_complex(args: Args, ctx: EvalContext) -> Value:
+    roles: list[Value] = list(_distinct_roles(args[0]))
+    return roles or None
+
+
+def _distinct_roles(value: Value) -> list[str]:
+    roles: list[str] = []
+    for item in _values(value):
+        text = to_text(item)
+        if text and text not in roles:
+            roles.append(text)
+    return roles
+
+
+@_register("Guid", 0, 0)
+def _guid(args: Args, ctx: EvalContext) -> Value:
+    return str(uuid.UUID(int=_rng(ctx).getrandbits(128), version=4))
+
+
+@_register("RandomString", 5, 6)
+def _random_string(args: Args, ctx: EvalContext) -> Value:
+    length = _int_required(args[0], "Length")
+    minimums = [_int_required(args[i], name) for i, name in enumerate(_MINIMUM_NAMES, start=1)]
+    if not 0 < length <= 256 or min(minimums) < 0 or sum(minimums) > length:
+        raise ArgumentError(
+            f"Length must be 1..256 and at least the sum of the non-negative minimums, "
+            f"got {length} and {minimums}"
+        )
+    avoid = set(to_text(args[5]) or "")
+    pools = ["".join(c for c in pool if c not in avoid) for pool in _POOLS]
+    return _random_chars(_rng(ctx), length, minimums, pools)
+
+
+_MINIMUM_NAMES: Final = ("MinimumNumbers", "MinimumSpecialCharacters", "MinimumCapital",
+                         "MinimumLowerCase")  # fmt: skip
+# Special characters allowed by Windows' "password must meet complexity requirements" policy.
+_POOLS: Final = (string.digits, "~!@#$%^&*_-+=`|\\(){}[]:;\"'<>,.?/", string.ascii_uppercase,
+                 string.ascii_lowercase)  # fmt: skip
+
+
+def _random_chars(rng: Random, length: int, minimums: list[int], pools: list[str]) -> str:
+    if any(count and not pool for count, pool in zip(minimums, pools, strict=True)):
+        raise ArgumentError("CharactersToAvoid removes every character of a required kind")
+    chars = [rng.choice(pool) for count, pool in zip(minimums, pools, strict=True)
+             for _ in range(count)]  # fmt: skip
+    everything = "".join(pools)
+    if len(chars) < length and not everything:
+        raise ArgumentError("CharactersToAvoid removes every allowed character")
+    chars += [rng.choice(everything) for _ in range(length - len(chars))]
+    rng.shuffle(chars)
+    return "".join(chars)
+
+
+# --- dates --------------------------------------------------------------------------------
+
+
+@_register("Now", 0, 0)
+def _now(args: Args, ctx: EvalContext) -> Value:
+    return format_datetime(ctx.now())
+
+
+@_register("CDate", 1, 1)
+def _cdate(args: Args, ctx: EvalContext) -> Value:
+    moment = _date_arg(args[0])
+    return None if moment is None else format_datetime(moment)
+
+
+@_register("DateAdd", 3, 3)
+def _date_add(args: Args, ctx: EvalContext) -> Value:
+    interval = _interval(args[0])
+    amount = _int_required(args[1], "value")
+    moment = _date_arg(args[2])
+    if moment is None:
+        return None
+    try:
+        return format_datetime(_ADDERS[interval](moment, amount))
+    except (OverflowError, ValueError):
+        raise ArgumentError(f"adding {amount} {interval!r} leaves the supported range") from None
+
+
+@_register("DateDiff", 3, 3)
+def _date_diff(args: Args, ctx: EvalContext) -> Value:
+    interval = _interval(args[0])
+    first, second = _date_arg(args[1]), _date_arg(args[2])
+    if first is None or second is None:
+        return None
+    return _DIFFERS[interval](first, second)
+
+
+@_register("DateFromNum", 1, 1)
+def _date_from_num(args: Args, ctx: EvalContext) -> Value:
+    ticks = _int(args[0], "value")
+    if ticks is None:
+        return None
+    try:
+        return format_datetime(_FILETIME_EPOCH + timedelta(microseconds=ticks // 10))
+    except OverflowError:
+        raise ArgumentError(f"{ticks} is outside the supported date range") from None
+
+
+@_register("NumFromDate", 1, 1)
+def _num_from_date(args: Args, ctx: EvalContext) -> Value:
+    moment = _date_arg(args[0])
+    if moment is None:
+        return None
+    elapsed = moment - _FILETIME_EPOCH
+    # Integer arithmetic: float seconds would lose the 100 ns precision of FILETIME.
+    return (elapsed.days * 86_400 + elapsed.seconds) * 10_000_000 + elapsed.microseconds * 10
+
+
+@_register("FormatDateTime", 3, 4)
+def _format_date_time(args: Args, ctx: EvalContext) -> Value:
+    # The three-argument form predates the optional dateTimeStyles argument.
+    shift = 1 if len(args) == 4 else 0
+    if shift:
+        _check_styles(to_text(args[1]))
+    source = to_text(args[0])
+    input_format = _text_required(args[1 + shift], "inputFormat")
+    output_format = _text_required(args[2 + shift], "outputFormat")
+    if source is None:
+        return None
+    moment = _parse_exact(source, input_format, _as_utc(ctx.now()).date())
+    return format_datetime(moment, output_format)
+
+
+_STYLES: Final = frozenset(
+    ("None", "AllowLeadingWhite", "AllowTrailingWhite", "AllowInnerWhite", "AllowWhiteSpaces",
+     "NoCurrentDateDefault", "AdjustToUniversal", "AssumeLocal", "AssumeUniversal",
+     "RoundtripKind")
+)  # fmt: skip
+
+
+def _check_styles(styles: str | None) -> None:
+    # Validated so typos surface; all of them behave the same on a UTC host (see the docs).
+    for style in re.split(r"[,|]", styles or ""):
+        name = style.strip().removeprefix("DateTimeStyles.")
+        if name and name not in _STYLES:
+            raise ArgumentError(f"unknown dateTimeStyles value {name!r}")
+
+
+_FILETIME_EPOCH: Final = datetime(1601, 1, 1, tzinfo=UTC)
+
+
+def _date_arg(value: Value) -> datetime | None:
+    text = to_text(value)
+    return None if text is None else parse_datetime(text)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _interval(value: Value) -> str:
+    interval = _text_required(value, "interval").strip().lower()
+    if interval not in _ADDERS:
+        raise ArgumentError(f"unknown interval {interval!r} (use yyyy, q, m, y, d, w, ww, h, n, s)")
+    return interval
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    year, month = divmod(moment.year * 12 + moment.month - 1 + months, 12)
+    if not 1 <= year <= 9999:
+        raise ValueError("year out of range")
+    last_day = calendar.monthrange(year, month + 1)[1]
+    return moment.replace(year=year, month=month + 1, day=min(moment.day, last_day))
+
+
+# VB.NET DateAdd: y (day of year) and w (weekday) both add days.
+_ADDERS: Final[Mapping[str, Callable[[datetime, int], datetime]]] = {
+    "yyyy": lambda m, n: _add_months(m, 12 * n),
+    "q": lambda m, n: _add_months(m, 3 * n),
+    "m": _add_months,
+    "y": lambda m, n: m + timedelta(days=n),
+    "d": lambda m, n: m + timedelta(days=n),
+    "w": lambda m, n: m + timedelta(days=n),
+    "ww": lambda m, n: m + timedelta(weeks=n),
+    "h": lambda m, n: m + timedelta(hours=n),
+    "n": lambda m, n: m + timedelta(minutes=n),
+    "s": lambda m, n: m + timedelta(seconds=n),
+}
+
+
+def _elapsed(first: datetime, second: datetime, unit_seconds: int) -> int:
+    delta = second - first
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    quotient = abs(micros) // (unit_seconds * 1_000_000)
+    return quotient if micros >= 0 else -quotient  # VB truncates toward zero
+
+
+def _sunday_before(moment: datetime) -> datetime:
+    return moment - timedelta(days=(moment.weekday() + 1) % 7)
+
+
+# VB.NET DateDiff: calendar units count boundaries, clock units truncate the elapsed time,
+# "ww" counts Sunday-started weeks; this reproduces every row of Microsoft's DateDiff table.
+_DIFFERS: Final[Mapping[str, Callable[[datetime, datetime], int]]] = {
+    "yyyy": lambda a, b: b.year - a.year,
+    "q": lambda a, b: 4 * (b.year - a.year) + (b.month - 1) // 3 - (a.month - 1) // 3,
+    "m": lambda a, b: 12 * (b.year - a.year) + b.month - a.month,
+    "y": lambda a, b: _elapsed(a, b, 86_400),
+    "d": lambda a, b: _elapsed(a, b, 86_400),
+    "w": lambda a, b: _elapsed(a, b, 7 * 86_400),
+    "ww": lambda a, b: _elapsed(_sunday_before(a), _sunday_before(b), 7 * 86_400),
+    "h": lambda a, b: _elapsed(a, b, 3_600),
+    "n": lambda a, b: _elapsed(a, b, 60),
+    "s": lambda a, b: _elapsed(a, b, 1),
+}
+
+
+# --- free-form date parsing -------------------------------------------------------------------
+
+_ZONE: Final = r"\s*(?P<zone>[Zz]|[+-]\d{2}(?::?\d{2})?)?"
+_TIME: Final = (
+    r"(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:[.,](?P<frac>\d{1,7}))?)?"
+)
+_ISO: Final = re.compile(
+    rf"(?P<year>\d{{4}})-(?P<month>\d{{1,2}})-(?P<day>\d{{1,2}})(?:[Tt ]\s*{_TIME})?{_ZONE}"
+)
+_US: Final = re.compile(
+    rf"(?P<month>\d{{1,2}})/(?P<day>\d{{1,2}})/(?P<year>\d{{4}})"
+    rf"(?:\s+{_TIME}(?:\s*(?P<ampm>[AaPp][Mm]))?)?{_ZONE}"
+)
+_GENERALIZED: Final = re.compile(
+    r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})(?P<hour>\d{2})(?P<minute>\d{2})"
+    r"(?P<second>\d{2})(?:\.(?P<frac>\d{1,7}))?" + _ZONE
+)
+
+
+def _from_match(match: re.Match[str]) -> datetime:
+    parts = {k: int(v) for k, v in match.groupdict().items() if v and k not in _NON_NUMERIC}
+    hour = parts.get("hour", 0)
+    ampm = match.groupdict().get("ampm")
+    if ampm:
+        hour = hour % 12 + (12 if ampm.upper() == "PM" else 0)
+    micro = int(((match.groupdict().get("frac") or "") + "000000")[:6])
+    try:
+        moment = datetime(parts["year"], parts["month"], parts["day"], hour,
+                          parts.get("minute", 0), parts.get("second", 0), micro,
+                          tzinfo=_zone(match.group("zone")))  # fmt: skip
+    except ValueError:
+        raise ArgumentError(f"{match.string!r} is not a valid date/time") from None
+    return moment.astimezone(UTC)
+
+
+_NON_NUMERIC: Final = frozenset({"zone", "ampm", "frac"})
+_DATE_PATTERNS: Final = (_ISO, _US, _GENERALIZED)
+
+
+def _zone(text: str | None) -> timezone:
+    if not text or text in "Zz":
+        return UTC
+    digits = text[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + int(digits[2:] or 0)
+    if minutes >= 24 * 60:
+        raise ArgumentError(f"time zone offset {text!r} is out of range")
+    return timezone(timedelta(minutes=-minutes if text[0] == "-" else minutes))
+
+
+# --- .NET custom date and time format strings -----------------------------------------------
+
+_SPECIFIERS: Final = "yMdHhmsfFtzK"
+_MONTHS: Final = ("January", "February", "March", "April", "May", "June", "July", "August",
+                  "September", "October", "November", "December")  # fmt: skip
+_DAYS: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _tokens(fmt: str) -> Iterator[tuple[str, str]]:
+    if len(fmt) == 1:
+        yield from _tokens(_standard_format(fmt))
+        return
+    i = 0
+    while i < len(fmt):
+        char = fmt[i]
+        if char in "'\"":
+            end = fmt.find(char, i + 1)
+            if end < 0:
+                raise ArgumentError(f"unterminated quote in date format {fmt!r}")
+            yield "lit", fmt[i + 1 : end]
+            i = end + 1
+        elif char == "\\":
+            yield "lit", fmt[i + 1 : i + 2]
+            i += 2
+        elif char in _SPECIFIERS:
+            run = len(fmt[i:]) - len(fmt[i:].lstrip(char))
+            yield "spec", char * run
+            i += run
+        else:
+            # "%" only marks a lone specifier; every other character is copied literally.
+            yield "lit", "" if char == "%" else char
+            i += 1
+
+
+def _standard_format(letter: str) -> str:
+    # .NET reads a one-character format as a standard format; these are the invariant-culture ones.
+    if letter not in _STANDARD_FORMATS:
+        raise ArgumentError(f"unsupported standard date format {letter!r}; use e.g. 'yyyy-MM-dd'")
+    return _STANDARD_FORMATS[letter]
+
+
+_STANDARD_FORMATS: Final = {
+    "o": "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'fffffffK",
+    "O": "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'fffffffK",
+    "s": "yyyy'-'MM'-'dd'T'HH':'mm':'ss",
+    "u": "yyyy'-'MM'-'dd HH':'mm':'ss'Z'",
+    "r": "ddd, dd MMM yyyy HH':'mm':'ss 'GMT'",
+    "R": "ddd, dd MMM yyyy HH':'mm':'ss 'GMT'",
+    "d": "MM/dd/yyyy",
+    "D": "dddd, dd MMMM yyyy",
+    "t": "HH:mm",
+    "T": "HH:mm:ss",
+    "g": "MM/dd/yyyy HH:mm",
+    "G": "MM/dd/yyyy HH:mm:ss",
+    "f": "dddd, dd MMMM yyyy HH:mm",
+    "F": "dddd, dd MMMM yyyy HH:mm:ss",
+}
+
+
+def _render(moment: datetime, spec: str) -> str:
+    kind, width = spec[0], len(spec)
+    if kind in "fF":
+        if width > 7:
+            raise ArgumentError(f"at most 7 fraction digits are supported, got {spec!r}")
+        digits = f"{moment.microsecond:06}0"[:width]
+        return digits if kind == "f" else digits.rstrip("0")
+    return _RENDERERS[kind](moment, width)
+
+
+def _numeric(value: int, width: int) -> str:
+    return str(value).zfill(min(width, 2))
+
+
+def _year(moment: datetime, width: int) -> str:
+    return _numeric(moment.year % 100, width) if width <= 2 else str(moment.year).zfill(width)
+
+
+def _named(value: int, names: tuple[str, ...], width: int) -> str:
+    return names[value][:3] if width == 3 else names[value]
+
+
+_RENDERERS: Final[Mapping[str, Callable[[datetime, int], str]]] = {
+    "y": _year,
+    "M": lambda m, w: _numeric(m.month, w) if w <= 2 else _named(m.month - 1, _MONTHS, w),
+    "d": lambda m, w: _numeric(m.day, w) if w <= 2 else _named(m.weekday(), _DAYS, w),
+    "H": lambda m, w: _numeric(m.hour, w),
+    "h": lambda m, w: _numeric(m.hour % 12 or 12, w),
+    "m": lambda m, w: _numeric(m.minute, w),
+    "s": lambda m, w: _numeric(m.second, w),
+    "t": lambda m, w: ("AM" if m.hour < 12 else "PM")[:w],
+    "z": lambda m, w: ("+0", "+00", "+00:00")[min(w, 3) - 1],  # every time here is UTC
+    "K": lambda m, w: "Z",
+}
+
+
+def _parse_exact(text: str, fmt: str, default_date: date) -> datetime:
+    pattern, fields = _format_regex(fmt)
+    match = re.fullmatch(pattern, text.strip(), re.IGNORECASE)
+    if match is None:
+        raise ArgumentError(f"{text!r} does not match inputFormat {fmt!r}")
+    try:
+        return _assemble(match, fields, default_date)
+    except ValueError:
+        raise ArgumentError(f"{text!r} is not a valid date/time") from None
+
+
+def _format_regex(fmt: str) -> tuple[str, list[tuple[str, str]]]:
+    parts: list[str] = []
+    fields: list[tuple[str, str]] = []
+    for index, (kind, text) in enumerate(_tokens(fmt)):
+        if kind == "lit":
+            parts.append(re.escape(text))
+        else:
+            fields.append((f"g{index}", text))
+            parts.append(f"(?P<g{index}>{_field_pattern(text)})")
+    return "".join(parts), fields
+
+
+def _field_pattern(spec: str) -> str:
+    kind, width = spec[0], len(spec)
+    if kind in "Md" and width >= 3:
+        names = _MONTHS if kind == "M" else _DAYS
+        return "|".join(n[:3] if width == 3 else n for n in names)
+    if kind in "fF":
+        return rf"\d{{{'0' if kind == 'F' else width},{min(width, 7)}}}"
+    return {
+        "y": r"\d{1,2}" if width == 1 else r"\d{2}" if width == 2 else rf"\d{{{min(width, 4)},4}}",
+        "t": "[AP]" if width == 1 else "AM|PM",
+        "z": r"[+-]\d{2}:\d{2}" if width >= 3 else r"[+-]\d{1,2}",
+        "K": r"Z|[+-]\d{2}:\d{2}|",
+    }.get(kind, r"\d{2}" if width >= 2 else r"\d{1,2}")
+
+
+def _assemble(match: re.Match[str], fields: list[tuple[str, str]], default_date: date) -> datetime:
+    values: dict[str, int] = {}
+    zone: str | None = None
+    pm: bool | None = None
+    for group, spec in fields:
+        text = match.group(group) or ""
+        kind = spec[0]
+        if kind in "zK":
+            zone = text or zone
+        elif kind == "t":
+            pm = text.upper().startswith("P")
+        elif kind in "fF":
+            values["micro"] = int((text + "000000")[:6])
+        elif not (kind == "d" and len(spec) >= 3):  # a day name carries no date information
+            values[_FIELD_NAMES[kind]] = _field_value(spec, text)
+    return _build(values, zone, pm, default_date)
+
+
+_FIELD_NAMES: Final = {"y": "year", "M": "month", "d": "day", "H": "hour", "h": "hour",
+                       "m": "minute", "s": "second"}  # fmt: skip
+
+
+def _field_value(spec: str, text: str) -> int:
+    kind, width = spec[0], len(spec)
+    if kind == "M" and width >= 3:
+        return [n[: len(text)].lower() for n in _MONTHS].index(text.lower()) + 1
+    if kind == "y" and width <= 2:
+        return 2000 + int(text) if int(text) <= 49 else 1900 + int(text)  # .NET two-digit window
+    return int(text)
+
+
+def _build(values: dict[str, int], zone: str | None, pm: bool | None, default: date) -> datetime:
+    # Like .NET: a format without any date part means today; a partial date defaults to 1/1/1.
+    has_date = any(k in values for k in ("year", "month", "day"))
+    year, month, day = (1, 1, 1) if has_date else (default.year, default.month, default.day)
+    hour = values.get("hour", 0)
+    if pm is not None:
+        hour = hour % 12 + (12 if pm else 0)
+    moment = datetime(
+        values.get("year", year), values.get("month", month), values.get("day", day), hour,
+        values.get("minute", 0), values.get("second", 0), values.get("micro", 0), _zone(zone),
+    )  # fmt: skip
+    return moment.astimezone(UTC)
