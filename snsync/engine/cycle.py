@@ -14,12 +14,20 @@ from snsync.engine.model import (
     Action,
     Desired,
     Plan,
+    PlanItem,
     Result,
     SourceSnapshot,
     Status,
     TargetSnapshot,
 )
-from snsync.engine.planner import PlanOptions, effective_links, plan_deferred, plan_users
+from snsync.engine.planner import (
+    PlanOptions,
+    effective_links,
+    execution_waves,
+    plan_deferred,
+    plan_users,
+    with_references,
+)
 from snsync.errors import ExitCode
 from snsync.graph import source
 from snsync.mapping.expressions import EvalContext, parse, referenced_attributes
@@ -176,25 +184,24 @@ def run_cycle(
             state.end_cycle(cycle_id, f"error: {exc}", {}, requests_made(conns))
         raise
     concurrency = config.servicenow.max_concurrency
-    results = execute(
-        planned.plan.items,
-        conns.servicenow,
-        target_io.USER_TABLE,
-        concurrency=concurrency,
-        dry_run=dry_run,
-        on_result=on_result,
-    )
+
+    def run(items: Sequence[PlanItem]) -> list[Result]:
+        return execute(
+            items,
+            conns.servicenow,
+            target_io.USER_TABLE,
+            concurrency=concurrency,
+            dry_run=dry_run,
+            on_result=on_result,
+        )
+
     links = dict(planned.links)
-    links.update(new_links(results))
-    followups = plan_deferred(planned.plan.items, results, links)
-    results += execute(
-        followups,
-        conns.servicenow,
-        target_io.USER_TABLE,
-        concurrency=concurrency,
-        dry_run=dry_run,
-        on_result=on_result,
-    )
+    results: list[Result] = []
+    for wave in execution_waves(planned.plan.items):
+        done = run([with_references(item, links) for item in wave])
+        results += done
+        links.update(new_links(done))
+    results += run(plan_deferred([r.item for r in results], results, links))
     report = CycleReport(
         cycle_id,
         dry_run,

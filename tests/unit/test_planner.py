@@ -7,7 +7,14 @@ from dataclasses import replace
 import pytest
 
 from snsync.engine.model import Action, Change, Desired, Reason, Result, Status, TargetSnapshot
-from snsync.engine.planner import PlanOptions, effective_links, plan_deferred, plan_users
+from snsync.engine.planner import (
+    PlanOptions,
+    effective_links,
+    execution_waves,
+    plan_deferred,
+    plan_users,
+    with_references,
+)
 
 OPTIONS = PlanOptions()
 DEPT = "d" * 32
@@ -219,3 +226,23 @@ def test_expression_failure_fails_only_that_object() -> None:
     plan = plan_users([want(), broken], target(), {}, OPTIONS)
     statuses = {i.directory_id: i.status for i in plan.items}
     assert statuses == {"u1": Status.SUCCESS, "u2": Status.FAILURE}
+
+
+def test_waves_create_managers_before_their_reports() -> None:
+    ceo = want("ceo", "ceo@contoso.example")
+    vp = replace(want("vp", "vp@contoso.example"), references={"manager": ("sys_user", "ceo")})
+    eng = replace(want("eng", "eng@contoso.example"), references={"manager": ("sys_user", "vp")})
+    plan = plan_users([eng, vp, ceo], target(), {}, OPTIONS)
+    waves = [[i.directory_id for i in wave] for wave in execution_waves(plan.items)]
+    assert waves == [["ceo"], ["vp"], ["eng"]]
+    vp_item = next(i for i in plan.items if i.directory_id == "vp")
+    ready = with_references(vp_item, {"ceo": "c" * 32})
+    assert Change("manager", None, "c" * 32) in ready.changes and not ready.deferred
+
+
+def test_waves_survive_a_reporting_loop() -> None:
+    a = replace(want("a", "a@contoso.example"), references={"manager": ("sys_user", "b")})
+    b = replace(want("b", "b@contoso.example"), references={"manager": ("sys_user", "a")})
+    plan = plan_users([a, b], target(), {}, OPTIONS)
+    flat = [i.directory_id for wave in execution_waves(plan.items) for i in wave]
+    assert sorted(flat) == ["a", "b"]
