@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -52,8 +53,15 @@ def _https_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def _existing_file(value: Path) -> Path:
+def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths in the config are relative to the config file's folder, not the cwd."""
     path = value.expanduser()
+    base = (info.context or {}).get("base") if info else None
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+def _existing_file(value: Path, info: ValidationInfo) -> Path:
+    path = _relative_to_config(value, info)
     if not path.is_file():
         raise ValueError(f"file '{path}' does not exist")
     return path
@@ -318,8 +326,8 @@ class StateConfig(_Section):
 
     @field_validator("path")
     @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _expand(cls, value: Path, info: ValidationInfo) -> Path:
+        return _relative_to_config(value, info)
 
 
 class Config(_Section):
@@ -389,7 +397,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     if literal:
         _warn_literal_secrets(path, literal)
     try:
-        config = Config.model_validate(expanded)
+        config = Config.model_validate(expanded, context={"base": path.parent})
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_problem(exc)}") from None
     return config.model_copy(update={"source_path": path})

@@ -18,6 +18,7 @@ MAX_VALUE = 60
 def plan_text(planned: CyclePlan) -> str:
     """The plan as the admin reads it: one block per object, attribute diffs under it."""
     plan = planned.plan
+    names = {d.directory_id: d.display_name for d in planned.desired}
     lines = [
         f"Scope: {planned.in_scope} users in scope of {planned.source_users} in the directory; "
         f"{len(planned.links)} linked to ServiceNow records."
@@ -26,7 +27,8 @@ def plan_text(planned: CyclePlan) -> str:
         lines.append(_item_line(item))
         lines += [f"      {_change(c)}" for c in item.changes]
         lines += [
-            f"      {name}: set once '{who}' is created" for name, who in item.deferred.items()
+            f"      {name}: set once '{names.get(who, who)}' is created"
+            for name, who in item.deferred.items()
         ]
     counts = ", ".join(f"{n} {a}" for a, n in sorted(plan.counts().items())) or "no changes"
     lines.append(f"Plan: {counts}; {plan.unchanged} unchanged.")
@@ -54,7 +56,9 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "reason": item.reason,
         "message": redact(item.message),
         "adopt": item.adopt,
-        "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in item.changes],
+        "changes": [
+            {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
+        ],
         "deferred": dict(item.deferred),
     }
 
@@ -120,9 +124,7 @@ def log_text(entries: Sequence[LogEntry]) -> str:
             f"{when} cycle {e.cycle_id} {e.action:<7} {e.status:<8} {e.display_name} "
             f"({e.directory_id}){reason} {e.message}".rstrip()
         )
-        lines += [
-            f"      {c['field']}: {_short(c['old'])} -> {_short(c['new'])}" for c in e.changes
-        ]
+        lines += [f"      {_change(Change(**c))}" for c in e.changes]
     return "\n".join(lines)
 
 
@@ -148,7 +150,10 @@ def _result_line(result: Result) -> str:
 
 
 def _change(change: Change) -> str:
-    return f"{change.field}: {_short(change.old)} -> {_short(change.new)}"
+    new = _short(change.new)
+    if change.label:
+        new = f"{_short(change.label)} ({change.new})"
+    return f"{change.field}: {_short(change.old)} -> {new}"
 
 
 def _short(value: str | None) -> str:

@@ -212,7 +212,10 @@ class State:
                 r.reason,
                 r.message,
                 json.dumps(
-                    [{"field": c.field, "old": c.old, "new": c.new} for c in r.item.changes]
+                    [
+                        {"field": c.field, "old": c.old, "new": c.new, "label": c.label}
+                        for c in r.item.changes
+                    ]
                 ),
             )
             for r in results

@@ -97,6 +97,7 @@ class Change:
     field: str
     old: str | None
     new: str
+    label: str | None = None  # display value of a reference (department name, manager name)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from snsync.engine.model import (
     TargetSnapshot,
 )
 
+Notice = tuple[str, str]  # (reason code, message) of a Warning status
 DEFAULT_PROTECTED = ("admin", "system", "guest", "maint", "snc_internal")
 
 
@@ -36,6 +37,7 @@ class PlanOptions:
     protected_names: frozenset[str] = frozenset(DEFAULT_PROTECTED)
     name_field: str = "user_name"
     manager_table: str = "sys_user"
+    names: Mapping[str, str] = field(default_factory=dict)  # directory id -> display name
 
 
 @dataclass
@@ -72,6 +74,8 @@ def plan_users(
     """Plan one cycle for users: every desired record against ServiceNow, then linked records
     whose directory user is gone."""
     index = _build_index(target.users, options)
+    names = {d.directory_id: d.display_name for d in desired}
+    options = replace(options, names={**names, **options.names})
     linked = effective_links(links, target, options)
     claimed = {sys_id: d for d, sys_id in linked.items()}
     planned_creates = {
@@ -186,8 +190,9 @@ def _plan_linked(
         return _failure(want, sys_id, Reason.EXPRESSION_FAILED, want.error)
     if not want.in_scope:
         return _plan_gone(want.directory_id, sys_id, record, options, want.display_name)
-    values, deferred, warnings = _resolve(want, linked, planned_creates, target, options)
-    changes = _diff(values, record)
+    labels: dict[str, str] = {}
+    values, deferred, warnings = _resolve(want, linked, planned_creates, target, options, labels)
+    changes = _diff(values, record, labels)
     if not changes and not deferred:
         return None
     return _update_item(want, sys_id, changes, deferred, warnings)
@@ -224,10 +229,13 @@ def _plan_unlinked(
     match = _match(want, index, options)
     if isinstance(match, PlanItem):
         return match
-    values, deferred, warnings = _resolve(want, linked, planned_creates, target, options)
+    labels: dict[str, str] = {}
+    values, deferred, warnings = _resolve(want, linked, planned_creates, target, options, labels)
     if match is None:
         merged = {**want.create_only, **values}
-        changes = tuple(Change(k, None, v) for k, v in sorted(merged.items()) if v != "")
+        changes = tuple(
+            Change(k, None, v, labels.get(k)) for k, v in sorted(merged.items()) if v != ""
+        )
         return PlanItem(
             Action.CREATE,
             want.directory_id,
@@ -236,7 +244,7 @@ def _plan_unlinked(
             changes,
             _status(warnings),
             _reason(warnings),
-            "; ".join(warnings),
+            _message(warnings),
             deferred=deferred,
         )
     owner = claimed.get(match)
@@ -259,7 +267,7 @@ def _plan_unlinked(
             "integration; snsync does not take it over",
         )
     claimed[match] = want.directory_id
-    changes = _diff(values, record)
+    changes = _diff(values, record, labels)
     item = _update_item(want, match, changes, deferred, warnings)
     return PlanItem(
         item.action,
@@ -305,11 +313,14 @@ def _resolve(
     planned_creates: set[str],
     target: TargetSnapshot,
     options: PlanOptions,
-) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    labels: dict[str, str],
+) -> tuple[dict[str, str], dict[str, str], list[Notice]]:
+    """Resolve reference fields to sys_ids; `labels` receives their display values."""
     values = dict(want.values)
     deferred: dict[str, str] = {}
-    warnings: list[str] = []
+    warnings: list[Notice] = []
     for name, (table, value) in sorted(want.references.items()):
+        labels[name] = options.names.get(value, value)
         if table == options.manager_table:
             if value in linked:
                 values[name] = linked[value]
@@ -317,8 +328,11 @@ def _resolve(
                 deferred[name] = value
             else:
                 warnings.append(
-                    f"{Reason.MANAGER_NOT_PROVISIONED}: {name} '{value}' has no "
-                    "ServiceNow account from snsync; left empty"
+                    (
+                        Reason.MANAGER_NOT_PROVISIONED,
+                        f"{name} '{labels.get(name, value)}' has no ServiceNow account from snsync;"
+                        " left empty",
+                    )
                 )
                 values[name] = ""
             continue
@@ -327,15 +341,19 @@ def _resolve(
             values[name] = found
         else:
             warnings.append(
-                f"{Reason.INVALID_LOOKUP}: {name} '{value}' does not exist in "
-                f"{table}; the field was left as it is"
+                (
+                    Reason.INVALID_LOOKUP,
+                    f"{name} '{value}' does not exist in {table}; the field was left as it is",
+                )
             )
     return values, deferred, warnings
 
 
-def _diff(values: Mapping[str, str], record: Record) -> tuple[Change, ...]:
+def _diff(
+    values: Mapping[str, str], record: Record, labels: Mapping[str, str]
+) -> tuple[Change, ...]:
     return tuple(
-        Change(name, record.get(name, ""), value)
+        Change(name, record.get(name, ""), value, labels.get(name))
         for name, value in sorted(values.items())
         if record.get(name, "") != value
     )
@@ -346,7 +364,7 @@ def _update_item(
     sys_id: str,
     changes: tuple[Change, ...],
     deferred: Mapping[str, str],
-    warnings: list[str],
+    warnings: list[Notice],
 ) -> PlanItem:
     action = Action.UPDATE
     for change in changes:
@@ -362,7 +380,7 @@ def _update_item(
         changes,
         _status(warnings),
         _reason(warnings),
-        "; ".join(warnings),
+        _message(warnings),
         deferred=deferred,
     )
 
@@ -438,9 +456,13 @@ def _failure(want: Desired, sys_id: str | None, reason: Reason, message: str) ->
     )
 
 
-def _status(warnings: list[str]) -> Status:
+def _status(warnings: list[Notice]) -> Status:
     return Status.WARNING if warnings else Status.SUCCESS
 
 
-def _reason(warnings: list[str]) -> str | None:
-    return warnings[0].split(":", 1)[0] if warnings else None
+def _reason(warnings: list[Notice]) -> str | None:
+    return warnings[0][0] if warnings else None
+
+
+def _message(warnings: list[Notice]) -> str:
+    return "; ".join(message for _, message in warnings)

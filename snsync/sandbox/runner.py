@@ -75,6 +75,7 @@ def start_sandbox(options: SandboxOptions) -> RunningSandbox:
     instance = load_instance_file(options.instance) if options.instance else demo_instance()
     directory = options.directory or Path(tempfile.mkdtemp(prefix="snsync-sandbox-"))
     directory.mkdir(parents=True, exist_ok=True)
+    directory = directory.resolve()
     tls = create_tls(directory / "tls", hosts=(options.host,))
     graph_app = GraphApp(tenant)
     sn_app = ServiceNowApp(

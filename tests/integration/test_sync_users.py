@@ -174,7 +174,7 @@ def test_logs_filter_by_user_and_status(snsync: Snsync) -> None:
     entries = snsync.json("logs", "--user", "Lee Gu")
     assert entries and all(e["display_name"] == "Lee Gu" for e in entries)
     assert entries[0]["action"] == "Create"
-    assert {"field": "user_name", "old": None, "new": LEE} in entries[0]["changes"]
+    assert {"field": "user_name", "old": None, "new": LEE, "label": None} in entries[0]["changes"]
     assert snsync.json("logs", "--status", "Failure") == []
     text = snsync("logs", "--since", "1h", "--action", "create").output
     assert "Create" in text and "Lee Gu" in text

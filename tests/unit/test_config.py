@@ -141,3 +141,15 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_instance_url(given: str, url: str) -> None:
     assert instance_url(given) == url
+
+
+def test_relative_paths_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ca.pem").write_text("pem")
+    text = GOOD.replace("  instance: acme", "  instance: acme\n  ca_bundle: ca.pem")
+    path = write(tmp_path, text)
+    monkeypatch.chdir("/")
+    config = load_config(path, ENV)
+    assert config.servicenow.ca_bundle == tmp_path / "ca.pem"
+    assert config.state.path == tmp_path / "state.db"

@@ -150,7 +150,7 @@ def test_graph_follows_next_links_and_explains_missing_permission() -> None:
             }
         },
     )
-    with pytest.raises(ForbiddenError, match="Application.Read.All"):
+    with pytest.raises(ForbiddenError, match=r"Application\.Read\.All"):
         graph.get("servicePrincipals/x")
 
 

@@ -196,7 +196,7 @@ def test_skip_out_of_scope_deletions_keeps_user_active() -> None:
 def test_department_resolved_by_display_value_and_missing_one_warns() -> None:
     good = replace(want(), references={"department": ("cmn_department", "Engineering")})
     item = only(plan_users([good], target(), {}, OPTIONS).items)
-    assert Change("department", None, DEPT) in item.changes
+    assert Change("department", None, DEPT, "Engineering") in item.changes
     bad = replace(want(), references={"department": ("cmn_department", "Research")})
     item = only(plan_users([bad], target(), {}, OPTIONS).items)
     assert item.status is Status.WARNING and item.reason == Reason.INVALID_LOOKUP
