@@ -17,32 +17,43 @@ MAX_VALUE = 60
 
 def plan_text(planned: CyclePlan) -> str:
     """The plan as the admin reads it: one block per object, attribute diffs under it."""
-    plan = planned.plan
-    names = {d.directory_id: d.display_name for d in planned.desired}
+    names = planned.names
+    users, groups = planned.users, planned.groups
     lines = [
-        f"Scope: {planned.in_scope} users in scope of {planned.source_users} in the directory; "
-        f"{len(planned.links)} linked to ServiceNow records."
+        f"Scope: {planned.in_scope} users in scope of {len(planned.snapshot.users)} in the "
+        f"directory, {len(planned.snapshot.groups)} assigned groups; {len(users.links)} users "
+        f"and {len(groups.links)} groups linked to ServiceNow records."
     ]
-    for item in plan.items:
+    for item in planned.items():
         lines.append(_item_line(item))
         lines += [f"      {_change(c)}" for c in item.changes]
         lines += [
             f"      {name}: set once '{names.get(who, who)}' is created"
             for name, who in item.deferred.items()
         ]
-    counts = ", ".join(f"{n} {a}" for a, n in sorted(plan.counts().items())) or "no changes"
-    lines.append(f"Plan: {counts}; {plan.unchanged} unchanged.")
+    for title, plan in (
+        ("Users", users.plan),
+        ("Groups", groups.plan),
+        ("Memberships", planned.memberships.plan),
+    ):
+        counts = ", ".join(f"{n} {a}" for a, n in sorted(plan.counts().items())) or "no changes"
+        lines.append(f"{title}: {counts}; {plan.unchanged} unchanged.")
     return "\n".join(lines)
 
 
 def plan_json(planned: CyclePlan) -> dict[str, Any]:
     return {
         "in_scope": planned.in_scope,
-        "source_users": planned.source_users,
-        "linked": len(planned.links),
-        "unchanged": planned.plan.unchanged,
-        "counts": planned.plan.counts(),
-        "items": [item_json(i) for i in planned.plan.items],
+        "source_users": len(planned.snapshot.users),
+        "assigned_groups": len(planned.snapshot.groups),
+        "linked": {"users": len(planned.users.links), "groups": len(planned.groups.links)},
+        "unchanged": planned.unchanged,
+        "counts": {
+            "users": planned.users.plan.counts(),
+            "groups": planned.groups.plan.counts(),
+            "memberships": planned.memberships.plan.counts(),
+        },
+        "items": [item_json(i) for i in planned.items()],
     }
 
 
@@ -56,6 +67,7 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "reason": item.reason,
         "message": redact(item.message),
         "adopt": item.adopt,
+        "object_type": item.object_type,
         "changes": [
             {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
         ],
@@ -70,8 +82,8 @@ def report_text(report: CycleReport) -> str:
     counts = report.counts()
     for action in sorted(counts):
         row = ", ".join(f"{n} {s}" for s, n in sorted(counts[action].items()))
-        lines.append(f"  {action:<8} {row}")
-    lines.append(f"  Unchanged {report.planned.plan.unchanged}")
+        lines.append(f"  {action:<18} {row}")
+    lines.append(f"  unchanged: {report.planned.unchanged} users and groups")
     req = report.requests
     lines.append(
         f"  Requests: Graph {req.get('graph_reads', 0)}, ServiceNow "
@@ -96,7 +108,7 @@ def report_json(report: CycleReport) -> dict[str, Any]:
         "dry_run": report.dry_run,
         "duration_s": round(report.duration_s, 3),
         "counts": report.counts(),
-        "unchanged": report.planned.plan.unchanged,
+        "unchanged": report.planned.unchanged,
         "requests": report.requests,
         "results": [result_json(r) for r in report.results],
     }
@@ -138,10 +150,11 @@ def dumps(data: Any) -> str:
 
 def _item_line(item: PlanItem) -> str:
     target = f" -> {item.sys_id}" if item.sys_id else ""
+    kind = "" if item.object_type == "user" else f"{item.object_type} "
     note = f" [{item.reason}]" if item.reason else ""
     message = f" {item.message}" if item.message else ""
     status = "" if item.status is Status.SUCCESS else f" ({item.status.value})"
-    return f"  {item.action.value:<7}{status} {item.display_name}{target}{note}{message}"
+    return f"  {item.action.value:<7}{status} {kind}{item.display_name}{target}{note}{message}"
 
 
 def _result_line(result: Result) -> str:

@@ -195,15 +195,14 @@ class State:
         ]
 
     # provisioning log
-    def log_results(
-        self, cycle_id: int | None, object_type: str, results: Sequence[Result]
-    ) -> None:
+    def log_results(self, cycle_id: int | None, results: Sequence[Result]) -> None:
+        """One provisioning-log row per result."""
         now = time.time()
         rows = [
             (
                 cycle_id,
                 now,
-                object_type,
+                r.item.object_type,
                 r.item.directory_id,
                 r.item.display_name,
                 r.sys_id,

@@ -1,21 +1,25 @@
-"""One sync cycle for users: read both sides, map, plan, execute, then record links and the
-provisioning log. Each step is another module's job; this one only puts them in order."""
+"""One sync cycle: read both sides, map, plan users, groups and memberships, execute them in that
+order, then record links and the provisioning log. Each step is another module's job; this one
+only puts them in order."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from snsync.config import AttributeMapping, Config
 from snsync.connections import Connections
 from snsync.engine.executor import OnResult, execute
+from snsync.engine.memberships import MEMBERSHIP_TABLE, MembershipPlan, plan_memberships
 from snsync.engine.model import (
     Action,
     Desired,
     Plan,
     PlanItem,
+    Record,
     Result,
+    SourceObject,
     SourceSnapshot,
     Status,
     TargetSnapshot,
@@ -25,7 +29,7 @@ from snsync.engine.planner import (
     effective_links,
     execution_waves,
     plan_deferred,
-    plan_users,
+    plan_objects,
     with_references,
 )
 from snsync.errors import ExitCode
@@ -35,20 +39,43 @@ from snsync.mapping.mapper import Mapper
 from snsync.servicenow import target as target_io
 from snsync.state import State
 
-USER = "user"
+USER, GROUP, MEMBERSHIP = "user", "group", "membership"
+TABLES = {USER: target_io.USER_TABLE, GROUP: target_io.GROUP_TABLE, MEMBERSHIP: MEMBERSHIP_TABLE}
 Progress = Callable[[str, int], None]
 
 
 @dataclass(frozen=True)
-class CyclePlan:
-    """Everything planned for one cycle, with what it was computed from."""
+class TablePlan:
+    """The plan for one table, with the desired records and links it was computed from."""
 
     plan: Plan
     desired: tuple[Desired, ...]
     links: dict[str, str]
     stale_links: tuple[str, ...]
-    source_users: int
+
+
+@dataclass(frozen=True)
+class CyclePlan:
+    """Everything planned for one cycle."""
+
+    users: TablePlan
+    groups: TablePlan
+    memberships: MembershipPlan  # a preview: new objects appear under placeholder ids
+    member_rows: tuple[Record, ...]
+    snapshot: SourceSnapshot
     in_scope: int
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Directory id -> display name, for users and groups."""
+        return {d.directory_id: d.display_name for d in (*self.users.desired, *self.groups.desired)}
+
+    @property
+    def unchanged(self) -> int:
+        return self.users.plan.unchanged + self.groups.plan.unchanged
+
+    def items(self) -> tuple[PlanItem, ...]:
+        return self.users.plan.items + self.groups.plan.items + self.memberships.plan.items
 
 
 @dataclass(frozen=True)
@@ -63,10 +90,10 @@ class CycleReport:
     requests: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Results by action, then by status."""
+        """Results by object type and action, then by status (keys like 'user Create')."""
         table: dict[str, dict[str, int]] = {}
         for r in self.results:
-            row = table.setdefault(r.item.action.value, {})
+            row = table.setdefault(f"{r.item.object_type} {r.item.action.value}", {})
             row[r.status.value] = row.get(r.status.value, 0) + 1
         return table
 
@@ -78,37 +105,43 @@ class CycleReport:
         return ExitCode.OBJECT_FAILURES if self.failures() else ExitCode.OK
 
 
-def plan_options(config: Config, mapper: Mapper) -> PlanOptions:
-    """Planner options from the config."""
+def plan_options(config: Config, mapper: Mapper, object_type: str = USER) -> PlanOptions:
+    """Planner options from the config, for users or groups."""
     actions = config.safety.actions
-    return PlanOptions(
+    options = PlanOptions(
         matching_fields=mapper.matching_fields,
-        link_field=config.mappings.link_field,
+        link_field=mapper.link_field,
         link_prefix=config.mappings.link_prefix,
         create=actions.create,
         update=actions.update,
         disable=actions.disable,
         skip_out_of_scope_deletions=config.safety.skip_out_of_scope_deletions,
+        object_type=object_type,
     )
+    if object_type == GROUP:
+        return replace(options, protected_names=frozenset(), name_field="name")
+    return options
 
 
-def source_attributes(config: Config) -> set[str]:
-    """Every directory attribute the user mappings and scoping filters read."""
+def source_attributes(config: Config, object_type: str = USER) -> set[str]:
+    """Every directory attribute the mappings (and, for users, the scoping filters) read."""
+    mappings = config.mappings.users if object_type == USER else config.mappings.groups
     names: set[str] = set()
-    for m in config.mappings.users:
+    for m in mappings:
         if m.kind == "direct" and m.source:
             names.add(m.source)
         elif m.kind == "expression" and m.expression:
             names |= referenced_attributes(parse(m.expression))
-    for clauses in config.scope.filters:
-        names |= {c.attribute for c in clauses}
+    if object_type == USER:
+        for clauses in config.scope.filters:
+            names |= {c.attribute for c in clauses}
     return names
 
 
-def target_fields(config: Config, mapper: Mapper) -> list[str]:
-    """The sys_user fields a cycle reads."""
-    extra = [config.mappings.link_field] if config.mappings.link_field else []
-    return list(dict.fromkeys([*mapper.targets, *extra, "user_name", "active"]))
+def target_fields(mapper: Mapper, name_field: str) -> list[str]:
+    """The fields a cycle reads from a table."""
+    extra = [mapper.link_field] if mapper.link_field else []
+    return list(dict.fromkeys([*mapper.targets, *extra, name_field, "active"]))
 
 
 def reference_tables(mappings: Iterable[AttributeMapping]) -> set[str]:
@@ -128,22 +161,59 @@ def make_mapper(config: Config, target: TargetSnapshot | None = None) -> Mapper:
     )
 
 
+def make_group_mapper(config: Config) -> Mapper:
+    return Mapper(
+        config.mappings.groups,
+        section="mappings.groups",
+        link_field=config.mappings.link_field,
+        link_prefix=config.mappings.link_prefix,
+    )
+
+
 def plan_from(
     config: Config,
     snapshot: SourceSnapshot,
     target: TargetSnapshot,
-    stored_links: dict[str, str],
+    links: Mapping[str, Mapping[str, str]],
 ) -> CyclePlan:
-    """Map and plan (pure): desired records for in-scope and linked users, against the target."""
+    """Map and plan users, then groups (pure). Memberships come with `with_memberships`."""
     mapper = make_mapper(config, target)
-    options = plan_options(config, mapper)
-    links = effective_links(stored_links, target, options)
-    relevant = [u for u in snapshot.users.values() if u.in_scope or u.id in links]
-    desired = tuple(mapper.desired(u) for u in relevant)
-    plan = plan_users(desired, target, links, options)
-    stale = tuple(sorted(set(stored_links) - set(links)))
+    users = _plan_table(
+        mapper,
+        plan_options(config, mapper),
+        snapshot.users,
+        target.users,
+        target,
+        links.get(USER, {}),
+    )
+    group_mapper = make_group_mapper(config)
+    group_options = replace(plan_options(config, group_mapper, GROUP), people=users.links)
+    groups = _plan_table(
+        group_mapper, group_options, snapshot.groups, target.groups, target, links.get(GROUP, {})
+    )
     in_scope = sum(1 for u in snapshot.users.values() if u.in_scope)
-    return CyclePlan(plan, desired, links, stale, len(snapshot.users), in_scope)
+    empty = MembershipPlan(Plan(()), {}, ())
+    return CyclePlan(users, groups, empty, (), snapshot, in_scope)
+
+
+def with_memberships(
+    planned: CyclePlan, rows: Sequence[Record], owned: Mapping[str, str]
+) -> CyclePlan:
+    """The plan with a memberships preview: new users and groups under placeholder ids."""
+    preview = plan_memberships(
+        _wanted(planned.snapshot),
+        _with_placeholders(planned.groups),
+        _with_placeholders(planned.users),
+        rows,
+        owned,
+        planned.names,
+    )
+    return replace(planned, memberships=preview, member_rows=tuple(rows))
+
+
+def stored_links(state: State) -> dict[str, dict[str, str]]:
+    """Every stored link, by object type."""
+    return {kind: state.links(kind) for kind in (USER, GROUP, MEMBERSHIP)}
 
 
 def read_and_plan(
@@ -152,17 +222,25 @@ def read_and_plan(
     """Read Graph and ServiceNow, then plan."""
     app = source.read_app_scope(conns.graph, config, progress)
     users = source.read_users(
-        conns.graph, source_attributes(config), config.graph.page_size, progress
-    )
-    snapshot = source.build_snapshot(users, app, config)
-    mapper = make_mapper(config)
-    target = target_io.read_target(
-        conns.servicenow,
-        target_fields(config, mapper),
-        reference_tables(config.mappings.users),
+        conns.graph,
+        source_attributes(config),
+        config.graph.page_size,
         progress,
     )
-    return plan_from(config, snapshot, target, state.links(USER))
+    groups = source.read_groups(conns.graph, app, config, source_attributes(config, GROUP))
+    snapshot = source.build_snapshot(users, app, config, groups)
+    target = target_io.read_target(
+        conns.servicenow,
+        target_fields(make_mapper(config), "user_name"),
+        reference_tables([*config.mappings.users, *config.mappings.groups]),
+        target_fields(make_group_mapper(config), "name"),
+        progress,
+    )
+    links = stored_links(state)
+    planned = plan_from(config, snapshot, target, links)
+    existing = _existing_groups(planned, snapshot)
+    rows = target_io.read_memberships(conns.servicenow, existing) if existing else []
+    return with_memberships(planned, rows, links[MEMBERSHIP])
 
 
 def run_cycle(
@@ -174,7 +252,7 @@ def run_cycle(
     progress: Progress | None = None,
     on_result: OnResult | None = None,
 ) -> CycleReport:
-    """Run one full cycle for users; in a dry run nothing is written anywhere."""
+    """Run one full cycle; in a dry run nothing is written anywhere."""
     started = time.monotonic()
     cycle_id = None if dry_run else state.start_cycle("full")
     try:
@@ -185,33 +263,43 @@ def run_cycle(
         raise
     concurrency = config.servicenow.max_concurrency
 
-    def run(items: Sequence[PlanItem]) -> list[Result]:
+    def run(items: Sequence[PlanItem], object_type: str) -> list[Result]:
         return execute(
             items,
             conns.servicenow,
-            target_io.USER_TABLE,
+            TABLES[object_type],
             concurrency=concurrency,
             dry_run=dry_run,
             on_result=on_result,
         )
 
-    links = dict(planned.links)
+    user_links = dict(planned.users.links)
     results: list[Result] = []
-    for wave in execution_waves(planned.plan.items):
-        done = run([with_references(item, links) for item in wave])
+    for wave in execution_waves(planned.users.plan.items):
+        done = run([with_references(item, user_links) for item in wave], USER)
         results += done
-        links.update(new_links(done))
-    results += run(plan_deferred([r.item for r in results], results, links))
+        user_links.update(new_links(done))
+    results += run(plan_deferred([r.item for r in results], results, user_links), USER)
+    group_results = run(planned.groups.plan.items, GROUP)
+    group_links = {**planned.groups.links, **new_links(group_results)}
+    if dry_run:
+        memberships = planned.memberships
+    else:
+        memberships = plan_memberships(
+            _wanted(planned.snapshot),
+            group_links,
+            user_links,
+            planned.member_rows,
+            state.links(MEMBERSHIP),
+            planned.names,
+        )
+    member_results = run(memberships.plan.items, MEMBERSHIP)
+    results += group_results + member_results
     report = CycleReport(
-        cycle_id,
-        dry_run,
-        time.monotonic() - started,
-        planned,
-        tuple(results),
-        requests_made(conns),
+        cycle_id, dry_run, time.monotonic() - started, planned, tuple(results), requests_made(conns)
     )
-    if not dry_run and cycle_id is not None:
-        _record(state, cycle_id, planned, links, report)
+    if cycle_id is not None:
+        _record(state, cycle_id, report, user_links, group_links, memberships)
     return report
 
 
@@ -235,16 +323,75 @@ def new_links(results: Sequence[Result]) -> dict[str, str]:
     }
 
 
+def _plan_table(
+    mapper: Mapper,
+    options: PlanOptions,
+    objects: Mapping[str, SourceObject],
+    records: Mapping[str, Record],
+    target: TargetSnapshot,
+    stored: Mapping[str, str],
+) -> TablePlan:
+    links = effective_links(stored, records, options)
+    relevant = [o for o in objects.values() if o.in_scope or o.id in links]
+    desired = tuple(mapper.desired(o) for o in relevant)
+    plan = plan_objects(desired, records, target.references, links, options)
+    return TablePlan(plan, desired, links, tuple(sorted(set(stored) - set(links))))
+
+
+def _wanted(snapshot: SourceSnapshot) -> dict[str, tuple[str, ...]]:
+    """Members wanted per in-scope group: its directory members that are in scope."""
+    return {
+        gid: tuple(u for u in members if u in snapshot.users and snapshot.users[u].in_scope)
+        for gid, members in snapshot.members.items()
+        if gid in snapshot.groups
+    }
+
+
+def _with_placeholders(table: TablePlan) -> dict[str, str]:
+    """Links as they will be after the plan runs: new records under a '(new)' placeholder."""
+    links = dict(table.links)
+    for item in table.plan.items:
+        if item.action is Action.CREATE and item.writes:
+            links[item.directory_id] = "(new)"
+        elif item.adopt and item.sys_id:
+            links[item.directory_id] = item.sys_id
+    return links
+
+
+def _existing_groups(planned: CyclePlan, snapshot: SourceSnapshot) -> list[str]:
+    """sys_ids of existing in-scope groups (linked or about to be adopted): whose rows to read."""
+    links = _with_placeholders(planned.groups)
+    return [links[g] for g in snapshot.groups if links.get(g, "(new)") != "(new)"]
+
+
 def _record(
-    state: State, cycle_id: int, planned: CyclePlan, links: dict[str, str], report: CycleReport
+    state: State,
+    cycle_id: int,
+    report: CycleReport,
+    user_links: dict[str, str],
+    group_links: dict[str, str],
+    memberships: MembershipPlan,
 ) -> None:
-    if planned.stale_links:
-        state.drop_links(USER, planned.stale_links)
-    state.save_links(USER, links)
-    state.log_results(cycle_id, USER, report.results)
+    planned = report.planned
+    for object_type, table, links in (
+        (USER, planned.users, user_links),
+        (GROUP, planned.groups, group_links),
+    ):
+        if table.stale_links:
+            state.drop_links(object_type, table.stale_links)
+        state.save_links(object_type, links)
+    member_results = [r for r in report.results if r.item.object_type == MEMBERSHIP]
+    removed = [
+        r.item.directory_id
+        for r in member_results
+        if r.item.action is Action.DELETE and r.status is Status.SUCCESS
+    ]
+    state.drop_links(MEMBERSHIP, [*removed, *memberships.forgotten])
+    state.save_links(MEMBERSHIP, {**memberships.adopted, **new_links(member_results)})
+    state.log_results(cycle_id, report.results)
     counts = {
         "by_action": report.counts(),
-        "unchanged": planned.plan.unchanged,
+        "unchanged": planned.unchanged,
         "in_scope": planned.in_scope,
         "duration_s": round(report.duration_s, 3),
     }

@@ -44,6 +44,9 @@ def apply_item(item: PlanItem, client: TableClient, table: str) -> Result:
             record = client.create(table, values)
             return _done(item, record.get("sys_id"), record)
         assert item.sys_id is not None
+        if item.action is Action.DELETE:
+            client.delete(table, item.sys_id)
+            return _done(item, item.sys_id, None)
         if not values:
             return _done(item, item.sys_id, None)
         record = client.update(table, item.sys_id, values)

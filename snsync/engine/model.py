@@ -17,6 +17,7 @@ class Action(StrEnum):
     UPDATE = "Update"
     DISABLE = "Disable"
     ENABLE = "Enable"
+    DELETE = "Delete"  # only ever a group membership row snsync itself created or adopted
     SKIP = "Skip"
 
 
@@ -48,8 +49,8 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True)
-class SourceUser:
-    """A directory user as the mappings see it: Graph attributes plus synthesized ones."""
+class SourceObject:
+    """A directory user or group as the mappings see it: Graph attributes plus synthesized ones."""
 
     id: str
     display_name: str
@@ -60,19 +61,22 @@ class SourceUser:
 
 @dataclass(frozen=True)
 class SourceSnapshot:
-    """Every directory user relevant to this cycle, keyed by directory object id."""
+    """Every directory user and assigned group of this cycle, keyed by directory object id."""
 
-    users: Mapping[str, SourceUser]
+    users: Mapping[str, SourceObject]
+    groups: Mapping[str, SourceObject] = field(default_factory=dict)
+    members: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> user ids
     assignments: int = 0
     groups_expanded: int = 0
 
 
 @dataclass(frozen=True)
 class TargetSnapshot:
-    """The ServiceNow side: sys_user records by sys_id, and reference tables by display value."""
+    """The ServiceNow side: records by sys_id, and reference tables by display value."""
 
     users: Mapping[str, Record]
     references: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    groups: Mapping[str, Record] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class PlanItem:
     message: str = ""
     adopt: bool = False  # the record was matched, not linked: link it after the write
     deferred: Mapping[str, str] = field(default_factory=dict)  # manager field -> directory id
+    object_type: str = "user"  # user | group | membership
 
     @property
     def writes(self) -> bool:

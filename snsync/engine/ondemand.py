@@ -70,8 +70,8 @@ def provision_user(
     target = _target_for(config, conns, user.id, user.attributes, links)
     found = ", ".join(f"{r.get('user_name')} ({s})" for s, r in target.users.items()) or "none"
     say("match", f"ServiceNow records considered: {found}")
-    planned = plan_from(config, SourceSnapshot({user.id: user}), target, links)
-    items = tuple(i for i in planned.plan.items if i.directory_id == user.id)
+    planned = plan_from(config, SourceSnapshot({user.id: user}), target, {USER: links})
+    items = tuple(i for i in planned.users.plan.items if i.directory_id == user.id)
     if not items:
         say("action", "nothing to do: the ServiceNow record already matches")
     for item in items:
@@ -94,7 +94,7 @@ def provision_user(
     if cycle_id is not None:
         # Only this user's new link: the partial target read here says nothing about others.
         state.save_links(USER, new_links(results))
-        state.log_results(cycle_id, USER, results)
+        state.log_results(cycle_id, results)
         outcome = "failures" if report.failures() else "success"
         state.end_cycle(cycle_id, outcome, {"by_action": report.counts()}, report.requests)
     return OnDemandOutcome(report, decision.in_scope)
@@ -110,7 +110,7 @@ def _target_for(
     """Just the ServiceNow records this user could touch: linked, stamped or matching, plus the
     manager's record so the manager reference resolves."""
     mapper = make_mapper(config)
-    fields = target_fields(config, mapper)
+    fields = target_fields(mapper, "user_name")
     client = conns.servicenow
     wanted = mapper.desired(source.source_user(attributes, ScopeDecision(True, ""))).values
     clauses = [f"{f}={_escape(wanted[f])}" for f in mapper.matching_fields if wanted.get(f)]

@@ -19,6 +19,7 @@ from snsync.engine.model import (
     TargetSnapshot,
 )
 
+References = Mapping[str, Mapping[str, str]]  # table -> display value (lower) -> sys_id
 Notice = tuple[str, str]  # (reason code, message) of a Warning status
 DEFAULT_PROTECTED = ("admin", "system", "guest", "maint", "snc_internal")
 
@@ -38,6 +39,8 @@ class PlanOptions:
     name_field: str = "user_name"
     manager_table: str = "sys_user"
     names: Mapping[str, str] = field(default_factory=dict)  # directory id -> display name
+    people: Mapping[str, str] | None = None  # user links, when planning another table than users
+    object_type: str = "user"
 
 
 @dataclass
@@ -50,15 +53,15 @@ class _Index:
 
 
 def effective_links(
-    links: Mapping[str, str], target: TargetSnapshot, options: PlanOptions
+    links: Mapping[str, str], records: Mapping[str, Record], options: PlanOptions
 ) -> dict[str, str]:
     """Links to use: stored links whose record still exists, plus links rebuilt from the stamp in
     the link field (so a lost state file does not make snsync create duplicates)."""
-    result = {d: s for d, s in links.items() if s in target.users}
+    result = {d: s for d, s in links.items() if s in records}
     if options.link_field:
         prefix = options.link_prefix
         taken = set(result.values())
-        for sys_id, record in target.users.items():
+        for sys_id, record in records.items():
             stamp = record.get(options.link_field, "")
             if stamp.startswith(prefix) and sys_id not in taken:
                 result.setdefault(stamp[len(prefix) :], sys_id)
@@ -71,12 +74,33 @@ def plan_users(
     links: Mapping[str, str],
     options: PlanOptions,
 ) -> Plan:
-    """Plan one cycle for users: every desired record against ServiceNow, then linked records
-    whose directory user is gone."""
-    index = _build_index(target.users, options)
+    """Plan users (sys_user) against the target."""
+    return plan_objects(desired, target.users, target.references, links, options)
+
+
+def plan_groups(
+    desired: Sequence[Desired],
+    target: TargetSnapshot,
+    links: Mapping[str, str],
+    options: PlanOptions,
+) -> Plan:
+    """Plan groups (sys_user_group) against the target."""
+    return plan_objects(desired, target.groups, target.references, links, options)
+
+
+def plan_objects(
+    desired: Sequence[Desired],
+    records: Mapping[str, Record],
+    references: References,
+    links: Mapping[str, str],
+    options: PlanOptions,
+) -> Plan:
+    """Plan one table: every desired record against the table's records, then linked records
+    whose directory object is gone."""
+    index = _build_index(records, options)
     names = {d.directory_id: d.display_name for d in desired}
     options = replace(options, names={**names, **options.names})
-    linked = effective_links(links, target, options)
+    linked = effective_links(links, records, options)
     claimed = {sys_id: d for d, sys_id in linked.items()}
     planned_creates = {
         d.directory_id for d in desired if d.directory_id not in linked and d.in_scope and d.active
@@ -88,9 +112,11 @@ def plan_users(
         seen.add(want.directory_id)
         sys_id = linked.get(want.directory_id)
         if sys_id:
-            item = _plan_linked(want, sys_id, index, linked, planned_creates, target, options)
+            item = _plan_linked(want, sys_id, index, linked, planned_creates, references, options)
         else:
-            item = _plan_unlinked(want, index, claimed, linked, planned_creates, target, options)
+            item = _plan_unlinked(
+                want, index, claimed, linked, planned_creates, references, options
+            )
         if item is None:
             unchanged += 1
         else:
@@ -102,6 +128,8 @@ def plan_users(
         item = _plan_gone(directory_id, sys_id, record, options)
         if item is not None:
             items.append(_switch(item, options))
+    if options.object_type != "user":
+        items = [replace(item, object_type=options.object_type) for item in items]
     return Plan(tuple(items), unchanged)
 
 
@@ -182,7 +210,7 @@ def _plan_linked(
     index: _Index,
     linked: Mapping[str, str],
     planned_creates: set[str],
-    target: TargetSnapshot,
+    references: References,
     options: PlanOptions,
 ) -> PlanItem | None:
     record = index.records[sys_id]
@@ -191,7 +219,9 @@ def _plan_linked(
     if not want.in_scope:
         return _plan_gone(want.directory_id, sys_id, record, options, want.display_name)
     labels: dict[str, str] = {}
-    values, deferred, warnings = _resolve(want, linked, planned_creates, target, options, labels)
+    values, deferred, warnings = _resolve(
+        want, linked, planned_creates, references, options, labels
+    )
     changes = _diff(values, record, labels)
     if not changes and not deferred:
         return None
@@ -204,7 +234,7 @@ def _plan_unlinked(
     claimed: dict[str, str],
     linked: Mapping[str, str],
     planned_creates: set[str],
-    target: TargetSnapshot,
+    references: References,
     options: PlanOptions,
 ) -> PlanItem | None:
     if not want.in_scope:
@@ -230,7 +260,9 @@ def _plan_unlinked(
     if isinstance(match, PlanItem):
         return match
     labels: dict[str, str] = {}
-    values, deferred, warnings = _resolve(want, linked, planned_creates, target, options, labels)
+    values, deferred, warnings = _resolve(
+        want, linked, planned_creates, references, options, labels
+    )
     if match is None:
         merged = {**want.create_only, **values}
         changes = tuple(
@@ -311,7 +343,7 @@ def _resolve(
     want: Desired,
     linked: Mapping[str, str],
     planned_creates: set[str],
-    target: TargetSnapshot,
+    references: References,
     options: PlanOptions,
     labels: dict[str, str],
 ) -> tuple[dict[str, str], dict[str, str], list[Notice]]:
@@ -322,9 +354,10 @@ def _resolve(
     for name, (table, value) in sorted(want.references.items()):
         labels[name] = options.names.get(value, value)
         if table == options.manager_table:
-            if value in linked:
-                values[name] = linked[value]
-            elif value in planned_creates:
+            people = linked if options.people is None else options.people
+            if value in people:
+                values[name] = people[value]
+            elif value in planned_creates and options.people is None:
                 deferred[name] = value
             else:
                 warnings.append(
@@ -336,7 +369,7 @@ def _resolve(
                 )
                 values[name] = ""
             continue
-        found = target.references.get(table, {}).get(value.strip().lower())
+        found = references.get(table, {}).get(value.strip().lower())
         if found:
             values[name] = found
         else:

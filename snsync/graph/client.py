@@ -9,7 +9,13 @@ from typing import Any
 
 import requests
 
-from snsync.errors import ApiError, BadRequestError, ForbiddenError, error_for_status
+from snsync.errors import (
+    ApiError,
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+    error_for_status,
+)
 from snsync.graph.auth import GraphTokenProvider
 from snsync.http import HttpClient
 from snsync.redact import redact
@@ -82,6 +88,35 @@ class GraphClient:
         body = self._send("POST", f"{self.base}/$batch", json={"requests": requests_}, is_read=True)
         by_id = {str(r.get("id")): r for r in body.get("responses", [])}
         return [by_id.get(str(r["id"]), {"id": r["id"], "status": 0}) for r in requests_]
+
+    def get_many(
+        self, paths: list[str], params: Mapping[str, str] | None = None
+    ) -> dict[str, dict[str, Any] | None]:
+        """GET many resources through `$batch` (20 a request); an item the batch could not serve
+        (throttled, unavailable) is fetched on its own with the usual retries. Missing -> None."""
+        query = "&".join(f"{k}={v}" for k, v in (params or {}).items())
+        results: dict[str, dict[str, Any] | None] = {}
+        for start in range(0, len(paths), BATCH_LIMIT):
+            chunk = paths[start : start + BATCH_LIMIT]
+            batch = [
+                {"id": str(i), "method": "GET", "url": f"/{p}" + (f"?{query}" if query else "")}
+                for i, p in enumerate(chunk)
+            ]
+            for path, answer in zip(chunk, self.batch(batch), strict=True):
+                status = int(answer.get("status") or 0)
+                if status == 200 and isinstance(answer.get("body"), dict):
+                    results[path] = answer["body"]
+                elif status == 404:
+                    results[path] = None
+                else:
+                    results[path] = self._get_or_none(path, params)
+        return results
+
+    def _get_or_none(self, path: str, params: Mapping[str, str] | None) -> dict[str, Any] | None:
+        try:
+            return self.get(path, params)
+        except NotFoundError:
+            return None
 
     def _url(self, path: str) -> str:
         if path.startswith("https://"):

@@ -1,5 +1,5 @@
 """Read the source side of a cycle from Graph: the app's assignments, its groups' members and the
-directory's users, and turn them into `SourceUser`s with the synthesized attributes mappings use."""
+directory's users and the assigned groups, as `SourceObject`s with the synthesized attributes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from snsync.config import Config
-from snsync.engine.model import SourceSnapshot, SourceUser
+from snsync.engine.model import SourceObject, SourceSnapshot
 from snsync.engine.scope import Assignment, ScopeDecision, counted_assignments, decide_scope
 from snsync.errors import NotFoundError
 from snsync.graph.client import GraphClient
@@ -113,23 +113,63 @@ def read_users(
     return users
 
 
+def assigned_groups(app: AppScope, config: Config) -> dict[str, str]:
+    """Group id -> role value, for the groups whose assignment counts (role not excluded)."""
+    kept, _ = counted_assignments(app.assignments, app.roles, config.scope)
+    return {
+        a.principal_id: app.roles.get(a.app_role_id, "Default Access")
+        for a in kept
+        if a.principal_type == "Group"
+    }
+
+
+def read_groups(
+    graph: GraphClient, app: AppScope, config: Config, attributes: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The assigned groups with the attributes the group mappings need (`$batch`, 20 a call)."""
+    select = dict.fromkeys(("id", "displayName"))
+    select.update(dict.fromkeys(a for a in attributes if a and a not in SYNTHESIZED))
+    paths = [f"groups/{group_id}" for group_id in assigned_groups(app, config)]
+    found = graph.get_many(paths, {"$select": ",".join(select)})
+    return [group for group in found.values() if group]
+
+
 def build_snapshot(
-    users: Sequence[Mapping[str, Any]], app: AppScope, config: Config
+    users: Sequence[Mapping[str, Any]],
+    app: AppScope,
+    config: Config,
+    groups: Sequence[Mapping[str, Any]] = (),
 ) -> SourceSnapshot:
-    """Decide scope and synthesize attributes for every user read."""
-    result: dict[str, SourceUser] = {}
+    """Decide scope and synthesize attributes for every user and assigned group read."""
+    result: dict[str, SourceObject] = {}
     kept, _ = counted_assignments(app.assignments, app.roles, config.scope)
     for raw in users:
         decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
         user = source_user(raw, decision, _role_values(str(raw.get("id")), kept, app))
         result[user.id] = user
-    return SourceSnapshot(result, len(app.assignments), len(app.group_members))
+    roles = assigned_groups(app, config)
+    source_groups = {str(g["id"]): source_group(g, roles.get(str(g["id"]), "")) for g in groups}
+    members = {gid: app.group_members.get(gid, ()) for gid in source_groups}
+    return SourceSnapshot(
+        users=result,
+        assignments=len(app.assignments),
+        groups_expanded=len(app.group_members),
+        groups=source_groups,
+        members=members,
+    )
+
+
+def source_group(raw: Mapping[str, Any], role: str) -> SourceObject:
+    """A SourceObject for an assigned group."""
+    attributes = {**raw, "objectId": raw.get("id"), "IsSoftDeleted": False}
+    name = str(raw.get("displayName") or raw.get("id"))
+    return SourceObject(str(raw["id"]), name, attributes, True, f"assigned (role {role})")
 
 
 def source_user(
     raw: Mapping[str, Any], decision: ScopeDecision, role_values: Sequence[str] = ()
-) -> SourceUser:
-    """A SourceUser from a Graph user object and its scope decision."""
+) -> SourceObject:
+    """A SourceObject from a Graph user object and its scope decision."""
     attributes = dict(raw)
     enabled = raw.get("accountEnabled") is not False
     phones = raw.get("businessPhones") or []
@@ -145,7 +185,7 @@ def source_user(
     )
     reason = decision.reason if enabled else f"{decision.reason}; accountEnabled is false"
     name = str(raw.get("displayName") or raw.get("userPrincipalName") or raw.get("id"))
-    return SourceUser(str(raw.get("id")), name, attributes, decision.in_scope, reason)
+    return SourceObject(str(raw.get("id")), name, attributes, decision.in_scope, reason)
 
 
 def _role_values(user_id: str, kept: Sequence[Assignment], app: AppScope) -> list[str]:

@@ -27,6 +27,7 @@ DEFAULT_USER_MAPPINGS: list[dict[str, Any]] = [
 
 DEFAULT_GROUP_MAPPINGS: list[dict[str, Any]] = [
     {"target": "name", "source": "displayName", "matching": True, "precedence": 1},
+    {"target": "active", "expression": ACTIVE_EXPRESSION},
     {"target": "description", "source": "description"},
     {"target": "email", "source": "mail"},
 ]

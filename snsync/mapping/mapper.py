@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from snsync.config import AttributeMapping
-from snsync.engine.model import Desired, SourceUser
+from snsync.engine.model import Desired, SourceObject
 from snsync.mapping.expressions import (
     IGNORE,
     EvalContext,
@@ -64,7 +64,7 @@ class Mapper:
         """What snsync stamps into the link field for a directory object."""
         return f"{self.link_prefix}{directory_id}"
 
-    def desired(self, user: SourceUser) -> Desired:
+    def desired(self, user: SourceObject) -> Desired:
         """The record `user` should have; an expression error fails this object only."""
         values: dict[str, str] = {}
         create_only: dict[str, str] = {}
@@ -131,5 +131,5 @@ def to_servicenow(target: str, value: Any) -> str:
     return text
 
 
-def _soft_deleted(user: SourceUser) -> bool:
+def _soft_deleted(user: SourceObject) -> bool:
     return bool(user.attributes.get("IsSoftDeleted"))

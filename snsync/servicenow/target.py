@@ -10,6 +10,9 @@ from snsync.errors import ConfigError
 from snsync.servicenow.client import TableClient
 
 USER_TABLE = "sys_user"
+GROUP_TABLE = "sys_user_group"
+MEMBER_TABLE = "sys_user_grmember"
+IN_CHUNK = 100  # sys_ids per IN query: keeps URLs well under instance limits
 DISPLAY_FIELD = {"sys_user": "user_name"}
 
 Progress = Callable[[str, int], None]
@@ -27,6 +30,23 @@ def read_users(
             progress("servicenow users", len(page))
     check_fields(USER_TABLE, fields, users.values())
     return users
+
+
+def read_groups(client: TableClient, fields: Sequence[str]) -> dict[str, Record]:
+    """Every sys_user_group record with the mapped fields, keyed by sys_id."""
+    groups: dict[str, Record] = {r["sys_id"]: r for r in client.read_all(GROUP_TABLE, fields)}
+    check_fields(GROUP_TABLE, fields, groups.values())
+    return groups
+
+
+def read_memberships(client: TableClient, group_sys_ids: Iterable[str]) -> list[Record]:
+    """The sys_user_grmember rows of the given groups, read in pages, a chunk of groups a query."""
+    ids = sorted(set(group_sys_ids))
+    rows: list[Record] = []
+    for start in range(0, len(ids), IN_CHUNK):
+        query = "groupIN" + ",".join(ids[start : start + IN_CHUNK])
+        rows.extend(client.read_all(MEMBER_TABLE, ["user", "group"], query))
+    return rows
 
 
 def read_references(client: TableClient, tables: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -47,12 +67,13 @@ def read_target(
     client: TableClient,
     fields: Sequence[str],
     reference_tables: Iterable[str],
+    group_fields: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> TargetSnapshot:
-    """The ServiceNow side of a cycle."""
-    return TargetSnapshot(
-        read_users(client, fields, progress), read_references(client, reference_tables)
-    )
+    """The ServiceNow side of a cycle: users, groups (when group fields are given), references."""
+    users = read_users(client, fields, progress)
+    groups = read_groups(client, group_fields) if group_fields else {}
+    return TargetSnapshot(users, read_references(client, reference_tables), groups)
 
 
 def check_fields(table: str, fields: Sequence[str], records: Iterable[Record]) -> None:
