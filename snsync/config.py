@@ -319,6 +319,12 @@ class NotificationsConfig(_Section):
     email: str | None = None
 
 
+class ReferencesConfig(_Section):
+    """Reference fields resolved by display value (department, location, company)."""
+
+    create_missing: bool = False
+
+
 class StateConfig(_Section):
     """Where snsync keeps its links, cycles and provisioning log."""
 
@@ -340,6 +346,7 @@ class Config(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    references: ReferencesConfig = Field(default_factory=ReferencesConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     source_path: Path | None = Field(default=None, exclude=True)
 

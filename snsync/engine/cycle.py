@@ -14,6 +14,7 @@ from snsync.engine.executor import OnResult, execute
 from snsync.engine.memberships import MEMBERSHIP_TABLE, MembershipPlan, plan_memberships
 from snsync.engine.model import (
     Action,
+    Change,
     Desired,
     Plan,
     PlanItem,
@@ -63,6 +64,7 @@ class CyclePlan:
     memberships: MembershipPlan  # a preview: new objects appear under placeholder ids
     member_rows: tuple[Record, ...]
     snapshot: SourceSnapshot
+    target: TargetSnapshot
     in_scope: int
 
     @property
@@ -193,7 +195,7 @@ def plan_from(
     )
     in_scope = sum(1 for u in snapshot.users.values() if u.in_scope)
     empty = MembershipPlan(Plan(()), {}, ())
-    return CyclePlan(users, groups, empty, (), snapshot, in_scope)
+    return CyclePlan(users, groups, empty, (), snapshot, target, in_scope)
 
 
 def with_memberships(
@@ -264,17 +266,23 @@ def run_cycle(
     concurrency = config.servicenow.max_concurrency
 
     def run(items: Sequence[PlanItem], object_type: str) -> list[Result]:
+        table = TABLES.get(object_type, object_type)
         return execute(
             items,
             conns.servicenow,
-            TABLES[object_type],
+            table,
             concurrency=concurrency,
             dry_run=dry_run,
             on_result=on_result,
         )
 
-    user_links = dict(planned.users.links)
     results: list[Result] = []
+    missing = planned.users.plan.missing | planned.groups.plan.missing
+    if config.references.create_missing and missing and not dry_run:
+        for table, items in reference_creates(missing).items():
+            results += run(items, table)
+        planned = _replan_with_references(config, planned, results, stored_links(state))
+    user_links = dict(planned.users.links)
     for wave in execution_waves(planned.users.plan.items):
         done = run([with_references(item, user_links) for item in wave], USER)
         results += done
@@ -301,6 +309,38 @@ def run_cycle(
     if cycle_id is not None:
         _record(state, cycle_id, report, user_links, group_links, memberships)
     return report
+
+
+def reference_creates(missing: Iterable[tuple[str, str]]) -> dict[str, list[PlanItem]]:
+    """Create items for missing reference records (references.create_missing), by table."""
+    items: dict[str, list[PlanItem]] = {}
+    for table, value in sorted(missing):
+        item = PlanItem(
+            Action.CREATE,
+            f"{table}:{value}",
+            value,
+            None,
+            (Change("name", None, value),),
+            message="created because references.create_missing is on",
+            object_type=table,
+        )
+        items.setdefault(table, []).append(item)
+    return items
+
+
+def _replan_with_references(
+    config: Config,
+    planned: CyclePlan,
+    created: Sequence[Result],
+    links: Mapping[str, Mapping[str, str]],
+) -> CyclePlan:
+    references = {table: dict(rows) for table, rows in planned.target.references.items()}
+    for r in created:
+        if r.sys_id and r.status in (Status.SUCCESS, Status.WARNING):
+            references.setdefault(r.item.object_type, {})[r.item.display_name.lower()] = r.sys_id
+    target = replace(planned.target, references=references)
+    replanned = plan_from(config, planned.snapshot, target, links)
+    return with_memberships(replanned, planned.member_rows, links.get(MEMBERSHIP, {}))
 
 
 def requests_made(conns: Connections) -> dict[str, int]:

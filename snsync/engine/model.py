@@ -132,6 +132,7 @@ class Plan:
 
     items: tuple[PlanItem, ...]
     unchanged: int = 0
+    missing: frozenset[tuple[str, str]] = frozenset()  # (table, display value) not found
 
     def counts(self) -> dict[str, int]:
         """Items by action."""

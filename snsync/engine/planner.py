@@ -130,7 +130,20 @@ def plan_objects(
             items.append(_switch(item, options))
     if options.object_type != "user":
         items = [replace(item, object_type=options.object_type) for item in items]
-    return Plan(tuple(items), unchanged)
+    return Plan(tuple(items), unchanged, _missing_references(desired, references, options))
+
+
+def _missing_references(
+    desired: Sequence[Desired], references: References, options: PlanOptions
+) -> frozenset[tuple[str, str]]:
+    """Reference values (department, location, ...) that wanted records name but do not exist."""
+    return frozenset(
+        (table, value)
+        for want in desired
+        if want.in_scope
+        for table, value in want.references.values()
+        if table != options.manager_table and value.strip().lower() not in references.get(table, {})
+    )
 
 
 def execution_waves(items: Sequence[PlanItem]) -> list[list[PlanItem]]:

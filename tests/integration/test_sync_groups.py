@@ -119,3 +119,24 @@ def test_missing_department_warns_and_writes_the_rest(
     assert "department 'Research' does not exist in cmn_department" in warning[0]["message"]
     nora = sn_admin.one("sys_user", "user_name=nora.okafor@contoso.example")
     assert nora["department"] == "" and nora["title"] == "Research Scientist"
+
+
+def test_create_missing_reference_creates_the_department(
+    snsync: Snsync, sn_admin: ServiceNowAdmin
+) -> None:
+    snsync.reconfigure(references={"create_missing": True})
+    denied = snsync("run", "--once")
+    assert denied.exit_code == 1 and "ACL Exception Insert Failed" in denied.output
+    # Creating departments needs write access to cmn_department: the admin role, here.
+    auth = {
+        "type": "basic",
+        "username": "admin",
+        "password_file": str(snsync.sandbox.directory / "servicenow-password.txt"),
+    }
+    snsync.reconfigure(servicenow={"auth": auth})
+    assert snsync("run", "--once").exit_code == 0
+    research = sn_admin.one("cmn_department", "name=Research")
+    nora = sn_admin.one("sys_user", "user_name=nora.okafor@contoso.example")
+    assert nora["department"] == research["sys_id"]
+    created = snsync.json("logs", "--user", "Research")
+    assert [(e["object_type"], e["action"]) for e in created] == [("cmn_department", "Create")]
