@@ -85,7 +85,7 @@ def test_rename_updates_the_linked_record_in_place() -> None:
 
 def test_link_rebuilt_from_stamp_when_state_is_lost() -> None:
     rec = record("a" * 32, "old-name@contoso.example", source="entra:u1")
-    assert effective_links({}, target(rec), OPTIONS) == {"u1": "a" * 32}
+    assert effective_links({}, target(rec).users, OPTIONS) == {"u1": "a" * 32}
     plan = plan_users([want()], target(rec), {}, OPTIONS)
     assert only(plan.items).action is Action.UPDATE
 

@@ -1,0 +1,171 @@
+"""Logging setup: text and JSON lines, -v/-q levels, a private log file, secrets masked in every
+output, and calling it twice changes the setup instead of doubling every line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from snsync import logsetup
+from snsync.errors import ConfigError
+from snsync.logsetup import configure_logging
+from snsync.redact import register
+
+SECRET = "Sup3r-secret-token-value"
+register(SECRET)
+log = logging.getLogger("snsync.engine.cycle")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Leave the root and snsync loggers as this test found them."""
+    root, snsync = logging.getLogger(), logging.getLogger("snsync")
+    levels = root.level, snsync.level
+    yield
+    logsetup._install([])
+    root.setLevel(levels[0])
+    snsync.setLevel(levels[1])
+
+
+def lines(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+def test_text_on_a_terminal_is_short() -> None:
+    stream = Terminal()
+    configure_logging(0, False, stream=stream)
+    log.warning("user %s not found", "ada", extra={"snsync": {"cycle": 42}})
+    assert lines(stream) == ["WARNING snsync.engine.cycle: user ada not found"]
+
+
+def test_text_elsewhere_has_a_utc_time_and_the_extras() -> None:
+    stream = io.StringIO()
+    configure_logging(0, False, stream=stream)
+    log.warning("user %s not found", "ada", extra={"snsync": {"cycle": 42, "object": "id-1"}})
+    [line] = lines(stream)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARNING snsync\.engine\.cycle: "
+        r"user ada not found \[cycle=42 object=id-1\]",
+        line,
+    )
+
+
+def test_json_lines_carry_time_level_logger_message_and_extras() -> None:
+    stream = io.StringIO()
+    configure_logging(1, False, fmt="json", stream=stream)
+    log.info("created %d users", 3, extra={"snsync": {"cycle": 42, "level": "x", "ids": ["a"]}})
+    [line] = lines(stream)
+    entry = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry.pop("time"))
+    assert entry == {
+        "level": "INFO",
+        "logger": "snsync.engine.cycle",
+        "message": "created 3 users",
+        "cycle": 42,
+        "ids": ["a"],
+        "snsync_level": "x",  # an extra never overwrites a core field
+    }
+
+
+@pytest.mark.parametrize(
+    ("verbosity", "quiet", "shown"),
+    [
+        (0, False, ["WARNING", "ERROR"]),
+        (1, False, ["INFO", "WARNING", "ERROR"]),
+        (2, False, ["DEBUG", "INFO", "WARNING", "ERROR"]),
+        (5, False, ["DEBUG", "INFO", "WARNING", "ERROR"]),
+        (2, True, ["ERROR"]),
+    ],
+)
+def test_levels(verbosity: int, quiet: bool, shown: list[str]) -> None:
+    stream = Terminal()
+    configure_logging(verbosity, quiet, stream=stream)
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        log.log(level, "m")
+    assert [line.split()[0] for line in lines(stream)] == shown
+
+
+def test_libraries_stay_at_warning_and_are_redacted_too() -> None:
+    stream = Terminal()
+    configure_logging(2, False, stream=stream)
+    library = logging.getLogger("urllib3.connectionpool")
+    library.debug("GET /token?client_secret=abc")
+    library.warning("retrying with Bearer %s", SECRET)
+    assert lines(stream) == ["WARNING urllib3.connectionpool: retrying with Bearer ***"]
+
+
+def test_secrets_are_masked_in_message_args_extras_and_tracebacks(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    log_file = tmp_path / "snsync.log"
+    configure_logging(0, False, fmt="json", log_file=log_file, stream=stream)
+    log.warning(f"literal {SECRET}")
+    log.warning("arg %s", SECRET)
+    log.warning("extra", extra={"snsync": {"header": f"Bearer {SECRET}", "nested": {"k": SECRET}}})
+    try:
+        raise RuntimeError(f"failed with {SECRET}")
+    except RuntimeError:
+        log.exception("boom")
+    for output in (stream.getvalue(), log_file.read_text()):
+        assert SECRET not in output
+        entries = [json.loads(line) for line in output.splitlines()]
+        assert [e["message"] for e in entries] == ["literal ***", "arg ***", "extra", "boom"]
+        assert entries[2]["header"] == "Bearer ***" and entries[2]["nested"] == {"k": "***"}
+        assert "RuntimeError: failed with ***" in entries[3]["exception"]
+
+
+def test_text_tracebacks_are_masked() -> None:
+    stream = Terminal()
+    configure_logging(0, False, stream=stream)
+    try:
+        raise RuntimeError(f"failed with {SECRET}")
+    except RuntimeError:
+        log.exception("boom")
+    assert SECRET not in stream.getvalue()
+    assert "RuntimeError: failed with ***" in stream.getvalue()
+
+
+def test_log_file_is_private_timestamped_and_reopened_after_rotation(tmp_path: Path) -> None:
+    log_file = tmp_path / "snsync.log"
+    configure_logging(0, False, log_file=log_file, stream=Terminal())
+    log.warning("first")
+    assert log_file.stat().st_mode & 0o777 == 0o600
+    [line] = log_file.read_text().splitlines()
+    assert re.fullmatch(r"\S+Z WARNING snsync\.engine\.cycle: first", line)
+    log_file.rename(tmp_path / "snsync.log.1")  # what logrotate does
+    log.warning("second")
+    assert log_file.read_text().endswith("second\n")
+    assert log_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_calling_twice_replaces_the_handlers(tmp_path: Path) -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging(0, False, log_file=tmp_path / "a.log", stream=first)
+    configure_logging(0, False, log_file=tmp_path / "a.log", stream=second)
+    log.warning("once")
+    assert first.getvalue() == ""
+    assert len(lines(second)) == 1
+    assert len((tmp_path / "a.log").read_text().splitlines()) == 1
+    ours = [h for h in logging.getLogger().handlers if h in logsetup._installed]
+    assert len(ours) == 2
+
+
+def test_an_unwritable_log_file_is_a_config_error_and_keeps_the_old_setup(tmp_path: Path) -> None:
+    stream = Terminal()
+    configure_logging(0, False, stream=stream)
+    path = tmp_path / "missing" / "snsync.log"
+    with pytest.raises(ConfigError) as caught:
+        configure_logging(0, False, log_file=path, stream=io.StringIO())
+    assert str(caught.value) == f"--log-file: cannot open '{path}': No such file or directory"
+    log.warning("still here")
+    assert lines(stream) == ["WARNING snsync.engine.cycle: still here"]
