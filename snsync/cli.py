@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
+import signal
 import sys
 import time
 import warnings
@@ -16,8 +18,9 @@ import click
 
 from snsync import __version__
 from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
+from snsync.engine.executor import STOP
 from snsync.errors import ExitCode, SnsyncError
-from snsync.redact import RedactingFilter, redact
+from snsync.redact import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("snsync")
@@ -38,18 +41,36 @@ def main() -> None:
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines for people (text) or for log collectors (json, one object a line).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the log to this file (created mode 600).",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) -> None:
-    """Keep ServiceNow users in step with the Azure AD (Entra ID) app assignment."""
+def cli(
+    ctx: click.Context,
+    config_path: str | None,
+    verbose: int,
+    quiet: bool,
+    log_format: str,
+    log_file: Path | None,
+) -> None:
+    """Keep ServiceNow users and groups in step with the Azure AD (Entra ID) app assignment."""
+    from snsync.logsetup import configure_logging
+
     ctx.obj = {"config_path": config_path}
-    level = (
-        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.captureWarnings(False)
+    try:
+        configure_logging(verbose, quiet, "json" if log_format == "json" else "text", log_file)
+    except SnsyncError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
     warnings.simplefilter("default", LiteralSecretWarning)
     warnings.showwarning = _show_warning
 
@@ -144,35 +165,165 @@ def plan(ctx: click.Context, output: str) -> None:
     click.echo(dumps(plan_json(planned)) if output == "json" else plan_text(planned))
 
 
+metrics_option = click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write Prometheus metrics here after each cycle (node_exporter textfile, atomic).",
+)
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Run one cycle and exit (for cron).")
 @click.option("--dry-run", is_flag=True, help="Plan and report as a run would; write nothing.")
+@click.option(
+    "--allow-disables",
+    is_flag=True,
+    help="Release disables held by safety.max_disables, for this run only.",
+)
+@metrics_option
 @output_option
 @click.pass_context
 @handled
-def run(ctx: click.Context, once: bool, dry_run: bool, output: str) -> None:
+def run(
+    ctx: click.Context,
+    once: bool,
+    dry_run: bool,
+    allow_disables: bool,
+    metrics_file: Path | None,
+    output: str,
+) -> None:
     """Run sync cycles: one with --once, else every schedule.interval until stopped."""
     config = _config(ctx)
+    _stop_on_signals()
     if once:
-        sys.exit(int(_one_cycle(config, dry_run, output)))
+        sys.exit(int(_one_cycle(config, dry_run, allow_disables, metrics_file, output)))
     interval = config.schedule.interval
     click.echo(f"Running a cycle every {interval}s; Ctrl-C or SIGTERM to stop.", err=True)
-    while True:
-        _one_cycle(config, dry_run, output)
-        time.sleep(interval)
+    while not STOP:
+        try:
+            _one_cycle(config, dry_run, allow_disables, metrics_file, output)
+        except SnsyncError as exc:  # one bad cycle must not end the loop; the next may work
+            click.echo(f"error: {redact(str(exc))}", err=True)
+        allow_disables = False
+        _sleep(interval + random.uniform(0, config.schedule.jitter))
+    click.echo(f"stopped ({STOP.reason}).", err=True)
 
 
-def _one_cycle(config: Config, dry_run: bool, output: str) -> ExitCode:
+@cli.command()
+@metrics_option
+@output_option
+@click.pass_context
+@handled
+def approve(ctx: click.Context, metrics_file: Path | None, output: str) -> None:
+    """Run one cycle now that releases the disables held by safety.max_disables."""
+    config = _config(ctx)
+    _stop_on_signals()
+    sys.exit(int(_one_cycle(config, False, True, metrics_file, output)))
+
+
+def _one_cycle(
+    config: Config, dry_run: bool, allow_disables: bool, metrics_file: Path | None, output: str
+) -> ExitCode:
     from snsync.connections import connect
-    from snsync.engine.cycle import run_cycle
+    from snsync.engine.supervisor import supervised_cycle
     from snsync.render import dumps, report_json, report_text
 
     conns = connect(config, read_only=dry_run)
     with _state(config, lock=not dry_run) as state, _progress(output == "text") as progress:
-        report = run_cycle(config, conns, state, dry_run=dry_run, progress=progress)
+        report = supervised_cycle(
+            config,
+            conns,
+            state,
+            dry_run=dry_run,
+            allow_disables=allow_disables,
+            progress=progress,
+            on_result=_applied(progress),
+            metrics_file=metrics_file,
+        )
     conns.close()
     click.echo(dumps(report_json(report)) if output == "json" else report_text(report))
     return report.exit_code
+
+
+def _applied(progress: Callable[[str, int], None] | None) -> Callable[[Any], None] | None:
+    if progress is None:
+        return None
+    return lambda result: progress("applied", 1) if result.item.writes else None
+
+
+def _stop_on_signals() -> None:
+    def stop(signum: int, _frame: Any) -> None:
+        STOP.set(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def _sleep(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not STOP and time.monotonic() < deadline:
+        time.sleep(min(1.0, deadline - time.monotonic()))
+
+
+@cli.command()
+@click.option(
+    "--quarantine",
+    "clear_quarantine",
+    is_flag=True,
+    help="Lift the quarantine (after fixing its cause).",
+)
+@click.option("--retries", is_flag=True, help="Forget the back-off of failing objects.")
+@click.option(
+    "--links",
+    is_flag=True,
+    help="Also forget every link (a full reset): the next cycle re-adopts by matching.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@handled
+def reset(
+    ctx: click.Context, clear_quarantine: bool, retries: bool, links: bool, yes: bool
+) -> None:
+    """Restart provisioning: clear watermarks, held disables and (with flags) more."""
+    from snsync.engine.supervisor import save_quarantine
+
+    config = _config(ctx)
+    if links and not yes:
+        click.confirm(
+            "Forget every link between directory objects and ServiceNow records? The next cycle "
+            "re-links by the source stamp and matching",
+            abort=True,
+        )
+    with _state(config, lock=True) as state:
+        for key in state.keys("watermark:"):
+            state.put(key, None)
+        state.put("held", None)
+        done = ["watermarks cleared (the next cycle is full)", "held disables cleared"]
+        if clear_quarantine:
+            save_quarantine(state, None)
+            state.put("auth_failures", 0)
+            done.append("quarantine lifted")
+        if retries:
+            done.append(f"back-off of {state.clear_escrow()} failing objects cleared")
+        if links:
+            for kind, count in state.link_counts().items():
+                state.drop_links(kind, state.links(kind))
+                done.append(f"{count} {kind} links forgotten")
+    click.echo("; ".join(done) + ".")
+
+
+@cli.command()
+@output_option
+@click.pass_context
+@handled
+def status(ctx: click.Context, output: str) -> None:
+    """Show recent cycles, quarantine, held disables, retrying objects and links."""
+    from snsync.render import dumps, status_json, status_text
+
+    config = _config(ctx)
+    with _state(config, lock=False) as state:
+        data = status_json(state, config)
+    click.echo(dumps(data) if output == "json" else status_text(data))
 
 
 @cli.command()

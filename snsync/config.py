@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from snsync.errors import ConfigError
+from snsync.notify import NotificationsConfig
 
 CONFIG_ENV = "SNSYNC_CONFIG"
 SECRET_KEYS = frozenset({"client_secret", "password"})
@@ -304,19 +305,70 @@ class ActionsConfig(_Section):
     disable: bool = True
 
 
+DisableLimit = int | str | None
+
+
+def _limit(value: Any) -> Any:
+    if value is None or isinstance(value, int):
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be 0 or more")
+        return value
+    text = str(value).strip()
+    if text.endswith("%") and text[:-1].replace(".", "", 1).isdigit():
+        return text
+    raise ValueError(f"'{value}' is not a number of objects nor a percentage like 5%")
+
+
+class DisableLimits(_Section):
+    """Most disables one cycle may make before every disable is held (a number or 'N%')."""
+
+    users: DisableLimit = 500
+    groups: DisableLimit = 50
+
+    @field_validator("users", "groups", mode="before")
+    @classmethod
+    def _check(cls, value: Any) -> Any:
+        return _limit(value)
+
+
+class QuarantineConfig(_Section):
+    """When failures mean the job itself is broken, and how cycles then back off."""
+
+    failure_ratio: float = Field(default=0.4, gt=0, le=1)
+    min_writes: int = Field(default=50, ge=1)
+    auth_failures: int = Field(default=3, ge=1)
+    backoff: list[Duration] = Field(default_factory=lambda: [21600, 43200, 86400])
+    stop_after: Duration = 28 * 86400
+
+    @field_validator("backoff", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return [parse_duration(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("stop_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> int:
+        return parse_duration(value)
+
+
 class SafetyConfig(_Section):
     """Limits on what one cycle may do."""
 
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     skip_out_of_scope_deletions: bool = False
-    max_disables: int | str | None = None
+    max_disables: DisableLimits = Field(default_factory=DisableLimits)
+    retry_backoff: list[Duration] = Field(default_factory=lambda: [21600, 43200, 86400])
+    quarantine: QuarantineConfig = Field(default_factory=QuarantineConfig)
 
+    @field_validator("max_disables", mode="before")
+    @classmethod
+    def _users_only(cls, value: Any) -> Any:
+        return {"users": value} if not isinstance(value, dict) else value
 
-class NotificationsConfig(_Section):
-    """Mail on failures (not implemented yet; validated loosely and documented as such)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    email: str | None = None
+    @field_validator("retry_backoff", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return [parse_duration(v) for v in value] if isinstance(value, list) else value
 
 
 class ReferencesConfig(_Section):

@@ -21,7 +21,7 @@ class CycleMetrics:
 
     duration_s: float
     full: bool
-    counts: Mapping[str, Mapping[str, int]]
+    counts: Mapping[str, Mapping[str, int]]  # "object_type Action" (or "Action") -> status -> n
     failures: int
     held_disables: int
     success: bool
@@ -36,13 +36,16 @@ def write_metrics(path: Path, metrics: CycleMetrics, last_success_at: float | No
         Gauge(name, help_text, registry=registry).set(value)
     objects = Gauge(
         "snsync_objects",
-        "Objects the last cycle handled, by action (Create, Update, ...) and status",
-        ["action", "status"],
+        "Objects the last cycle handled, by object type, action (Create, ...) and status",
+        ["object_type", "action", "status"],
         registry=registry,
     )
-    for action, by_status in metrics.counts.items():
+    for key, by_status in metrics.counts.items():
+        object_type, _, action = key.rpartition(" ")
         for status, count in by_status.items():
-            objects.labels(action=action, status=status).set(count)
+            objects.labels(object_type=object_type or "user", action=action, status=status).set(
+                count
+            )
     try:
         write_to_textfile(str(path), registry)
         os.chmod(path, _FILE_MODE)

@@ -7,10 +7,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from snsync.config import Config
 from snsync.engine.cycle import CyclePlan, CycleReport
 from snsync.engine.model import Change, PlanItem, Result, Status
 from snsync.redact import redact
-from snsync.state import LogEntry
+from snsync.state import LogEntry, State
 
 MAX_VALUE = 60
 
@@ -174,3 +175,100 @@ def _short(value: str | None) -> str:
         return "(none)"
     text = repr(value)
     return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 3] + "...'"
+
+
+def status_json(state: State, config: Config) -> dict[str, Any]:
+    """What `snsync status` shows, as plain data."""
+    from snsync.engine.supervisor import load_quarantine
+
+    cycles = state.cycles(10)
+    last_start = cycles[0]["started_at"] if cycles else None
+    quarantine = load_quarantine(state)
+    return {
+        "cycles": [
+            {
+                "id": c["id"],
+                "started": _iso(c["started_at"]),
+                "duration_s": round(c["ended_at"] - c["started_at"], 1) if c["ended_at"] else None,
+                "kind": c["kind"],
+                "outcome": c["outcome"] or "running or interrupted",
+                "counts": c["counts"].get("by_action", {}),
+            }
+            for c in cycles
+        ],
+        "next_cycle_due": _iso(last_start + config.schedule.interval) if last_start else "now",
+        "quarantine": None
+        if quarantine is None
+        else {
+            "since": _iso(quarantine.since),
+            "until": "stopped" if quarantine.stopped else _iso(quarantine.until),
+            "level": quarantine.level,
+            "reason": quarantine.reason,
+            "clear_with": f"snsync --config {config.source_path} reset --quarantine",
+        },
+        "held_disables": state.get("held") or [],
+        "retrying": [
+            {
+                "object_type": e.object_type,
+                "directory_id": e.directory_id,
+                "display_name": e.display_name,
+                "failures": e.failures,
+                "next_attempt": _iso(e.next_attempt),
+                "reason": e.reason,
+                "message": redact(e.message),
+            }
+            for e in state.escrow()
+        ],
+        "links": state.link_counts(),
+        "delta_links": {
+            key.split(":", 1)[1]: _iso(float(state.get(key)["saved_at"]))
+            for key in state.keys("watermark:")
+            if isinstance(state.get(key), dict) and "saved_at" in state.get(key)
+        },
+    }
+
+
+def status_text(data: dict[str, Any]) -> str:
+    """`snsync status` for people."""
+    lines = ["Recent cycles:"] if data["cycles"] else ["No cycle has run yet."]
+    for c in data["cycles"]:
+        counts = (
+            "; ".join(
+                f"{action}: " + ", ".join(f"{n} {s}" for s, n in sorted(by.items()))
+                for action, by in sorted(c["counts"].items())
+            )
+            or "nothing to do"
+        )
+        duration = f"{c['duration_s']}s" if c["duration_s"] is not None else "-"
+        lines.append(f"  #{c['id']} {c['started']} {c['kind']} {duration} {c['outcome']}: {counts}")
+    lines.append(f"Next cycle due: {data['next_cycle_due']}")
+    q = data["quarantine"]
+    if q:
+        lines.append(
+            f"QUARANTINED since {q['since']} until {q['until']} (level {q['level']}): "
+            f"{q['reason']}. Clear with: {q['clear_with']}"
+        )
+    else:
+        lines.append("Quarantine: no")
+    for held in data["held_disables"]:
+        lines.append(
+            f"HELD: {held['count']} {held['object_type']} disables (limit "
+            f"{held['limit_text']}); release with: snsync run --once --allow-disables"
+        )
+    lines.append(f"Objects retrying with back-off: {len(data['retrying'])}")
+    for e in data["retrying"][:20]:
+        lines.append(
+            f"  {e['object_type']} {e['display_name']} ({e['directory_id']}): "
+            f"{e['failures']} failures, next attempt {e['next_attempt']} "
+            f"[{e['reason']}] {e['message']}"
+        )
+    links = ", ".join(f"{n} {kind}s" for kind, n in sorted(data["links"].items())) or "none"
+    lines.append(f"Links: {links}")
+    if data["delta_links"]:
+        ages = ", ".join(f"{k} saved {v}" for k, v in sorted(data["delta_links"].items()))
+        lines.append(f"Delta links: {ages}")
+    return "\n".join(lines)
+
+
+def _iso(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -52,6 +52,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX log_cycle ON log (cycle_id);
     CREATE INDEX log_object ON log (directory_id);
     """,
+    """
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE escrow (
+        object_type TEXT NOT NULL,
+        directory_id TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        first_failed REAL NOT NULL,
+        last_failed REAL NOT NULL,
+        next_attempt REAL NOT NULL,
+        reason TEXT,
+        message TEXT NOT NULL,
+        PRIMARY KEY (object_type, directory_id)
+    );
+    """,
 )
 
 
@@ -71,6 +89,29 @@ class LogEntry:
     reason: str | None
     message: str
     changes: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EscrowEntry:
+    """An object that failed and waits for its next attempt."""
+
+    object_type: str
+    directory_id: str
+    display_name: str
+    failures: int
+    first_failed: float
+    last_failed: float
+    next_attempt: float
+    reason: str | None
+    message: str
+
+
+def backoff_seconds(failures: int, backoff: Sequence[int]) -> float:
+    """Wait before the next attempt: none after a first failure (the next cycle retries), then
+    the back-off steps in turn, the last one repeating (Microsoft: 6 h, 12 h, 24 h, daily)."""
+    if failures <= 1 or not backoff:
+        return 0.0
+    return float(backoff[min(failures - 2, len(backoff) - 1)])
 
 
 @dataclass(frozen=True)
@@ -159,6 +200,84 @@ class State:
                 "DELETE FROM links WHERE object_type=? AND directory_id=?",
                 [(object_type, d) for d in directory_ids],
             )
+
+    # small named values: quarantine, held disables, notification suppression, watermarks
+    def get(self, key: str) -> Any:
+        """A stored JSON value, or None."""
+        row = self.db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, value: Any) -> None:
+        """Store a JSON value (None deletes it)."""
+        if value is None:
+            self.db.execute("DELETE FROM kv WHERE key=?", (key,))
+            return
+        self.db.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "value=excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def keys(self, prefix: str) -> list[str]:
+        rows = self.db.execute("SELECT key FROM kv WHERE key LIKE ?", (prefix + "%",))
+        return [r[0] for r in rows]
+
+    # notification suppression (the SentStore of snsync.notify)
+    def last_sent(self, key: str) -> float | None:
+        value = self.get(f"notify:{key}")
+        return float(value) if value is not None else None
+
+    def mark_sent(self, key: str, when: float) -> None:
+        self.put(f"notify:{key}", when)
+
+    # failing objects retried with back-off
+    def escrow(self) -> list[EscrowEntry]:
+        rows = self.db.execute(
+            "SELECT object_type, directory_id, display_name, failures, first_failed, "
+            "last_failed, next_attempt, reason, message FROM escrow ORDER BY next_attempt"
+        )
+        return [EscrowEntry(*row) for row in rows]
+
+    def update_escrow(
+        self, failed: Sequence[Result], succeeded: Sequence[Result], backoff: Sequence[int]
+    ) -> None:
+        """Count failures up with a growing back-off; forget objects that succeeded."""
+        now = time.time()
+        current = {(e.object_type, e.directory_id): e for e in self.escrow()}
+        with self.transaction():
+            for r in succeeded:
+                self.db.execute(
+                    "DELETE FROM escrow WHERE object_type=? AND directory_id=?",
+                    (r.item.object_type, r.item.directory_id),
+                )
+            for r in failed:
+                before = current.get((r.item.object_type, r.item.directory_id))
+                failures = (before.failures if before else 0) + 1
+                next_attempt = now + backoff_seconds(failures, backoff)
+                self.db.execute(
+                    "INSERT INTO escrow VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (object_type, "
+                    "directory_id) DO UPDATE SET failures=excluded.failures, last_failed="
+                    "excluded.last_failed, next_attempt=excluded.next_attempt, reason="
+                    "excluded.reason, message=excluded.message, display_name=excluded.display_name",
+                    (
+                        r.item.object_type,
+                        r.item.directory_id,
+                        r.item.display_name,
+                        failures,
+                        before.first_failed if before else now,
+                        now,
+                        next_attempt,
+                        r.reason,
+                        r.message,
+                    ),
+                )
+
+    def clear_escrow(self) -> int:
+        return int(self.db.execute("DELETE FROM escrow").rowcount)
+
+    def link_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT object_type, count(*) FROM links GROUP BY object_type")
+        return {kind: int(n) for kind, n in rows}
 
     # cycles
     def start_cycle(self, kind: str) -> int:

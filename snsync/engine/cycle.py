@@ -11,6 +11,14 @@ from dataclasses import dataclass, field, replace
 from snsync.config import AttributeMapping, Config
 from snsync.connections import Connections
 from snsync.engine.executor import OnResult, execute
+from snsync.engine.guards import (
+    DisableLimit,
+    Held,
+    Waiting,
+    hold_disables,
+    hold_for_incomplete_source,
+    wait_for_backoff,
+)
 from snsync.engine.memberships import MEMBERSHIP_TABLE, MembershipPlan, plan_memberships
 from snsync.engine.model import (
     Action,
@@ -66,6 +74,7 @@ class CyclePlan:
     snapshot: SourceSnapshot
     target: TargetSnapshot
     in_scope: int
+    held: tuple[Held, ...] = ()
 
     @property
     def names(self) -> dict[str, str]:
@@ -104,6 +113,8 @@ class CycleReport:
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.planned.held:
+            return ExitCode.HELD
         return ExitCode.OBJECT_FAILURES if self.failures() else ExitCode.OK
 
 
@@ -219,18 +230,22 @@ def stored_links(state: State) -> dict[str, dict[str, str]]:
 
 
 def read_and_plan(
-    config: Config, conns: Connections, state: State, progress: Progress | None = None
+    config: Config,
+    conns: Connections,
+    state: State,
+    progress: Progress | None = None,
+    allow_disables: bool = False,
 ) -> CyclePlan:
-    """Read Graph and ServiceNow, then plan."""
+    """Read Graph and ServiceNow, then plan and guard."""
     app = source.read_app_scope(conns.graph, config, progress)
+    incomplete: list[str] = []
     users = source.read_users(
-        conns.graph,
-        source_attributes(config),
-        config.graph.page_size,
-        progress,
+        conns.graph, source_attributes(config), config.graph.page_size, progress, incomplete
     )
-    groups = source.read_groups(conns.graph, app, config, source_attributes(config, GROUP))
-    snapshot = source.build_snapshot(users, app, config, groups)
+    groups = source.read_groups(
+        conns.graph, app, config, source_attributes(config, GROUP), incomplete
+    )
+    snapshot = source.build_snapshot(users, app, config, groups, incomplete)
     target = target_io.read_target(
         conns.servicenow,
         target_fields(make_mapper(config), "user_name"),
@@ -242,7 +257,39 @@ def read_and_plan(
     planned = plan_from(config, snapshot, target, links)
     existing = _existing_groups(planned, snapshot)
     rows = target_io.read_memberships(conns.servicenow, existing) if existing else []
-    return with_memberships(planned, rows, links[MEMBERSHIP])
+    planned = with_memberships(planned, rows, links[MEMBERSHIP])
+    return guard(planned, config, state, allow_disables)
+
+
+def guard(planned: CyclePlan, config: Config, state: State, allow_disables: bool) -> CyclePlan:
+    """Apply the guards: incomplete source, back-off of failing objects, disable threshold."""
+    waiting = [
+        Waiting(e.object_type, e.directory_id, e.failures, e.next_attempt) for e in state.escrow()
+    ]
+    limits = config.safety.max_disables
+    held: list[Held] = []
+
+    def table(tp: TablePlan, limit: DisableLimit) -> TablePlan:
+        items = hold_for_incomplete_source(tp.plan.items, planned.snapshot.incomplete)
+        items, hold = hold_disables(
+            wait_for_backoff(items, waiting), limit, len(tp.links), allow_disables
+        )
+        if hold:
+            held.append(hold)
+        return replace(tp, plan=replace(tp.plan, items=items))
+
+    users, groups = table(planned.users, limits.users), table(planned.groups, limits.groups)
+    members = guard_memberships(planned.memberships, planned.snapshot, waiting)
+    return replace(planned, users=users, groups=groups, memberships=members, held=tuple(held))
+
+
+def guard_memberships(
+    memberships: MembershipPlan, snapshot: SourceSnapshot, waiting: Sequence[Waiting]
+) -> MembershipPlan:
+    """The membership guards: no removal on an incomplete source; back-off."""
+    items = hold_for_incomplete_source(memberships.plan.items, snapshot.incomplete)
+    items = wait_for_backoff(items, waiting)
+    return replace(memberships, plan=replace(memberships.plan, items=items))
 
 
 def run_cycle(
@@ -253,12 +300,13 @@ def run_cycle(
     dry_run: bool = False,
     progress: Progress | None = None,
     on_result: OnResult | None = None,
+    allow_disables: bool = False,
 ) -> CycleReport:
     """Run one full cycle; in a dry run nothing is written anywhere."""
     started = time.monotonic()
     cycle_id = None if dry_run else state.start_cycle("full")
     try:
-        planned = read_and_plan(config, conns, state, progress)
+        planned = read_and_plan(config, conns, state, progress, allow_disables)
     except Exception as exc:
         if cycle_id is not None:
             state.end_cycle(cycle_id, f"error: {exc}", {}, requests_made(conns))
@@ -282,6 +330,7 @@ def run_cycle(
         for table, items in reference_creates(missing).items():
             results += run(items, table)
         planned = _replan_with_references(config, planned, results, stored_links(state))
+        planned = guard(planned, config, state, allow_disables)
     user_links = dict(planned.users.links)
     for wave in execution_waves(planned.users.plan.items):
         done = run([with_references(item, user_links) for item in wave], USER)
@@ -301,13 +350,18 @@ def run_cycle(
             state.links(MEMBERSHIP),
             planned.names,
         )
+        waiting = [
+            Waiting(e.object_type, e.directory_id, e.failures, e.next_attempt)
+            for e in state.escrow()
+        ]
+        memberships = guard_memberships(memberships, planned.snapshot, waiting)
     member_results = run(memberships.plan.items, MEMBERSHIP)
     results += group_results + member_results
     report = CycleReport(
         cycle_id, dry_run, time.monotonic() - started, planned, tuple(results), requests_made(conns)
     )
     if cycle_id is not None:
-        _record(state, cycle_id, report, user_links, group_links, memberships)
+        _record(config, state, cycle_id, report, user_links, group_links, memberships)
     return report
 
 
@@ -405,6 +459,7 @@ def _existing_groups(planned: CyclePlan, snapshot: SourceSnapshot) -> list[str]:
 
 
 def _record(
+    config: Config,
     state: State,
     cycle_id: int,
     report: CycleReport,
@@ -429,6 +484,13 @@ def _record(
     state.drop_links(MEMBERSHIP, [*removed, *memberships.forgotten])
     state.save_links(MEMBERSHIP, {**memberships.adopted, **new_links(member_results)})
     state.log_results(cycle_id, report.results)
+    writes = [r for r in report.results if r.item.writes]
+    state.update_escrow(
+        [r for r in writes if r.status is Status.FAILURE],
+        [r for r in writes if r.status is not Status.FAILURE],
+        config.safety.retry_backoff,
+    )
+    state.put("held", [h.__dict__ for h in planned.held] or None)
     counts = {
         "by_action": report.counts(),
         "unchanged": planned.unchanged,

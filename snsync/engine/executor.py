@@ -3,6 +3,7 @@ stops the others; every item comes back as a `Result`."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +12,24 @@ from snsync.errors import ApiError, TransientError, WriteBlockedError
 from snsync.servicenow.client import TableClient
 
 OnResult = Callable[[Result], None]
+
+
+class StopSignal:
+    """Set by SIGTERM/SIGINT: objects in flight finish, objects not started are skipped."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        self.reason = reason
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+
+STOP = StopSignal()
 
 
 def execute(
@@ -25,7 +44,18 @@ def execute(
     """Execute `items` and return one Result each, in the items' order."""
 
     def run(item: PlanItem) -> Result:
-        result = _dry(item) if dry_run or not item.writes else apply_item(item, client, table)
+        if STOP and item.writes:
+            result = Result(
+                item,
+                Status.SKIPPED,
+                item.sys_id,
+                Reason.INTERRUPTED,
+                f"not started: snsync was stopped ({STOP.reason}); next cycle",
+            )
+        elif dry_run or not item.writes:
+            result = _dry(item)
+        else:
+            result = apply_item(item, client, table)
         if on_result:
             on_result(result)
         return result

@@ -18,6 +18,7 @@ class Action(StrEnum):
     DISABLE = "Disable"
     ENABLE = "Enable"
     DELETE = "Delete"  # only ever a group membership row snsync itself created or adopted
+    STAGED_DISABLE = "StagedDisable"  # a disable held back by the deletion threshold
     SKIP = "Skip"
 
 
@@ -44,6 +45,10 @@ class Reason(StrEnum):
     ACTION_SWITCHED_OFF = "ActionSwitchedOff"
     NOT_ACTIVE = "SourceUserNotActive"
     OUT_OF_SCOPE_KEPT = "SkipOutOfScopeDeletions"
+    DISABLE_THRESHOLD = "DisableThresholdExceeded"
+    SOURCE_INCOMPLETE = "SourceIncomplete"
+    RETRY_BACKOFF = "RetryBackoff"
+    INTERRUPTED = "Interrupted"
     TRANSIENT = "Transient"
     API_ERROR = "ServiceNowApiError"
 
@@ -66,6 +71,7 @@ class SourceSnapshot:
     users: Mapping[str, SourceObject]
     groups: Mapping[str, SourceObject] = field(default_factory=dict)
     members: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> user ids
+    incomplete: tuple[str, ...] = ()  # why part of the directory could not be read
     assignments: int = 0
     groups_expanded: int = 0
 
@@ -123,7 +129,9 @@ class PlanItem:
     @property
     def writes(self) -> bool:
         """Whether executing this item sends a write to ServiceNow."""
-        return self.action is not Action.SKIP and self.status is not Status.FAILURE
+        if self.action in (Action.SKIP, Action.STAGED_DISABLE):
+            return False
+        return self.status is not Status.FAILURE
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 from snsync.config import Config
 from snsync.engine.model import SourceObject, SourceSnapshot
 from snsync.engine.scope import Assignment, ScopeDecision, counted_assignments, decide_scope
-from snsync.errors import NotFoundError
+from snsync.errors import BadRequestError, NotFoundError, TransientError
 from snsync.graph.client import GraphClient
 
 # Attributes the Azure provisioning schema offers that Graph does not return as such.
@@ -32,6 +32,7 @@ class AppScope:
     roles: Mapping[str, str]
     assignments: tuple[Assignment, ...]
     group_members: Mapping[str, tuple[str, ...]]
+    incomplete: tuple[str, ...] = ()
 
 
 def graph_select(attributes: Iterable[str]) -> list[str]:
@@ -73,6 +74,14 @@ def read_app_scope(
         str(r.get("id")): str(r.get("value") or r.get("displayName") or "")
         for r in sp.get("appRoles", [])
     }
+    incomplete: list[str] = []
+    rows = _pages(
+        graph,
+        f"servicePrincipals/{sp_id}/appRoleAssignedTo",
+        {"$top": "999"},
+        "assignments",
+        incomplete,
+    )
     assignments = tuple(
         Assignment(
             id=str(a.get("id", "")),
@@ -81,18 +90,47 @@ def read_app_scope(
             app_role_id=str(a.get("appRoleId", "")),
             principal_name=str(a.get("principalDisplayName") or ""),
         )
-        for a in graph.list_all(f"servicePrincipals/{sp_id}/appRoleAssignedTo", {"$top": "999"})
+        for a in rows
     )
     relation = "transitiveMembers" if config.scope.expand_nested_groups else "members"
     members: dict[str, tuple[str, ...]] = {}
     for group_id in dict.fromkeys(
         a.principal_id for a in assignments if a.principal_type == "Group"
     ):
-        rows = graph.list_all(f"groups/{group_id}/{relation}", {"$select": "id", "$top": "999"})
-        members[group_id] = tuple(str(m["id"]) for m in rows if m.get("@odata.type") == USER_TYPE)
+        listed = _pages(
+            graph,
+            f"groups/{group_id}/{relation}",
+            {"$select": "id", "$top": "999"},
+            f"members of group {group_id}",
+            incomplete,
+        )
+        members[group_id] = tuple(str(m["id"]) for m in listed if m.get("@odata.type") == USER_TYPE)
         if progress:
-            progress("group members", len(rows))
-    return AppScope(sp_id, str(sp.get("displayName", "")), roles, assignments, members)
+            progress("group members", len(listed))
+    return AppScope(
+        sp_id, str(sp.get("displayName", "")), roles, assignments, members, tuple(incomplete)
+    )
+
+
+def _pages(
+    graph: GraphClient,
+    path: str,
+    params: Mapping[str, str],
+    what: str,
+    incomplete: list[str],
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Every item of a listing; if a page fails after retries, what was read so far, and the
+    failure noted in `incomplete` (so that the cycle disables nothing)."""
+    items: list[dict[str, Any]] = []
+    try:
+        for page in graph.iter_pages(path, params):
+            items.extend(page)
+            if progress:
+                progress(what, len(page))
+    except (TransientError, BadRequestError) as exc:
+        incomplete.append(f"{what}: stopped after {len(items)} items: {exc}")
+    return items
 
 
 def read_users(
@@ -100,17 +138,14 @@ def read_users(
     attributes: Iterable[str],
     page_size: int,
     progress: Progress | None = None,
+    incomplete: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every user in the directory with the attributes the mappings need."""
     params: dict[str, str] = {"$select": ",".join(graph_select(attributes)), "$top": str(page_size)}
     if "manager" in attributes:
         params["$expand"] = "manager($select=id)"
-    users: list[dict[str, Any]] = []
-    for page in graph.iter_pages("users", params):
-        users.extend(page)
-        if progress:
-            progress("users", len(page))
-    return users
+    noted = incomplete if incomplete is not None else []
+    return _pages(graph, "users", params, "users", noted, progress)
 
 
 def assigned_groups(app: AppScope, config: Config) -> dict[str, str]:
@@ -124,13 +159,22 @@ def assigned_groups(app: AppScope, config: Config) -> dict[str, str]:
 
 
 def read_groups(
-    graph: GraphClient, app: AppScope, config: Config, attributes: Iterable[str]
+    graph: GraphClient,
+    app: AppScope,
+    config: Config,
+    attributes: Iterable[str],
+    incomplete: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The assigned groups with the attributes the group mappings need (`$batch`, 20 a call)."""
     select = dict.fromkeys(("id", "displayName"))
     select.update(dict.fromkeys(a for a in attributes if a and a not in SYNTHESIZED))
     paths = [f"groups/{group_id}" for group_id in assigned_groups(app, config)]
-    found = graph.get_many(paths, {"$select": ",".join(select)})
+    try:
+        found = graph.get_many(paths, {"$select": ",".join(select)})
+    except (TransientError, BadRequestError) as exc:
+        if incomplete is not None:
+            incomplete.append(f"assigned groups: {exc}")
+        return []
     return [group for group in found.values() if group]
 
 
@@ -139,6 +183,7 @@ def build_snapshot(
     app: AppScope,
     config: Config,
     groups: Sequence[Mapping[str, Any]] = (),
+    incomplete: Sequence[str] = (),
 ) -> SourceSnapshot:
     """Decide scope and synthesize attributes for every user and assigned group read."""
     result: dict[str, SourceObject] = {}
@@ -156,6 +201,7 @@ def build_snapshot(
         groups_expanded=len(app.group_members),
         groups=source_groups,
         members=members,
+        incomplete=(*app.incomplete, *incomplete),
     )
 
 

@@ -14,7 +14,7 @@ from snsync.metrics import CycleMetrics, write_metrics
 METRICS = CycleMetrics(
     duration_s=12.5,
     full=True,
-    counts={"Create": {"Success": 10, "Failure": 2}, "Update": {"Success": 3}},
+    counts={"user Create": {"Success": 10, "Failure": 2}, "group Update": {"Success": 3}},
     failures=2,
     held_disables=0,
     success=False,
@@ -44,9 +44,18 @@ def test_every_metric_parses_back(tmp_path: Path) -> None:
         ("snsync_last_cycle_timestamp_seconds", ()): 1714532475.0,
         ("snsync_last_success_timestamp_seconds", ()): 1714500000.0,
         ("snsync_quarantined", ()): 0.0,
-        ("snsync_objects", (("action", "Create"), ("status", "Success"))): 10.0,
-        ("snsync_objects", (("action", "Create"), ("status", "Failure"))): 2.0,
-        ("snsync_objects", (("action", "Update"), ("status", "Success"))): 3.0,
+        (
+            "snsync_objects",
+            (("action", "Create"), ("object_type", "user"), ("status", "Success")),
+        ): 10.0,
+        (
+            "snsync_objects",
+            (("action", "Create"), ("object_type", "user"), ("status", "Failure")),
+        ): 2.0,
+        (
+            "snsync_objects",
+            (("action", "Update"), ("object_type", "group"), ("status", "Success")),
+        ): 3.0,
     }
     text = path.read_text()
     for family in text_string_to_metric_families(text):
