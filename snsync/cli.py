@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -172,6 +173,16 @@ metrics_option = click.option(
 )
 
 
+@dataclass(frozen=True)
+class CycleOptions:
+    """How `run` and `approve` run a cycle."""
+
+    dry_run: bool = False
+    allow_disables: bool = False
+    full: bool = False
+    metrics_file: Path | None = None
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Run one cycle and exit (for cron).")
 @click.option("--dry-run", is_flag=True, help="Plan and report as a run would; write nothing.")
@@ -179,6 +190,9 @@ metrics_option = click.option(
     "--allow-disables",
     is_flag=True,
     help="Release disables held by safety.max_disables, for this run only.",
+)
+@click.option(
+    "--full", is_flag=True, help="Read everything, not only what changed since the last cycle."
 )
 @metrics_option
 @output_option
@@ -189,22 +203,24 @@ def run(
     once: bool,
     dry_run: bool,
     allow_disables: bool,
+    full: bool,
     metrics_file: Path | None,
     output: str,
 ) -> None:
     """Run sync cycles: one with --once, else every schedule.interval until stopped."""
     config = _config(ctx)
     _stop_on_signals()
+    options = CycleOptions(dry_run, allow_disables, full, metrics_file)
     if once:
-        sys.exit(int(_one_cycle(config, dry_run, allow_disables, metrics_file, output)))
+        sys.exit(int(_one_cycle(config, options, output)))
     interval = config.schedule.interval
     click.echo(f"Running a cycle every {interval}s; Ctrl-C or SIGTERM to stop.", err=True)
     while not STOP:
         try:
-            _one_cycle(config, dry_run, allow_disables, metrics_file, output)
+            _one_cycle(config, options, output)
         except SnsyncError as exc:  # one bad cycle must not end the loop; the next may work
             click.echo(f"error: {redact(str(exc))}", err=True)
-        allow_disables = False
+        options = CycleOptions(dry_run, metrics_file=metrics_file)  # flags hold for one cycle
         _sleep(interval + random.uniform(0, config.schedule.jitter))
     click.echo(f"stopped ({STOP.reason}).", err=True)
 
@@ -218,27 +234,33 @@ def approve(ctx: click.Context, metrics_file: Path | None, output: str) -> None:
     """Run one cycle now that releases the disables held by safety.max_disables."""
     config = _config(ctx)
     _stop_on_signals()
-    sys.exit(int(_one_cycle(config, False, True, metrics_file, output)))
+    sys.exit(
+        int(
+            _one_cycle(config, CycleOptions(allow_disables=True, metrics_file=metrics_file), output)
+        )
+    )
 
 
-def _one_cycle(
-    config: Config, dry_run: bool, allow_disables: bool, metrics_file: Path | None, output: str
-) -> ExitCode:
+def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
     from snsync.connections import connect
     from snsync.engine.supervisor import supervised_cycle
     from snsync.render import dumps, report_json, report_text
 
-    conns = connect(config, read_only=dry_run)
-    with _state(config, lock=not dry_run) as state, _progress(output == "text") as progress:
+    conns = connect(config, read_only=options.dry_run)
+    with (
+        _state(config, lock=not options.dry_run) as state,
+        _progress(output == "text") as progress,
+    ):
         report = supervised_cycle(
             config,
             conns,
             state,
-            dry_run=dry_run,
-            allow_disables=allow_disables,
+            dry_run=options.dry_run,
+            allow_disables=options.allow_disables,
+            force_full=options.full,
             progress=progress,
             on_result=_applied(progress),
-            metrics_file=metrics_file,
+            metrics_file=options.metrics_file,
         )
     conns.close()
     click.echo(dumps(report_json(report)) if output == "json" else report_text(report))

@@ -70,6 +70,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (object_type, directory_id)
     );
     """,
+    """
+    CREATE TABLE cache (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    """,
 )
 
 
@@ -230,6 +238,25 @@ class State:
     def mark_sent(self, key: str, when: float) -> None:
         self.put(f"notify:{key}", when)
 
+    # what the last cycle saw of both sides, for incremental cycles
+    def cache(self, kind: str) -> dict[str, Any]:
+        """key -> JSON value for one kind of cached object."""
+        rows = self.db.execute("SELECT key, value FROM cache WHERE kind=?", (kind,))
+        return {key: json.loads(value) for key, value in rows}
+
+    def replace_cache(self, kinds: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace whole kinds of the cache in one transaction."""
+        with self.transaction():
+            for kind, entries in kinds.items():
+                self.db.execute("DELETE FROM cache WHERE kind=?", (kind,))
+                self.db.executemany(
+                    "INSERT INTO cache (kind, key, value) VALUES (?, ?, ?)",
+                    [(kind, key, json.dumps(value)) for key, value in entries.items()],
+                )
+
+    def clear_cache(self) -> None:
+        self.db.execute("DELETE FROM cache")
+
     # failing objects retried with back-off
     def escrow(self) -> list[EscrowEntry]:
         rows = self.db.execute(
@@ -285,6 +312,9 @@ class State:
             "INSERT INTO cycles (started_at, kind) VALUES (?, ?)", (time.time(), kind)
         )
         return int(cursor.lastrowid or 0)
+
+    def set_cycle_kind(self, cycle_id: int, kind: str) -> None:
+        self.db.execute("UPDATE cycles SET kind=? WHERE id=?", (kind, cycle_id))
 
     def end_cycle(
         self, cycle_id: int, outcome: str, counts: Mapping[str, Any], requests: Mapping[str, Any]

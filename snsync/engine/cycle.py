@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from snsync.config import AttributeMapping, Config
+from snsync.config import Config
 from snsync.connections import Connections
 from snsync.engine.executor import OnResult, execute
 from snsync.engine.guards import (
@@ -26,6 +26,7 @@ from snsync.engine.model import (
     Desired,
     Plan,
     PlanItem,
+    Reason,
     Record,
     Result,
     SourceObject,
@@ -41,9 +42,17 @@ from snsync.engine.planner import (
     plan_objects,
     with_references,
 )
+from snsync.engine.snapshot import (
+    DeltaExpired,
+    Reading,
+    choose_mode,
+    read_full,
+    read_incremental,
+    reference_tables,
+    save_reading,
+)
 from snsync.errors import ExitCode
-from snsync.graph import source
-from snsync.mapping.expressions import EvalContext, parse, referenced_attributes
+from snsync.mapping.expressions import EvalContext
 from snsync.mapping.mapper import Mapper
 from snsync.servicenow import target as target_io
 from snsync.state import State
@@ -75,6 +84,7 @@ class CyclePlan:
     target: TargetSnapshot
     in_scope: int
     held: tuple[Held, ...] = ()
+    reading: Reading | None = None
 
     @property
     def names(self) -> dict[str, str]:
@@ -136,29 +146,10 @@ def plan_options(config: Config, mapper: Mapper, object_type: str = USER) -> Pla
     return options
 
 
-def source_attributes(config: Config, object_type: str = USER) -> set[str]:
-    """Every directory attribute the mappings (and, for users, the scoping filters) read."""
-    mappings = config.mappings.users if object_type == USER else config.mappings.groups
-    names: set[str] = set()
-    for m in mappings:
-        if m.kind == "direct" and m.source:
-            names.add(m.source)
-        elif m.kind == "expression" and m.expression:
-            names |= referenced_attributes(parse(m.expression))
-    if object_type == USER:
-        for clauses in config.scope.filters:
-            names |= {c.attribute for c in clauses}
-    return names
-
-
 def target_fields(mapper: Mapper, name_field: str) -> list[str]:
-    """The fields a cycle reads from a table."""
+    """The fields a cycle reads from a table (sys_updated_on: the incremental watermark)."""
     extra = [mapper.link_field] if mapper.link_field else []
-    return list(dict.fromkeys([*mapper.targets, *extra, name_field, "active"]))
-
-
-def reference_tables(mappings: Iterable[AttributeMapping]) -> set[str]:
-    return {m.reference for m in mappings if m.reference}
+    return list(dict.fromkeys([*mapper.targets, *extra, name_field, "active", "sys_updated_on"]))
 
 
 def make_mapper(config: Config, target: TargetSnapshot | None = None) -> Mapper:
@@ -235,30 +226,40 @@ def read_and_plan(
     state: State,
     progress: Progress | None = None,
     allow_disables: bool = False,
+    force_full: bool = False,
 ) -> CyclePlan:
-    """Read Graph and ServiceNow, then plan and guard."""
-    app = source.read_app_scope(conns.graph, config, progress)
-    incomplete: list[str] = []
-    users = source.read_users(
-        conns.graph, source_attributes(config), config.graph.page_size, progress, incomplete
-    )
-    groups = source.read_groups(
-        conns.graph, app, config, source_attributes(config, GROUP), incomplete
-    )
-    snapshot = source.build_snapshot(users, app, config, groups, incomplete)
-    target = target_io.read_target(
-        conns.servicenow,
-        target_fields(make_mapper(config), "user_name"),
-        reference_tables([*config.mappings.users, *config.mappings.groups]),
-        target_fields(make_group_mapper(config), "name"),
-        progress,
-    )
+    """Read Graph and ServiceNow (fully or incrementally), then plan and guard."""
+    reading = read_both(config, conns, state, progress, force_full)
     links = stored_links(state)
-    planned = plan_from(config, snapshot, target, links)
-    existing = _existing_groups(planned, snapshot)
-    rows = target_io.read_memberships(conns.servicenow, existing) if existing else []
+    planned = plan_from(config, reading.snapshot, reading.target, links)
+    existing = _existing_groups(planned, reading.snapshot)
+    unread = [g for g in existing if g not in reading.member_groups]
+    rows = [r for r in reading.member_rows.values() if r.get("group") in set(existing)]
+    rows += target_io.read_memberships(conns.servicenow, unread) if unread else []
     planned = with_memberships(planned, rows, links[MEMBERSHIP])
+    member_groups = reading.member_groups | set(unread)
+    planned = replace(planned, reading=replace(reading, member_groups=member_groups))
     return guard(planned, config, state, allow_disables)
+
+
+def read_both(
+    config: Config,
+    conns: Connections,
+    state: State,
+    progress: Progress | None,
+    force_full: bool,
+) -> Reading:
+    """Read incrementally when the saved state allows it, else (or on an expired delta) fully."""
+    user_fields = target_fields(make_mapper(config), "user_name")
+    group_fields = target_fields(make_group_mapper(config), "name")
+    mode, reason = choose_mode(config, state, force_full, time.time())
+    if mode == "incremental":
+        try:
+            return read_incremental(config, conns, state, progress, user_fields, group_fields)
+        except DeltaExpired:
+            reason = "the Graph delta link expired (410 syncStateNotFound)"
+    tables = reference_tables([*config.mappings.users, *config.mappings.groups])
+    return read_full(config, conns, progress, user_fields, group_fields, tables, reason)
 
 
 def guard(planned: CyclePlan, config: Config, state: State, allow_disables: bool) -> CyclePlan:
@@ -301,16 +302,19 @@ def run_cycle(
     progress: Progress | None = None,
     on_result: OnResult | None = None,
     allow_disables: bool = False,
+    force_full: bool = False,
 ) -> CycleReport:
-    """Run one full cycle; in a dry run nothing is written anywhere."""
+    """Run one cycle (full or incremental); in a dry run nothing is written anywhere."""
     started = time.monotonic()
-    cycle_id = None if dry_run else state.start_cycle("full")
+    cycle_id = None if dry_run else state.start_cycle("starting")
     try:
-        planned = read_and_plan(config, conns, state, progress, allow_disables)
+        planned = read_and_plan(config, conns, state, progress, allow_disables, force_full)
     except Exception as exc:
         if cycle_id is not None:
             state.end_cycle(cycle_id, f"error: {exc}", {}, requests_made(conns))
         raise
+    if cycle_id is not None and planned.reading is not None:
+        state.set_cycle_kind(cycle_id, planned.reading.mode)
     concurrency = config.servicenow.max_concurrency
 
     def run(items: Sequence[PlanItem], object_type: str) -> list[Result]:
@@ -458,6 +462,38 @@ def _existing_groups(planned: CyclePlan, snapshot: SourceSnapshot) -> list[str]:
     return [links[g] for g in snapshot.groups if links.get(g, "(new)") != "(new)"]
 
 
+def _save_reading(
+    config: Config,
+    state: State,
+    planned: CyclePlan,
+    reading: Reading,
+    results: Sequence[Result],
+) -> None:
+    created_groups = {
+        r.sys_id
+        for r in results
+        if r.item.object_type == GROUP and r.item.action is Action.CREATE and r.sys_id
+    }
+    fields = {
+        USER: target_fields(make_mapper(config), "user_name"),
+        GROUP: target_fields(make_group_mapper(config), "name"),
+    }
+    rows = {r["sys_id"]: r for r in planned.member_rows}
+    save_reading(
+        state,
+        config,
+        reading,
+        planned.target,
+        rows,
+        results,
+        fields,
+        reading.member_groups | created_groups,
+    )
+    # A create that failed in flight may have landed: only a full read can adopt it.
+    if any(r.item.action is Action.CREATE and r.reason == Reason.TRANSIENT for r in results):
+        state.put("watermark:users", None)
+
+
 def _record(
     config: Config,
     state: State,
@@ -491,6 +527,8 @@ def _record(
         config.safety.retry_backoff,
     )
     state.put("held", [h.__dict__ for h in planned.held] or None)
+    if planned.reading is not None:
+        _save_reading(config, state, planned, planned.reading, report.results)
     counts = {
         "by_action": report.counts(),
         "unchanged": planned.unchanged,

@@ -17,14 +17,13 @@ from snsync.engine.cycle import (
     make_mapper,
     new_links,
     plan_from,
-    reference_tables,
     requests_made,
-    source_attributes,
     target_fields,
 )
 from snsync.engine.executor import execute
 from snsync.engine.model import Record, SourceSnapshot, TargetSnapshot
 from snsync.engine.scope import ScopeDecision, decide_scope
+from snsync.engine.snapshot import reference_tables, source_attributes
 from snsync.errors import NotFoundError
 from snsync.graph import source
 from snsync.servicenow import target as target_io

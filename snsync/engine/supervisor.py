@@ -101,6 +101,7 @@ def supervised_cycle(
     *,
     dry_run: bool = False,
     allow_disables: bool = False,
+    force_full: bool = False,
     progress: Progress | None = None,
     on_result: OnResult | None = None,
     metrics_file: Path | None = None,
@@ -122,6 +123,7 @@ def supervised_cycle(
             progress=progress,
             on_result=on_result,
             allow_disables=allow_disables,
+            force_full=force_full,
         )
     except UnauthorizedError as exc:
         if not dry_run:

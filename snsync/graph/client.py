@@ -29,6 +29,7 @@ PERMISSION_HINTS = (
     ("/users", "User.Read.All"),
 )
 BATCH_LIMIT = 20
+PREFER_LARGE_PAGES = "odata.maxpagesize=999"  # delta rounds take no $top
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class GraphClient:
         query = params
         items: list[dict[str, Any]] = []
         while url:
-            page = self._send("GET", url, params=query)
+            page = self._send("GET", url, params=query, prefer=PREFER_LARGE_PAGES)
             items.extend(page.get("value", []))
             if "@odata.deltaLink" in page:
                 return DeltaRound(items, str(page["@odata.deltaLink"]))
@@ -131,8 +132,11 @@ class GraphClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         is_read: bool = False,
+        prefer: str | None = None,
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.tokens.token()}", "Accept": "application/json"}
+        if prefer:
+            headers["Prefer"] = prefer
         response = self.http.request(
             method,
             url,

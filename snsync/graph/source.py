@@ -46,6 +46,13 @@ def graph_select(attributes: Iterable[str]) -> list[str]:
     return list(wanted)
 
 
+def group_select(attributes: Iterable[str]) -> list[str]:
+    """The `$select` list for groups: what the group mappings read, minus synthesized names."""
+    wanted = dict.fromkeys(("id", "displayName"))
+    wanted.update(dict.fromkeys(a for a in attributes if a and a not in SYNTHESIZED))
+    return list(wanted)
+
+
 def find_service_principal(graph: GraphClient, config: Config) -> dict[str, Any]:
     """The ServiceNow app's service principal, by id or by its app (client) id."""
     params = {"$select": "id,appId,displayName,appRoles"}
@@ -65,9 +72,13 @@ def find_service_principal(graph: GraphClient, config: Config) -> dict[str, Any]
 
 
 def read_app_scope(
-    graph: GraphClient, config: Config, progress: Progress | None = None
+    graph: GraphClient,
+    config: Config,
+    progress: Progress | None = None,
+    known_members: Mapping[str, tuple[str, ...]] | None = None,
 ) -> AppScope:
-    """The app's roles, its assignments and the user members of its assigned groups."""
+    """The app's roles, its assignments and the user members of its assigned groups (members
+    already known, from the cache of an incremental cycle, are not listed again)."""
     sp = find_service_principal(graph, config)
     sp_id = str(sp["id"])
     roles = {
@@ -94,9 +105,13 @@ def read_app_scope(
     )
     relation = "transitiveMembers" if config.scope.expand_nested_groups else "members"
     members: dict[str, tuple[str, ...]] = {}
+    known = known_members or {}
     for group_id in dict.fromkeys(
         a.principal_id for a in assignments if a.principal_type == "Group"
     ):
+        if group_id in known:
+            members[group_id] = known[group_id]
+            continue
         listed = _pages(
             graph,
             f"groups/{group_id}/{relation}",
@@ -164,18 +179,21 @@ def read_groups(
     config: Config,
     attributes: Iterable[str],
     incomplete: list[str] | None = None,
+    known: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The assigned groups with the attributes the group mappings need (`$batch`, 20 a call)."""
-    select = dict.fromkeys(("id", "displayName"))
-    select.update(dict.fromkeys(a for a in attributes if a and a not in SYNTHESIZED))
-    paths = [f"groups/{group_id}" for group_id in assigned_groups(app, config)]
+    """The assigned groups with the attributes the group mappings need (`$batch`, 20 a call);
+    groups already `known` (cached and kept current by delta) are not fetched again."""
+    select = group_select(attributes)
+    cached = known or {}
+    wanted = assigned_groups(app, config)
+    paths = [f"groups/{group_id}" for group_id in wanted if group_id not in cached]
     try:
-        found = graph.get_many(paths, {"$select": ",".join(select)})
+        found = graph.get_many(paths, {"$select": ",".join(select)}) if paths else {}
     except (TransientError, BadRequestError) as exc:
         if incomplete is not None:
             incomplete.append(f"assigned groups: {exc}")
-        return []
-    return [group for group in found.values() if group]
+        found = {}
+    return [cached[g] for g in wanted if g in cached] + [g for g in found.values() if g]
 
 
 def build_snapshot(
@@ -188,8 +206,14 @@ def build_snapshot(
     """Decide scope and synthesize attributes for every user and assigned group read."""
     result: dict[str, SourceObject] = {}
     kept, _ = counted_assignments(app.assignments, app.roles, config.scope)
+    present = {str(raw.get("id")) for raw in users}
     for raw in users:
         decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
+        manager = raw.get("manager")
+        if isinstance(manager, dict) and str(manager.get("id")) not in present:
+            # A deleted manager is no manager, whether the read was a listing or a delta round
+            # (delta reports no change on the reports of a manager who was deleted).
+            raw = {**raw, "manager": None}
         user = source_user(raw, decision, _role_values(str(raw.get("id")), kept, app))
         result[user.id] = user
     roles = assigned_groups(app, config)

@@ -2219,6 +2219,21 @@ class _Delta:
 
     def _state(self) -> dict[str, Any]:
         query = self.routes.call.query
+        if query.get("$deltatoken") == "latest":
+            # Graph's "latest" token: no initial round, just a deltaLink for changes from now.
+            self.routes.no_query_options("$select", "$deltatoken")
+            catalog = _USER_DELTA_CATALOG if self.kind == "users" else _GROUP_DELTA_CATALOG
+            now = self.directory.seq
+            return {
+                "k": self.kind,
+                "s": _select(query, catalog),
+                "f": now,
+                "t": now,
+                "a": "",
+                "i": self.service.now(),
+                "g": self.service.generation,
+                "n": 100,
+            }
         for name in ("$deltatoken", "$skiptoken"):
             if name in query:
                 state = self.service.open_token(query[name], name)

@@ -112,7 +112,7 @@ def test_a_failed_users_page_disables_nothing(
         return original(request)
 
     app.handle = handle  # type: ignore[method-assign]
-    result = snsync("run", "--once", "--output", "json")
+    result = snsync("run", "--once", "--full", "--output", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert not [r for r in report["results"] if r["action"] == "Disable"]

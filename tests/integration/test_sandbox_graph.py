@@ -1232,3 +1232,11 @@ def test_demo_tenant_shape() -> None:
     roles = {a["principalId"]: a["appRoleId"] for a in data["assignments"]}
     assert roles[MEGAN] == DEFAULT_ACCESS_ROLE_ID and roles[ADELE] == ROLE_USER_ID
     assert demo_tenant() == data  # fixed ids: the same on every call
+
+
+def test_delta_latest_token_skips_the_initial_round(graph: Graph) -> None:
+    first = graph.ok("users/delta", **{"$deltatoken": "latest", "$select": "jobTitle"})
+    assert first["value"] == [] and "@odata.nextLink" not in first
+    graph.call("PATCH", f"users/{ALEX}", json={"jobTitle": "Sales Lead"})
+    changed = graph.ok(first["@odata.deltaLink"])
+    assert [(u["id"], u["jobTitle"]) for u in changed["value"]] == [(ALEX, "Sales Lead")]

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from benchmarks import run
-from benchmarks.ideal import LatencyProfile, Needed, graph_reads_needed, ideal_seconds, needed
+from benchmarks.ideal import (
+    LatencyProfile,
+    Needed,
+    Rows,
+    Writes,
+    graph_reads_needed,
+    ideal_seconds,
+    needed,
+    needed_incremental,
+)
 from benchmarks.scenarios import STALE_TITLE, ScenarioSpec, depths, generate, user_changes
 from snsync.sandbox.demo_instance import demo_instance
 from snsync.sandbox.graph import GraphApp
@@ -88,24 +97,48 @@ def test_user_changes_touch_one_percent_of_enabled_users() -> None:
         assert body["jobTitle"] != users[user_id]["jobTitle"]
 
 
+def test_memberships_needed_counts_enabled_members_of_assigned_groups() -> None:
+    scenario = generate(ScenarioSpec(users=400, groups=10))
+    expected = sum(
+        1
+        for members in scenario.assigned_groups.values()
+        for user_id in members
+        if user_id not in scenario.disabled
+    )
+    assert scenario.memberships_needed() == expected > 400 * 0.8
+
+
 def test_graph_reads_needed_counts_pages() -> None:
     scenario = generate(ScenarioSpec(users=2500, groups=10))
-    groups = len(scenario.assigned_group_sizes)
-    assert graph_reads_needed(scenario) == math.ceil(2500 / 999) + 1 + groups + 2
+    groups = len(scenario.assigned_groups)
+    # users, assignments, one members page per assigned group, one page of all groups, token+app
+    assert graph_reads_needed(scenario) == math.ceil(2500 / 999) + 1 + groups + 1 + 2
 
 
 def test_ideal_time_runs_servicenow_in_rounds_of_the_cap_and_graph_in_sequence() -> None:
     profile = LatencyProfile(servicenow_ms=50, graph_ms=20, cap=16)
-    need = Needed(graph_reads=174, servicenow_reads=2, servicenow_writes=10_000)
+    need = Needed(graph_reads=174, servicenow_reads=2, writes=Writes(users=10_000))
     assert ideal_seconds(need, profile) == pytest.approx(626 * 0.05 + 174 * 0.02)
-    nothing = Needed(graph_reads=10, servicenow_reads=11, servicenow_writes=0)
+    nothing = Needed(graph_reads=10, servicenow_reads=11, writes=Writes())
     assert ideal_seconds(nothing, profile) == pytest.approx(0.05 + 0.2)
 
 
-def test_needed_reads_one_page_per_thousand_rows_plus_the_department_table() -> None:
+def test_needed_reads_pages_of_users_groups_memberships_and_departments() -> None:
     scenario = generate(ScenarioSpec(users=50, groups=2))
-    assert needed(scenario, 10_008, 7).servicenow_reads == 11 + 1
-    assert needed(scenario, 1000, 0).servicenow_reads == 1 + 1
+    first = needed(scenario, Rows(sys_user=10_008, sys_user_group=2), Writes(users=7))
+    assert first.servicenow_reads == 11 + 1 + 1  # no membership rows to read yet
+    again = needed(scenario, Rows(sys_user=1000, sys_user_group=200, memberships=12_345), Writes())
+    assert again.servicenow_reads == 1 + 1 + 1 + 13
+    assert again.servicenow_writes == 0
+
+
+def test_incremental_ideal_reads_one_page_of_changes_per_table() -> None:
+    scenario = generate(ScenarioSpec(users=2000, groups=10))
+    need = needed_incremental(scenario, 20, Writes(users=20))
+    assert need.graph_reads == 2 + 1 + 1 + 1
+    assert need.servicenow_reads == 4
+    profile = LatencyProfile(servicenow_ms=50, graph_ms=20, cap=16)
+    assert ideal_seconds(need, profile) == pytest.approx(2 * 0.05 + 5 * 0.02)
 
 
 def test_runner_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,6 +149,7 @@ def test_runner_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         "--graph-latency-ms=0",
         "--baseline-sample=10",
         "--sandbox=thread",
+        "--no-tracemalloc",
         f"--workdir={tmp_path}",
     ]
     assert run.main(argv) == 0
