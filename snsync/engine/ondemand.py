@@ -63,7 +63,7 @@ def provision_user(
     app = source.read_app_scope(conns.graph, config)
     decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
     say("scope", ("in scope: " if decision.in_scope else "not in scope: ") + decision.reason)
-    snapshot = source.build_snapshot([raw], app, config)
+    snapshot = source.build_snapshot([raw], app, config, whole_directory=False)
     user = snapshot.users[str(raw["id"])]
     links = state.links(USER)
     target = _target_for(config, conns, user.id, user.attributes, links)

@@ -202,6 +202,7 @@ def build_snapshot(
     config: Config,
     groups: Sequence[Mapping[str, Any]] = (),
     incomplete: Sequence[str] = (),
+    whole_directory: bool = True,
 ) -> SourceSnapshot:
     """Decide scope and synthesize attributes for every user and assigned group read."""
     result: dict[str, SourceObject] = {}
@@ -210,7 +211,7 @@ def build_snapshot(
     for raw in users:
         decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
         manager = raw.get("manager")
-        if isinstance(manager, dict) and str(manager.get("id")) not in present:
+        if whole_directory and isinstance(manager, dict) and str(manager.get("id")) not in present:
             # A deleted manager is no manager, whether the read was a listing or a delta round
             # (delta reports no change on the reports of a manager who was deleted).
             raw = {**raw, "manager": None}

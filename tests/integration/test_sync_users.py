@@ -189,3 +189,21 @@ def test_state_file_lost_relinks_by_stamp_without_duplicates(
     result = snsync("run", "--once", "--output", "json")
     assert result.exit_code == 0
     assert len(sn_admin.rows("sys_user")) == count
+
+
+def test_provision_on_demand_sets_a_provisioned_manager(
+    snsync: Snsync, sn_admin: ServiceNowAdmin, graph_admin: GraphAdmin
+) -> None:
+    snsync("run", "--once")
+    lee = graph_admin.user(LEE)
+    user = graph_admin.create_user("new.hire", givenName="New", surname="Hire")
+    graph_admin.call(
+        "PUT",
+        f"users/{user['id']}/manager/$ref",
+        {"@odata.id": f"https://graph.microsoft.com/v1.0/users/{lee['id']}"},
+    )
+    graph_admin.assign(user["id"])
+    result = snsync("provision", "new.hire@contoso.example")
+    assert result.exit_code == 0 and "result: Success" in result.output, result.output
+    created = sn_admin.one("sys_user", "user_name=new.hire@contoso.example")
+    assert created["manager"] == sn_admin.one("sys_user", f"user_name={LEE}")["sys_id"]
