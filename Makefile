@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+LINTED := $(wildcard snsync tests benchmarks)
+
 lint: $(STAMP)
-	$(BIN)/ruff check snsync tests benchmarks
-	$(BIN)/ruff format --check snsync tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

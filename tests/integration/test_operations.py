@@ -238,3 +238,18 @@ def test_no_secret_in_any_output(snsync: Snsync, sandbox: RunningSandbox, tmp_pa
         assert secret not in everything
         assert secret.encode() not in state
     assert "Bearer ey" not in everything
+
+
+def test_reset_links_relinks_by_stamp_without_duplicates(
+    snsync: Snsync, sn_admin: ServiceNowAdmin
+) -> None:
+    snsync("run", "--once")
+    users = len(sn_admin.rows("sys_user"))
+    refused = snsync("reset", "--links")
+    assert refused.exit_code != 0 and snsync.json("status")["links"]["user"] == 14
+    assert snsync("reset", "--links", "--yes").exit_code == 0
+    assert snsync.json("status")["links"] == {}
+    result = snsync.json("run", "--once")
+    assert "user Create" not in result["counts"]
+    assert len(sn_admin.rows("sys_user")) == users
+    assert snsync.json("status")["links"]["user"] == 14
