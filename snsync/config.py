@@ -15,6 +15,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -70,7 +71,7 @@ def _existing_file(value: Path, info: ValidationInfo) -> Path:
 
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
-Duration = Annotated[int, Field(ge=1)]
+Duration = Annotated[int, BeforeValidator(lambda v: parse_duration(v)), Field(ge=1)]
 
 
 class _Section(BaseModel):
@@ -291,11 +292,6 @@ class ScheduleConfig(_Section):
     jitter: int = Field(default=60, ge=0)
     full_every: Duration = 86400
 
-    @field_validator("interval", "full_every", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> int:
-        return parse_duration(value)
-
 
 class ActionsConfig(_Section):
     """Which kinds of write a cycle may make."""
@@ -340,16 +336,6 @@ class QuarantineConfig(_Section):
     backoff: list[Duration] = Field(default_factory=lambda: [21600, 43200, 86400])
     stop_after: Duration = 28 * 86400
 
-    @field_validator("backoff", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> Any:
-        return [parse_duration(v) for v in value] if isinstance(value, list) else value
-
-    @field_validator("stop_after", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> int:
-        return parse_duration(value)
-
 
 class SafetyConfig(_Section):
     """Limits on what one cycle may do."""
@@ -364,11 +350,6 @@ class SafetyConfig(_Section):
     @classmethod
     def _users_only(cls, value: Any) -> Any:
         return {"users": value} if not isinstance(value, dict) else value
-
-    @field_validator("retry_backoff", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> Any:
-        return [parse_duration(v) for v in value] if isinstance(value, list) else value
 
 
 class ReferencesConfig(_Section):
