@@ -379,8 +379,13 @@ class State:
         where: list[str] = ["1=1"]
         args: list[Any] = []
         if query.user:
-            where.append("(directory_id=? OR lower(display_name)=lower(?) OR changes LIKE ?)")
-            args += [query.user, query.user, f'%"{query.user}"%']
+            # A UPN names a user by the directory as last read; the log keeps the object id.
+            where.append(
+                "(directory_id=? OR lower(display_name)=lower(?) OR changes LIKE ? OR "
+                "directory_id IN (SELECT key FROM cache WHERE kind='src_user' AND "
+                "lower(json_extract(value, '$.userPrincipalName'))=lower(?)))"
+            )
+            args += [query.user, query.user, f'%"{query.user}"%', query.user]
         for column, value in (("action", query.action), ("status", query.status)):
             if value:
                 where.append(f"lower({column})=lower(?)")

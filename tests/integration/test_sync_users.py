@@ -207,3 +207,12 @@ def test_provision_on_demand_sets_a_provisioned_manager(
     assert result.exit_code == 0 and "result: Success" in result.output, result.output
     created = sn_admin.one("sys_user", "user_name=new.hire@contoso.example")
     assert created["manager"] == sn_admin.one("sys_user", f"user_name={LEE}")["sys_id"]
+
+
+def test_logs_by_upn_find_every_row_of_that_user(snsync: Snsync, graph_admin: GraphAdmin) -> None:
+    snsync("run", "--once")
+    lee = graph_admin.user(LEE)
+    graph_admin.call("PATCH", f"users/{lee['id']}", {"jobTitle": "CTO"})
+    snsync("run", "--once")
+    actions = [e["action"] for e in snsync.json("logs", "--user", LEE)]
+    assert actions == ["Create", "Update"]
