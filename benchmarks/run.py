@@ -1,0 +1,335 @@
+"""`make bench`: snsync against the sandbox under a latency profile, scenario by scenario, next to
+the ideal time the profile allows and a naive per-user script.
+
+Scenarios: `empty` (N users into an empty instance), `half` (half of them already present),
+`nochange` (the same sync again, nothing changed) and `changed` (again, 1% of users changed in the
+directory). `nochange` and `changed` run on the sandbox `half` left behind; the naive script runs
+against a fresh sandbox with the same scenario and profile each time. Memory is measured on an
+untimed twin of each sandbox (tracemalloc slows Python down, so it never runs in a timed cycle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from benchmarks.graph_admin import patch_users
+from benchmarks.ideal import (
+    LatencyProfile,
+    Rows,
+    Writes,
+    ideal_seconds,
+    needed,
+    needed_incremental,
+)
+from benchmarks.measure import bench_config, run_snsync
+from benchmarks.naive import NaiveFigures, run_naive
+from benchmarks.report import ScenarioResult, header, scenario_table, summary_table
+from benchmarks.sandbox_host import Host, Sandbox, SandboxSetup, make_host
+from benchmarks.scenarios import Scenario, ScenarioSpec, generate, user_changes
+from snsync.config import Config
+
+SCENARIOS = ("empty", "half", "nochange", "changed")
+SHARE_PRESENT = {"empty": 0.0, "half": 0.5}
+SHARE_CHANGED = 0.01
+QUICK_USERS, QUICK_GROUPS = 1000, 20
+Changes = dict[str, dict[str, str]]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one benchmark run was asked for."""
+
+    users: int
+    groups: int
+    scenarios: tuple[str, ...]
+    profile: LatencyProfile
+    baseline_sample: int | None  # None: the naive script runs on every user
+    trace_memory: bool
+    sandbox: str
+    workdir: Path
+    seed: int
+
+    @property
+    def quiet(self) -> LatencyProfile:
+        """The profile without latency (same cap), for setup steps and the memory twin."""
+        return replace(self.profile, servicenow_ms=0.0, graph_ms=0.0)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One cycle of a chain of cycles on the same sandbox."""
+
+    name: str
+    title: str
+    writes: Writes
+    report: bool  # printed (else a setup step for a later scenario)
+    changes: Changes | None = None  # directory changes made before the cycle
+    resync: bool = False  # a repeat run: the naive script needs a first run (setup) before it
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    """Options from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--users", type=int, help="users in the tenant (default 10000)")
+    parser.add_argument("--groups", type=int, help="groups in the tenant (default 200)")
+    parser.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
+    parser.add_argument("--sn-latency-ms", type=float, default=50.0)
+    parser.add_argument("--graph-latency-ms", type=float, default=20.0)
+    parser.add_argument("--cap", type=int, default=16, help="ServiceNow concurrent requests")
+    parser.add_argument("--baseline-sample", type=int, default=300)
+    parser.add_argument("--full-baseline", action="store_true", help="naive script on all users")
+    parser.add_argument("--quick", action="store_true", help="1000 users, 20 groups: a smoke run")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--sandbox", choices=("process", "thread"), default="process")
+    parser.add_argument("--no-tracemalloc", action="store_true", help="skip the memory twin")
+    parser.add_argument("--workdir", type=Path, default=Path(".bench"))
+    args = parser.parse_args(argv)
+    users = args.users or (QUICK_USERS if args.quick else 10_000)
+    groups = args.groups if args.groups is not None else (QUICK_GROUPS if args.quick else 200)
+    if users < 1 or args.cap < 1 or args.baseline_sample < 1:
+        parser.error("--users, --cap and --baseline-sample must be at least 1")
+    return Options(
+        users=users,
+        groups=groups,
+        scenarios=SCENARIOS if args.scenario == "all" else (args.scenario,),
+        profile=LatencyProfile(args.sn_latency_ms, args.graph_latency_ms, args.cap),
+        baseline_sample=None if args.full_baseline else args.baseline_sample,
+        trace_memory=not args.no_tracemalloc,
+        sandbox=args.sandbox,
+        workdir=args.workdir.resolve(),
+        seed=args.seed,
+    )
+
+
+class Bench:
+    """Scenarios, fixtures and sandboxes of one run."""
+
+    def __init__(self, options: Options, host: Host, log: Log) -> None:
+        self.options = options
+        self.host = host
+        self.log = log
+        self._fixtures: dict[str, tuple[Scenario, Path, Path]] = {}
+
+    def scenario(self, kind: str) -> Scenario:
+        """The generated scenario for `empty` or `half` (written to fixture files once)."""
+        if kind not in self._fixtures:
+            spec = ScenarioSpec(
+                self.options.users, self.options.groups, SHARE_PRESENT[kind], seed=self.options.seed
+            )
+            scenario = generate(spec)
+            folder = self.options.workdir / "fixtures"
+            folder.mkdir(parents=True, exist_ok=True)
+            tenant, instance = folder / f"{kind}-tenant.json", folder / f"{kind}-instance.json"
+            tenant.write_text(json.dumps(scenario.tenant), encoding="utf-8")
+            instance.write_text(json.dumps(scenario.instance), encoding="utf-8")
+            self._fixtures[kind] = (scenario, tenant, instance)
+        return self._fixtures[kind][0]
+
+    def start(self, kind: str, label: str, profile: LatencyProfile) -> Sandbox:
+        """A fresh sandbox for scenario `kind` in its own folder."""
+        self.scenario(kind)
+        _, tenant, instance = self._fixtures[kind]
+        directory = self.options.workdir / label
+        shutil.rmtree(directory, ignore_errors=True)
+        return Sandbox(self.host, SandboxSetup(tenant, instance, directory, profile))
+
+    def chain(
+        self, kind: str, steps: Sequence[Step], emit: Callable[[ScenarioResult], None]
+    ) -> None:
+        """Run `steps` one after another on one timed sandbox (and its untimed memory twin)."""
+        scenario = self.scenario(kind)
+        timed = self.start(kind, f"{kind}-snsync", self.options.profile)
+        twin = self.start(kind, f"{kind}-memory", self.options.quiet) if self._traced else None
+        try:
+            timed_config = bench_config(timed.config_path, self.options.profile.cap)
+            twin_config = bench_config(twin.config_path, self.options.profile.cap) if twin else None
+            for step in steps:
+                if step.changes:
+                    self._change(timed, step.changes)
+                    if twin:
+                        patch_users(twin.info, step.changes)
+                result = self.measure(step, scenario, timed, timed_config)
+                if twin and twin_config:
+                    self.log(f"[{step.name}] memory: the same cycle on the twin, traced ...")
+                    peak = run_snsync(twin, twin_config, trace_memory=True).peak_bytes
+                    result = replace(result, snsync=replace(result.snsync, peak_bytes=peak))
+                if step.report:
+                    emit(replace(result, naive=self.naive(step, kind)))
+                else:
+                    self.log(f"[{step.name}] done as setup (not reported)")
+        finally:
+            timed.stop()
+            if twin:
+                twin.stop()
+
+    def measure(
+        self, step: Step, scenario: Scenario, sandbox: Sandbox, config: Config
+    ) -> ScenarioResult:
+        """One timed snsync cycle, next to what it needed (the naive figures come later)."""
+        need = needed(scenario, starting_rows(scenario, sandbox), step.writes)
+        self.log(f"[{step.name}] snsync cycle over {self.options.users:,} users ...")
+        figures = run_snsync(sandbox, config, trace_memory=False)
+        self.log(f"[{step.name}] snsync done in {figures.wall_s:.2f} s")
+        ideal = ideal_seconds(need, self.options.profile)
+        result = ScenarioResult(
+            step.name, step.title, self.options.users, need, ideal, figures, None
+        )
+        if not step.resync:
+            return result
+        incremental = needed_incremental(scenario, len(step.changes or {}), step.writes)
+        seconds = ideal_seconds(incremental, self.options.profile)
+        return replace(result, incremental=incremental, incremental_s=seconds)
+
+    def naive(self, step: Step, kind: str) -> NaiveFigures:
+        """The naive script on a fresh sandbox; `resync` first runs it once without latency."""
+        limit = self.options.baseline_sample
+        profile = self.options.quiet if step.resync else self.options.profile
+        sandbox = self.start(kind, f"{step.name}-naive", profile)
+        try:
+            if step.resync:
+                self.log(f"[{step.name}] naive script: first sync as setup, without latency ...")
+                run_naive(sandbox.info, limit)
+                if step.changes:
+                    patch_users(sandbox.info, step.changes)
+                sandbox.set_latency(self.options.profile)
+            self.log(f"[{step.name}] naive script ({_sample_words(limit)}) ...")
+            figures = run_naive(sandbox.info, limit)
+            self.log(f"[{step.name}] naive done: {figures.seconds_for_all():.2f} s for everything")
+            return figures
+        finally:
+            sandbox.stop()
+
+    @property
+    def _traced(self) -> bool:
+        return self.options.trace_memory
+
+    def _change(self, sandbox: Sandbox, changes: Changes) -> None:
+        with _quiet(sandbox, self.options):
+            patch_users(sandbox.info, changes)
+
+
+def first_sync(scenario: Scenario) -> Writes:
+    """A first sync's writes: users to create or update, every assigned group, its members."""
+    return Writes(
+        users=scenario.creates_needed() + scenario.updates_needed(),
+        groups=len(scenario.assigned_groups),
+        memberships=scenario.memberships_needed(),
+    )
+
+
+def starting_rows(scenario: Scenario, sandbox: Sandbox) -> Rows:
+    """The rows a cycle starts from; memberships are those added since the fixture (ours)."""
+    counts = sandbox.counts()
+    fixture = len(scenario.instance["tables"].get("sys_user_grmember", []))
+    return Rows(counts.sys_user_rows, counts.group_rows, counts.membership_rows - fixture)
+
+
+def half_steps(bench: Bench, wanted: set[str]) -> list[Step]:
+    """`half`, then `nochange` and `changed` on the sandbox it leaves behind."""
+    scenario = bench.scenario("half")
+    users = f"{bench.options.users:,}"
+    title = f"{users} users, half of them already in ServiceNow"
+    steps = [Step("half", title, first_sync(scenario), report="half" in wanted)]
+    if "nochange" in wanted:
+        title = "the same sync again, nothing changed"
+        steps.append(Step("nochange", title, Writes(), report=True, resync=True))
+    if "changed" in wanted:
+        changes = user_changes(scenario, SHARE_CHANGED)
+        title = f"again, with {SHARE_CHANGED:.0%} of users changed in the directory"
+        writes = Writes(users=len(changes))
+        steps.append(Step("changed", title, writes, report=True, changes=changes, resync=True))
+    return steps
+
+
+def run(options: Options, log: Log, out: Callable[[str], None]) -> list[ScenarioResult]:
+    """Every requested scenario; prints each table as it completes, then the summary."""
+    results: list[ScenarioResult] = []
+    label = _sample_label(options)
+
+    def emit(result: ScenarioResult) -> None:
+        results.append(result)
+        out(scenario_table(result, label))
+
+    out(header(_preamble(options), options.profile))
+    host = make_host(options.sandbox)
+    try:
+        bench = Bench(options, host, log)
+        wanted = set(options.scenarios)
+        if "empty" in wanted:
+            title = f"{options.users:,} users into an empty instance"
+            step = Step("empty", title, first_sync(bench.scenario("empty")), True)
+            bench.chain("empty", [step], emit)
+        if wanted - {"empty"}:
+            bench.chain("half", half_steps(bench, wanted), emit)
+    finally:
+        host.close()
+    out(summary_table(results))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m benchmarks.run`."""
+    options = parse_args(argv)
+    started = time.perf_counter()
+    run(options, _log, lambda text: print(text, flush=True))
+    _log(f"benchmark finished in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+@contextmanager
+def _quiet(sandbox: Sandbox, options: Options) -> Iterator[None]:
+    """No latency while setting a scenario up."""
+    sandbox.set_latency(options.quiet)
+    try:
+        yield
+    finally:
+        sandbox.set_latency(options.profile)
+
+
+def _preamble(options: Options) -> list[str]:
+    where = "a child process" if options.sandbox == "process" else "threads of this process"
+    memory = (
+        "tracemalloc peak of the same cycle run again on an untimed twin sandbox without latency"
+        if options.trace_memory
+        else "not measured (--no-tracemalloc)"
+    )
+    return [
+        f"snsync benchmark: {options.users:,} users, {options.groups:,} groups, seed "
+        f"{options.seed}; sandbox served by {where}",
+        f"snsync: one in-process cycle per scenario (connect, read, plan, write, record) with "
+        f"servicenow.max_concurrency = {options.profile.cap}; users, groups and memberships",
+        f"peak memory: {memory} (Python heap only)",
+        "naive script: list assigned users and groups from Graph, then one request at a time: per "
+        "user GET sys_user by user_name, then POST or PATCH (the issue's baseline, 'users only'); "
+        "per group GET by name, POST if missing; per membership GET the user, GET the row, POST "
+        "if missing",
+        f"naive figures: {_sample_label(options)}",
+    ]
+
+
+def _sample_label(options: Options) -> str:
+    sample = options.baseline_sample
+    if sample is None or sample >= options.users:
+        return "measured on all users"
+    return f"(measured on {sample:,} users, extrapolated to {options.users:,})"
+
+
+def _sample_words(limit: int | None) -> str:
+    return "all users" if limit is None else f"first {limit:,} users"
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

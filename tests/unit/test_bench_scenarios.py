@@ -1,0 +1,165 @@
+"""The benchmark's scenario generator and ideal-time arithmetic, and a smoke run of the runner."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run
+from benchmarks.ideal import (
+    LatencyProfile,
+    Needed,
+    Rows,
+    Writes,
+    graph_reads_needed,
+    ideal_seconds,
+    needed,
+    needed_incremental,
+)
+from benchmarks.scenarios import STALE_TITLE, ScenarioSpec, depths, generate, user_changes
+from snsync.sandbox.demo_instance import demo_instance
+from snsync.sandbox.graph import GraphApp
+from snsync.sandbox.servicenow import ServiceNowApp
+
+DEMO_ROWS = len(demo_instance()["tables"]["sys_user"])
+
+
+def test_counts_follow_the_spec() -> None:
+    scenario = generate(ScenarioSpec(users=500, groups=10, share_present=0.5))
+    assert len(scenario.tenant["users"]) == 500
+    assert len(scenario.tenant["groups"]) == 10
+    assert len(scenario.assigned_group_sizes) == 8  # four groups in five are assigned
+    assert len(scenario.present) == 250
+    assert scenario.sys_user_rows() == DEMO_ROWS + 250
+    assert scenario.disabled and len(scenario.disabled) == 5
+    assert scenario.creates_needed() + scenario.updates_needed() == 500 - len(
+        scenario.disabled - scenario.present
+    )
+
+
+def test_same_spec_same_fixtures_other_seed_other_fixtures() -> None:
+    spec = ScenarioSpec(users=300, groups=6, share_present=0.3)
+    first, again = generate(spec), generate(spec)
+    assert first.tenant == again.tenant and first.instance == again.instance
+    other = generate(ScenarioSpec(users=300, groups=6, share_present=0.3, seed=8))
+    assert other.tenant["users"] != first.tenant["users"]
+
+
+def test_manager_tree_has_no_loop_and_a_realistic_shape() -> None:
+    scenario = generate(ScenarioSpec(users=3000, groups=10))
+    levels = depths(scenario.managers)
+    assert len(levels) == 3000 - 1  # everyone but the top has a manager
+    assert 4 <= max(levels.values()) <= 6
+    spans = Counter(scenario.managers.values())
+    assert all(n <= 10 for n in spans.values())
+    assert sorted(spans.values())[1] >= 5  # only the last manager filled may have fewer
+
+
+def test_depths_refuses_a_reporting_loop() -> None:
+    with pytest.raises(ValueError, match="loop"):
+        depths({"a": "b", "b": "c", "c": "a"})
+
+
+def test_every_user_is_assigned_directly_or_through_an_assigned_group() -> None:
+    scenario = generate(ScenarioSpec(users=400, groups=10))
+    principals = {a["principalId"] for a in scenario.tenant["assignments"]}
+    in_groups = {
+        member
+        for group in scenario.tenant["groups"]
+        if group["id"] in principals
+        for member in group["members"]
+    }
+    assert {u["id"] for u in scenario.tenant["users"]} <= in_groups | principals
+    assert principals - {g["id"] for g in scenario.tenant["groups"]}, "some direct assignments"
+
+
+def test_present_users_exist_with_stale_values_and_the_fixtures_load() -> None:
+    scenario = generate(ScenarioSpec(users=200, groups=5, share_present=0.25))
+    upns = {u["id"]: u["userPrincipalName"] for u in scenario.tenant["users"]}
+    records = {r["user_name"]: r for r in scenario.instance["tables"]["sys_user"]}
+    for user_id in scenario.present:
+        assert records[upns[user_id]]["title"] == STALE_TITLE
+    GraphApp(scenario.tenant)
+    app = ServiceNowApp(scenario.instance)
+    assert len(app.records("sys_user")) == DEMO_ROWS + 50
+
+
+def test_user_changes_touch_one_percent_of_enabled_users() -> None:
+    scenario = generate(ScenarioSpec(users=1000, groups=10))
+    changes = user_changes(scenario, 0.01)
+    users = {u["id"]: u for u in scenario.tenant["users"]}
+    assert len(changes) == 10
+    for user_id, body in changes.items():
+        assert users[user_id]["accountEnabled"]
+        assert body["jobTitle"] != users[user_id]["jobTitle"]
+
+
+def test_memberships_needed_counts_enabled_members_of_assigned_groups() -> None:
+    scenario = generate(ScenarioSpec(users=400, groups=10))
+    expected = sum(
+        1
+        for members in scenario.assigned_groups.values()
+        for user_id in members
+        if user_id not in scenario.disabled
+    )
+    assert scenario.memberships_needed() == expected > 400 * 0.8
+
+
+def test_graph_reads_needed_counts_pages() -> None:
+    scenario = generate(ScenarioSpec(users=2500, groups=10))
+    groups = len(scenario.assigned_groups)
+    # users, assignments, one members page per assigned group, one page of all groups, token+app
+    assert graph_reads_needed(scenario) == math.ceil(2500 / 999) + 1 + groups + 1 + 2
+
+
+def test_ideal_time_runs_servicenow_in_rounds_of_the_cap_and_graph_in_sequence() -> None:
+    profile = LatencyProfile(servicenow_ms=50, graph_ms=20, cap=16)
+    need = Needed(graph_reads=174, servicenow_reads=2, writes=Writes(users=10_000))
+    assert ideal_seconds(need, profile) == pytest.approx(626 * 0.05 + 174 * 0.02)
+    nothing = Needed(graph_reads=10, servicenow_reads=11, writes=Writes())
+    assert ideal_seconds(nothing, profile) == pytest.approx(0.05 + 0.2)
+
+
+def test_needed_reads_pages_of_users_groups_memberships_and_departments() -> None:
+    scenario = generate(ScenarioSpec(users=50, groups=2))
+    first = needed(scenario, Rows(sys_user=10_008, sys_user_group=2), Writes(users=7))
+    assert first.servicenow_reads == 11 + 1 + 1  # no membership rows to read yet
+    again = needed(scenario, Rows(sys_user=1000, sys_user_group=200, memberships=12_345), Writes())
+    assert again.servicenow_reads == 1 + 1 + 1 + 13
+    assert again.servicenow_writes == 0
+
+
+def test_incremental_ideal_reads_one_page_of_changes_per_table() -> None:
+    scenario = generate(ScenarioSpec(users=2000, groups=10))
+    need = needed_incremental(scenario, 20, Writes(users=20))
+    assert need.graph_reads == 2 + 1 + 1 + 1
+    assert need.servicenow_reads == 4
+    profile = LatencyProfile(servicenow_ms=50, graph_ms=20, cap=16)
+    assert ideal_seconds(need, profile) == pytest.approx(2 * 0.05 + 5 * 0.02)
+
+
+def test_runner_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "--users=60",
+        "--groups=3",
+        "--sn-latency-ms=0",
+        "--graph-latency-ms=0",
+        "--baseline-sample=10",
+        "--sandbox=thread",
+        "--no-tracemalloc",
+        f"--workdir={tmp_path}",
+    ]
+    assert run.main(argv) == 0
+    out = capsys.readouterr().out
+    for scenario in ("empty", "half", "nochange", "changed"):
+        assert f"== {scenario}:" in out
+    summary = out.split("== summary ==")[1].splitlines()[1]
+    for column in ("users", "Graph req", "SN writes", "wall s", "ideal s", "wall/ideal"):
+        assert column in summary
+    for column in ("peak MiB", "naive s", "speed-up"):
+        assert column in summary
+    assert "measured on 10 users, extrapolated" in out
+    assert "FAILURES" not in out
