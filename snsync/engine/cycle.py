@@ -336,11 +336,16 @@ def run_cycle(
         planned = _replan_with_references(config, planned, results, stored_links(state))
         planned = guard(planned, config, state, allow_disables)
     user_links = dict(planned.users.links)
+    # A matched (adopted) manager's record is known before it is written: reports can point at
+    # it in the first pass. Used for references only; links come from successful writes.
+    matched = {i.directory_id: i.sys_id for i in planned.users.plan.items if i.adopt and i.sys_id}
     for wave in execution_waves(planned.users.plan.items):
-        done = run([with_references(item, user_links) for item in wave], USER)
+        done = run([with_references(item, {**matched, **user_links}) for item in wave], USER)
         results += done
         user_links.update(new_links(done))
-    results += run(plan_deferred([r.item for r in results], results, user_links), USER)
+    results += run(
+        plan_deferred([r.item for r in results], results, {**matched, **user_links}), USER
+    )
     group_results = run(planned.groups.plan.items, GROUP)
     group_links = {**planned.groups.links, **new_links(group_results)}
     if dry_run:

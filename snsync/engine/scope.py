@@ -4,7 +4,7 @@ filters, decided as a pure function over what the source read from Graph."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,53 @@ def counted_assignments(
     return kept, dropped
 
 
+@dataclass(frozen=True)
+class ScopeIndex:
+    """Who is assigned, and how, built once per cycle: user id -> reasons and role values."""
+
+    reasons: Mapping[str, tuple[str, ...]]
+    excluded: Mapping[str, tuple[str, ...]]
+    roles: Mapping[str, tuple[str, ...]]
+
+
+def build_index(
+    assignments: Sequence[Assignment],
+    group_members: Mapping[str, Sequence[str]],
+    roles: Mapping[str, str],
+    config: ScopeConfig,
+) -> ScopeIndex:
+    """Index the assignments by user, so that deciding scope costs one look-up per user."""
+    kept, dropped = counted_assignments(assignments, roles, config)
+    reasons: dict[str, list[str]] = {}
+    excluded: dict[str, list[str]] = {}
+    values: dict[str, list[str]] = {}
+    for target, group in ((reasons, kept), (excluded, dropped)):
+        for a, user_id, reason in _expand(group, group_members, roles):
+            target.setdefault(user_id, []).append(reason)
+            if group is kept:
+                values.setdefault(user_id, []).append(roles.get(a.app_role_id, "msiam_access"))
+    return ScopeIndex(
+        {u: tuple(r) for u, r in reasons.items()},
+        {u: tuple(r) for u, r in excluded.items()},
+        {u: tuple(dict.fromkeys(v)) for u, v in values.items()},
+    )
+
+
+def decide(user: Mapping[str, Any], index: ScopeIndex, config: ScopeConfig) -> ScopeDecision:
+    """Decide one user's scope from the index and the scoping filters."""
+    user_id = str(user.get("id", ""))
+    via = index.reasons.get(user_id, ())
+    if not via:
+        excluded = index.excluded.get(user_id, ())
+        if excluded:
+            return ScopeDecision(False, f"only {excluded[0]}, and that role is excluded")
+        return ScopeDecision(False, "not assigned to the app, directly or through a group")
+    failed = filter_failure(user, config.filters)
+    if failed:
+        return ScopeDecision(False, f"{via[0]}, but {failed}")
+    return ScopeDecision(True, via[0])
+
+
 def decide_scope(
     user: Mapping[str, Any],
     assignments: Sequence[Assignment],
@@ -62,18 +109,7 @@ def decide_scope(
     config: ScopeConfig,
 ) -> ScopeDecision:
     """Decide one user's scope from the assignments, group memberships and scoping filters."""
-    user_id = str(user.get("id", ""))
-    kept, dropped = counted_assignments(assignments, roles, config)
-    via = _assigned_via(user_id, kept, group_members, roles)
-    if not via:
-        excluded = _assigned_via(user_id, dropped, group_members, roles)
-        if excluded:
-            return ScopeDecision(False, f"only {excluded[0]}, and that role is excluded")
-        return ScopeDecision(False, "not assigned to the app, directly or through a group")
-    failed = filter_failure(user, config.filters)
-    if failed:
-        return ScopeDecision(False, f"{via[0]}, but {failed}")
-    return ScopeDecision(True, via[0])
+    return decide(user, build_index(assignments, group_members, roles, config), config)
 
 
 def filter_failure(user: Mapping[str, Any], filters: Sequence[Sequence[ScopeClause]]) -> str:
@@ -133,21 +169,21 @@ def _numeric_clause(op: str, value: str, expected: str) -> bool:
     return left & right != right  # "!&"
 
 
-def _assigned_via(
-    user_id: str,
+def _expand(
     assignments: Sequence[Assignment],
     group_members: Mapping[str, Sequence[str]],
     roles: Mapping[str, str],
-) -> list[str]:
-    reasons: list[str] = []
+) -> Iterator[tuple[Assignment, str, str]]:
+    """(assignment, user id, reason in words) for every user an assignment reaches."""
     for a in assignments:
         role = role_label(a.app_role_id, roles)
-        if a.principal_type == "User" and a.principal_id == user_id:
-            reasons.append(f"assigned directly (role {role})")
-        elif a.principal_type == "Group" and user_id in group_members.get(a.principal_id, ()):
+        if a.principal_type == "User":
+            yield a, a.principal_id, f"assigned directly (role {role})"
+        elif a.principal_type == "Group":
             name = a.principal_name or a.principal_id
-            reasons.append(f"member of assigned group '{name}' (role {role})")
-    return reasons
+            reason = f"member of assigned group '{name}' (role {role})"
+            for user_id in dict.fromkeys(group_members.get(a.principal_id, ())):
+                yield a, user_id, reason
 
 
 def _text(value: Any) -> str:

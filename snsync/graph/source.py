@@ -9,7 +9,13 @@ from typing import Any
 
 from snsync.config import Config
 from snsync.engine.model import SourceObject, SourceSnapshot
-from snsync.engine.scope import Assignment, ScopeDecision, counted_assignments, decide_scope
+from snsync.engine.scope import (
+    Assignment,
+    ScopeDecision,
+    build_index,
+    counted_assignments,
+    decide,
+)
 from snsync.errors import BadRequestError, NotFoundError, TransientError
 from snsync.graph.client import GraphClient
 
@@ -206,16 +212,16 @@ def build_snapshot(
 ) -> SourceSnapshot:
     """Decide scope and synthesize attributes for every user and assigned group read."""
     result: dict[str, SourceObject] = {}
-    kept, _ = counted_assignments(app.assignments, app.roles, config.scope)
+    index = build_index(app.assignments, app.group_members, app.roles, config.scope)
     present = {str(raw.get("id")) for raw in users}
     for raw in users:
-        decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
+        decision = decide(raw, index, config.scope)
         manager = raw.get("manager")
         if whole_directory and isinstance(manager, dict) and str(manager.get("id")) not in present:
             # A deleted manager is no manager, whether the read was a listing or a delta round
             # (delta reports no change on the reports of a manager who was deleted).
             raw = {**raw, "manager": None}
-        user = source_user(raw, decision, _role_values(str(raw.get("id")), kept, app))
+        user = source_user(raw, decision, index.roles.get(str(raw.get("id")), ()))
         result[user.id] = user
     roles = assigned_groups(app, config)
     source_groups = {str(g["id"]): source_group(g, roles.get(str(g["id"]), "")) for g in groups}
@@ -257,11 +263,3 @@ def source_user(
     reason = decision.reason if enabled else f"{decision.reason}; accountEnabled is false"
     name = str(raw.get("displayName") or raw.get("userPrincipalName") or raw.get("id"))
     return SourceObject(str(raw.get("id")), name, attributes, decision.in_scope, reason)
-
-
-def _role_values(user_id: str, kept: Sequence[Assignment], app: AppScope) -> list[str]:
-    values = []
-    for a in kept:
-        if a.principal_id == user_id or user_id in app.group_members.get(a.principal_id, ()):
-            values.append(app.roles.get(a.app_role_id, "msiam_access"))
-    return list(dict.fromkeys(values))

@@ -216,3 +216,16 @@ def test_logs_by_upn_find_every_row_of_that_user(snsync: Snsync, graph_admin: Gr
     snsync("run", "--once")
     actions = [e["action"] for e in snsync.json("logs", "--user", LEE)]
     assert actions == ["Create", "Update"]
+
+
+def test_report_of_an_adopted_manager_is_written_once(
+    snsync: Snsync, sn_admin: ServiceNowAdmin, graph_admin: GraphAdmin
+) -> None:
+    lynne = graph_admin.user("lynne.robbins@contoso.example")
+    graph_admin.assign(lynne["id"])
+    report = snsync.json("run", "--once")
+    lynne_results = [r for r in report["results"] if r["directory_id"] == lynne["id"]]
+    assert [r["action"] for r in lynne_results] == ["Create"], "no second write for manager"
+    megan = sn_admin.one("sys_user", "user_name=megan.bowen@contoso.example")
+    created = sn_admin.one("sys_user", "user_name=lynne.robbins@contoso.example")
+    assert created["manager"] == megan["sys_id"]
