@@ -39,6 +39,7 @@ def main() -> int:
             ("Sync once", ["run", "--once"], {0, 1}),
             ("Sync again: nothing left to change", ["run", "--once"], {0}),
             ("Warnings in the provisioning log", ["logs", "--status", "Warning"], {0}),
+            ("Status: cycles (full, then incremental), links, holds", ["status"], {0}),
         ]
         for title, args, expected in steps:
             _banner(title + f"  $ snsync {' '.join(args)}")
