@@ -250,6 +250,12 @@ def _record(row: Any) -> Record:
         raise BadRequestError(
             "ServiceNow returned a record that is not an object", service="servicenow"
         )
+    if not row.get("sys_id"):
+        raise BadRequestError(
+            "ServiceNow returned a record without a sys_id (an ACL hiding the field, or not a "
+            "Table API answer); check the account's read access",
+            service="servicenow",
+        )
     return {str(k): _value(v) for k, v in row.items()}
 
 

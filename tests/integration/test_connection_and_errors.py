@@ -178,3 +178,27 @@ def test_faults_are_retried_and_failures_isolated(tmp_path: Path) -> None:
         assert len(succeeded) >= 10
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("{not json", "tenant fixture"),
+        ('{"tenant_id": "x"}', "tenant fixture"),
+    ],
+)
+def test_bad_sandbox_fixture_is_one_line_exit_2(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
+    from click.testing import CliRunner
+
+    from snsync.cli import cli
+
+    fixture = tmp_path / "tenant.json"
+    fixture.write_text(content)
+    result = CliRunner().invoke(
+        cli, ["sandbox", "--tenant", str(fixture), "--dir", str(tmp_path / "sbx")]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and fragment in result.stderr
+    assert "Traceback" not in result.output

@@ -11,6 +11,7 @@ import responses
 
 from snsync.config import ServiceNowConfig
 from snsync.errors import (
+    BadRequestError,
     ForbiddenError,
     NotFoundError,
     TransientError,
@@ -158,3 +159,17 @@ def test_redaction_masks_registered_secrets_and_tokens() -> None:
     register("hunter2-secret")
     text = redact("pw hunter2-secret; Authorization: Bearer eyJabc.def; client_secret=zz&x=1")
     assert "hunter2" not in text and "eyJabc" not in text and "zz" not in text
+
+
+@responses.activate
+def test_servicenow_row_without_sys_id_is_a_clear_error() -> None:
+    responses.get(f"{SN}/api/now/table/sys_user", json={"result": [{"user_name": "x"}]})
+    with pytest.raises(BadRequestError, match="without a sys_id"):
+        sn_client(http()).read_all("sys_user", ["user_name"])
+
+
+@responses.activate
+def test_servicenow_html_answer_is_a_clear_error() -> None:
+    responses.get(f"{SN}/api/now/table/sys_user", body="<html>login</html>")
+    with pytest.raises(BadRequestError, match="not JSON"):
+        sn_client(http()).read_all("sys_user", ["user_name"])
