@@ -244,6 +244,11 @@ class State:
         row = self.db.execute("SELECT value FROM cache WHERE kind=? AND key=''", (kind,)).fetchone()
         return dict(json.loads(row[0])) if row else {}
 
+    def has_cache(self, kind: str) -> bool:
+        """Whether a kind is cached, without loading it."""
+        row = self.db.execute("SELECT 1 FROM cache WHERE kind=? AND key=''", (kind,)).fetchone()
+        return row is not None
+
     def replace_cache(self, kinds: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace whole kinds of the cache in one transaction. Each kind is one JSON document:
         one parse of a large document is far cheaper than thousands of small ones."""

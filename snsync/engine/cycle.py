@@ -234,7 +234,8 @@ def read_and_plan(
     planned = plan_from(config, reading.snapshot, reading.target, links)
     existing = _existing_groups(planned, reading.snapshot)
     unread = [g for g in existing if g not in reading.member_groups]
-    rows = [r for r in reading.member_rows.values() if r.get("group") in set(existing)]
+    wanted_groups = set(existing)
+    rows = [r for r in reading.member_rows.values() if r.get("group") in wanted_groups]
     rows += target_io.read_memberships(conns.servicenow, unread) if unread else []
     planned = with_memberships(planned, rows, links[MEMBERSHIP])
     member_groups = reading.member_groups | set(unread)

@@ -83,7 +83,7 @@ def choose_mode(config: Config, state: State, force_full: bool, now: float) -> t
         return "full", "--full was asked for"
     sync = state.get(SYNC_KEY)
     links = state.get(USERS_LINK), state.get(GROUPS_LINK), state.get(SN_WATERMARK)
-    if not sync or not all(links) or not state.cache("src_user"):
+    if not sync or not all(links) or not state.has_cache("src_user"):
         return "full", "first cycle, or the state was reset or is new"
     if sync.get("fingerprint") != fingerprint(config):
         return "full", "the mappings, scope or connection settings changed"
