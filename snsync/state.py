@@ -260,9 +260,6 @@ class State:
                     (kind, json.dumps(entries, separators=(",", ":"))),
                 )
 
-    def clear_cache(self) -> None:
-        self.db.execute("DELETE FROM cache")
-
     # failing objects retried with back-off
     def escrow(self) -> list[EscrowEntry]:
         rows = self.db.execute(

@@ -78,16 +78,6 @@ def plan_users(
     return plan_objects(desired, target.users, target.references, links, options)
 
 
-def plan_groups(
-    desired: Sequence[Desired],
-    target: TargetSnapshot,
-    links: Mapping[str, str],
-    options: PlanOptions,
-) -> Plan:
-    """Plan groups (sys_user_group) against the target."""
-    return plan_objects(desired, target.groups, target.references, links, options)
-
-
 def plan_objects(
     desired: Sequence[Desired],
     records: Mapping[str, Record],
