@@ -473,9 +473,22 @@ def _state(config: Config, *, lock: bool) -> Iterator[Any]:
             run_lock.release()
 
 
+def _progress_line(seen: dict[str, int]) -> str:
+    """`reading users: 999, ...` or `applying [#####.....] 120/2100`."""
+    from snsync.engine.cycle import TO_APPLY
+
+    total = seen.get(TO_APPLY)
+    if total is None:
+        return "reading " + ", ".join(f"{k}: {v}" for k, v in seen.items())
+    done = min(seen.get("applied", 0), total)
+    filled = int(30 * done / total) if total else 30
+    return f"applying [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
+
+
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
-    """A one-line progress counter on a terminal; nothing when output is piped or in cron."""
+    """One progress line on a terminal (counts while reading, a bar while applying); nothing
+    when output is piped or runs from cron."""
     if not (enabled and sys.stderr.isatty()):
         yield None
         return
@@ -483,8 +496,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
 
     def progress(what: str, count: int) -> None:
         seen[what] = seen.get(what, 0) + count
-        text = ", ".join(f"{k}: {v}" for k, v in seen.items())
-        click.echo(f"\rreading {text}", err=True, nl=False)
+        click.echo(f"\r{_progress_line(seen)}\x1b[K", err=True, nl=False)
 
     try:
         yield progress

@@ -60,6 +60,7 @@ from snsync.state import State
 USER, GROUP, MEMBERSHIP = "user", "group", "membership"
 TABLES = {USER: target_io.USER_TABLE, GROUP: target_io.GROUP_TABLE, MEMBERSHIP: MEMBERSHIP_TABLE}
 Progress = Callable[[str, int], None]
+TO_APPLY = "to apply"  # progress key announcing the planned writes, so applying shows a bar
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,8 @@ def run_cycle(
         )
 
     results: list[Result] = []
+    if progress:
+        progress(TO_APPLY, sum(1 for item in planned.items() if item.writes))
     missing = planned.users.plan.missing | planned.groups.plan.missing
     if config.references.create_missing and missing and not dry_run:
         for table, items in reference_creates(missing).items():
