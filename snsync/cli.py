@@ -307,7 +307,8 @@ def reset(
     ctx: click.Context, clear_quarantine: bool, retries: bool, links: bool, yes: bool
 ) -> None:
     """Restart provisioning: clear watermarks, held disables and (with flags) more."""
-    from snsync.engine.supervisor import save_quarantine
+    from snsync.engine.cycle import HELD_KEY
+    from snsync.engine.supervisor import AUTH_FAILURES_KEY, save_quarantine
 
     config = _config(ctx)
     if links and not yes:
@@ -319,11 +320,11 @@ def reset(
     with _state(config, lock=True) as state:
         for key in state.keys("watermark:"):
             state.put(key, None)
-        state.put("held", None)
+        state.put(HELD_KEY, None)
         done = ["watermarks cleared (the next cycle is full)", "held disables cleared"]
         if clear_quarantine:
             save_quarantine(state, None)
-            state.put("auth_failures", 0)
+            state.put(AUTH_FAILURES_KEY, 0)
             done.append("quarantine lifted")
         if retries:
             done.append(f"back-off of {state.clear_escrow()} failing objects cleared")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from snsync.config import Config
-from snsync.engine.cycle import CyclePlan, CycleReport
+from snsync.engine.cycle import HELD_KEY, CyclePlan, CycleReport
 from snsync.engine.model import Change, PlanItem, Result, Status
 from snsync.redact import redact
 from snsync.state import LogEntry, State
@@ -206,7 +206,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             "reason": quarantine.reason,
             "clear_with": f"snsync --config {config.source_path} reset --quarantine",
         },
-        "held_disables": state.get("held") or [],
+        "held_disables": state.get(HELD_KEY) or [],
         "retrying": [
             {
                 "object_type": e.object_type,

@@ -49,6 +49,7 @@ from snsync.engine.snapshot import (
     read_full,
     read_incremental,
     reference_tables,
+    require_full_next,
     save_reading,
 )
 from snsync.errors import ExitCode
@@ -60,6 +61,7 @@ from snsync.state import State
 USER, GROUP, MEMBERSHIP = "user", "group", "membership"
 TABLES = {USER: target_io.USER_TABLE, GROUP: target_io.GROUP_TABLE, MEMBERSHIP: MEMBERSHIP_TABLE}
 Progress = Callable[[str, int], None]
+HELD_KEY = "held"  # state key: the disables the last cycle held back
 TO_APPLY = "to apply"  # progress key announcing the planned writes, so applying shows a bar
 
 
@@ -266,9 +268,7 @@ def read_both(
 
 def guard(planned: CyclePlan, config: Config, state: State, allow_disables: bool) -> CyclePlan:
     """Apply the guards: incomplete source, back-off of failing objects, disable threshold."""
-    waiting = [
-        Waiting(e.object_type, e.directory_id, e.failures, e.next_attempt) for e in state.escrow()
-    ]
+    waiting = _waiting(state)
     limits = config.safety.max_disables
     held: list[Held] = []
 
@@ -363,11 +363,7 @@ def run_cycle(
             state.links(MEMBERSHIP),
             planned.names,
         )
-        waiting = [
-            Waiting(e.object_type, e.directory_id, e.failures, e.next_attempt)
-            for e in state.escrow()
-        ]
-        memberships = guard_memberships(memberships, planned.snapshot, waiting)
+        memberships = guard_memberships(memberships, planned.snapshot, _waiting(state))
     member_results = run(memberships.plan.items, MEMBERSHIP)
     results += group_results + member_results
     report = CycleReport(
@@ -445,6 +441,13 @@ def _plan_table(
     return TablePlan(plan, desired, links, tuple(sorted(set(stored) - set(links))))
 
 
+def _waiting(state: State) -> list[Waiting]:
+    """Objects whose writes wait out a back-off, from the escrow in the state file."""
+    return [
+        Waiting(e.object_type, e.directory_id, e.failures, e.next_attempt) for e in state.escrow()
+    ]
+
+
 def _wanted(snapshot: SourceSnapshot) -> dict[str, tuple[str, ...]]:
     """Members wanted per in-scope group: its directory members that are in scope."""
     return {
@@ -500,7 +503,7 @@ def _save_reading(
     )
     # A create that failed in flight may have landed: only a full read can adopt it.
     if any(r.item.action is Action.CREATE and r.reason == Reason.TRANSIENT for r in results):
-        state.put("watermark:users", None)
+        require_full_next(state)
 
 
 def _record(
@@ -535,7 +538,7 @@ def _record(
         [r for r in writes if r.status is not Status.FAILURE],
         config.safety.retry_backoff,
     )
-    state.put("held", [h.__dict__ for h in planned.held] or None)
+    state.put(HELD_KEY, [h.__dict__ for h in planned.held] or None)
     if planned.reading is not None:
         _save_reading(config, state, planned, planned.reading, report.results)
     counts = {

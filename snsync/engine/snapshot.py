@@ -170,6 +170,11 @@ def read_incremental(
     )
 
 
+def require_full_next(state: State) -> None:
+    """Make the next cycle a full one (it finds no users delta link to continue from)."""
+    state.put(USERS_LINK, None)
+
+
 def load_source_cache(state: State) -> SourceCache:
     members = {k: tuple(v) for k, v in state.cache("src_members").items()}
     return SourceCache(state.cache("src_user"), state.cache("src_group"), members)
