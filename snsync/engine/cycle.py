@@ -241,7 +241,9 @@ def read_and_plan(
     rows = [r for r in reading.member_rows.values() if r.get("group") in wanted_groups]
     rows += target_io.read_memberships(conns.servicenow, unread) if unread else []
     planned = with_memberships(planned, rows, links[MEMBERSHIP])
-    member_groups = reading.member_groups | set(unread)
+    # Rows are kept only for the groups read here: a group left out (unassigned) must be read
+    # again when it returns, or its rows would be created a second time.
+    member_groups = (reading.member_groups & wanted_groups) | set(unread)
     planned = replace(planned, reading=replace(reading, member_groups=member_groups))
     return guard(planned, config, state, allow_disables)
 

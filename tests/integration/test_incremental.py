@@ -99,6 +99,20 @@ def test_full_cycle_triggers(snsync: Snsync) -> None:
     assert snsync.json("status")["cycles"][0]["kind"] == "full", "after reset: full"
 
 
+def test_reassigned_group_gets_no_duplicate_memberships(
+    snsync: Snsync, graph_admin: GraphAdmin, sn_admin: ServiceNowAdmin
+) -> None:
+    group = demo_group_id("ServiceNow Agents")
+    snsync("run", "--once")
+    graph_admin.unassign(group)
+    snsync("run", "--once")
+    graph_admin.assign(group)
+    assert snsync("run", "--once").exit_code == 0
+    assert snsync.json("status")["cycles"][0]["kind"] == "incremental"
+    rows = [(r["group"], r["user"]) for r in sn_admin.rows("sys_user_grmember")]
+    assert len(rows) == len(set(rows)), "each membership row once"
+
+
 # The property ------------------------------------------------------------------------------
 
 STEP = st.one_of(
