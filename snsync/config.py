@@ -8,8 +8,9 @@ import re
 import stat
 import warnings
 from collections.abc import Callable, Mapping
+from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
 from pydantic import (
@@ -26,13 +27,13 @@ from pydantic import (
 )
 
 from snsync.errors import ConfigError
-from snsync.notify import NotificationsConfig
 
 CONFIG_ENV = "SNSYNC_CONFIG"
 SECRET_KEYS = frozenset({"client_secret", "password"})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
 
 
 class LiteralSecretWarning(UserWarning):
@@ -46,7 +47,7 @@ def parse_duration(text: str | int) -> int:
     match = _DURATION.match(str(text))
     if not match:
         raise ValueError(f"'{text}' is not a duration like 30s, 40m, 6h or 1d")
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 def _https_url(value: str) -> str:
@@ -69,9 +70,19 @@ def _existing_file(value: Path, info: ValidationInfo) -> Path:
     return path
 
 
+def _address(value: str) -> str:
+    text = value.strip()
+    if "\r" in text or "\n" in text:
+        raise ValueError("a mail address must not contain a line break")
+    if not _ADDRESS.fullmatch(parseaddr(text)[1]):
+        raise ValueError(f"'{value}' is not a mail address like snsync@example.com")
+    return text
+
+
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
-ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]  # also every CA file
 Duration = Annotated[int, BeforeValidator(lambda v: parse_duration(v)), Field(ge=1)]
+Address = Annotated[str, AfterValidator(_address)]
 
 
 class _Section(BaseModel):
@@ -367,6 +378,45 @@ class StateConfig(_Section):
     @classmethod
     def _expand(cls, value: Path, info: ValidationInfo) -> Path:
         return _relative_to_config(value, info)
+
+
+Kind = Literal["failures", "held_disables", "quarantine", "recovery"]
+KINDS: frozenset[Kind] = frozenset(get_args(Kind))
+
+
+class SmtpConfig(_Section):
+    """How to reach the SMTP server and whom to mail."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: Address
+    to: list[Address] = Field(min_length=1)
+    timeout_s: float = Field(default=30, gt=0)
+    ca_bundle: ExistingFile | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password (or neither) for the SMTP login")
+        if self.username is not None and self.security == "none":
+            raise ValueError(
+                "security: none would send the SMTP password unencrypted; "
+                "use starttls (port 587) or tls (port 465)"
+            )
+        return self
+
+
+class NotificationsConfig(_Section):
+    """Which problems to mail, to whom, and how often to repeat an unchanged one."""
+
+    email: SmtpConfig | None = None
+    repeat_after: Annotated[int, BeforeValidator(lambda v: parse_duration(v))] = Field(
+        default=86400, ge=0
+    )
+    on: frozenset[Kind] = KINDS
 
 
 class Config(_Section):

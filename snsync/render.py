@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from snsync.config import Config
-from snsync.engine.cycle import HELD_KEY, CyclePlan, CycleReport
-from snsync.engine.model import Change, PlanItem, Result, Status
+from snsync.engine.cycle import CyclePlan, CycleReport
+from snsync.model import Change, PlanItem, Result, Status
 from snsync.redact import redact
 from snsync.state import LogEntry, State
 
@@ -68,7 +69,7 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "reason": item.reason,
         "message": redact(item.message),
         "adopt": item.adopt,
-        "object_type": item.object_type,
+        "object_type": item.kind,
         "changes": [
             {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
         ],
@@ -151,7 +152,7 @@ def dumps(data: Any) -> str:
 
 def _item_line(item: PlanItem) -> str:
     target = f" -> {item.sys_id}" if item.sys_id else ""
-    kind = "" if item.object_type == "user" else f"{item.object_type} "
+    kind = "" if item.kind == "user" else f"{item.kind} "
     note = f" [{item.reason}]" if item.reason else ""
     message = f" {item.message}" if item.message else ""
     status = "" if item.status is Status.SUCCESS else f" ({item.status.value})"
@@ -179,11 +180,9 @@ def _short(value: str | None) -> str:
 
 def status_json(state: State, config: Config) -> dict[str, Any]:
     """What `snsync status` shows, as plain data."""
-    from snsync.engine.supervisor import load_quarantine
-
     cycles = state.cycles(10)
     last_start = cycles[0]["started_at"] if cycles else None
-    quarantine = load_quarantine(state)
+    quarantine = state.quarantine()
     return {
         "cycles": [
             {
@@ -206,7 +205,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             "reason": quarantine.reason,
             "clear_with": f"snsync --config {config.source_path} reset --quarantine",
         },
-        "held_disables": state.get(HELD_KEY) or [],
+        "held_disables": [asdict(h) for h in state.held_disables()],
         "retrying": [
             {
                 "object_type": e.object_type,
@@ -220,11 +219,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             for e in state.escrow()
         ],
         "links": state.link_counts(),
-        "delta_links": {
-            key.split(":", 1)[1]: _iso(float(state.get(key)["saved_at"]))
-            for key in state.keys("watermark:")
-            if isinstance(state.get(key), dict) and "saved_at" in state.get(key)
-        },
+        "delta_links": {name: _iso(at) for name, at in state.watermark_ages().items()},
     }
 
 

@@ -5,7 +5,7 @@ only puts them in order."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from snsync.config import Config
@@ -13,27 +13,12 @@ from snsync.connections import Connections
 from snsync.engine.executor import OnResult, execute
 from snsync.engine.guards import (
     DisableLimit,
-    Held,
     Waiting,
     hold_disables,
     hold_for_incomplete_source,
     wait_for_backoff,
 )
 from snsync.engine.memberships import MEMBERSHIP_TABLE, MembershipPlan, plan_memberships
-from snsync.engine.model import (
-    Action,
-    Change,
-    Desired,
-    Plan,
-    PlanItem,
-    Reason,
-    Record,
-    Result,
-    SourceObject,
-    SourceSnapshot,
-    Status,
-    TargetSnapshot,
-)
 from snsync.engine.planner import (
     PlanOptions,
     effective_links,
@@ -49,19 +34,35 @@ from snsync.engine.snapshot import (
     read_full,
     read_incremental,
     reference_tables,
-    require_full_next,
-    save_reading,
+    saved_picture,
 )
 from snsync.errors import ExitCode
 from snsync.mapping.expressions import EvalContext
 from snsync.mapping.mapper import Mapper
+from snsync.model import (
+    GROUP_TABLE,
+    USER_TABLE,
+    Action,
+    CachedPicture,
+    Change,
+    Desired,
+    Held,
+    ObjectType,
+    Plan,
+    PlanItem,
+    Progress,
+    Reason,
+    Record,
+    Result,
+    SourceObject,
+    SourceSnapshot,
+    Status,
+    TargetSnapshot,
+)
 from snsync.servicenow import target as target_io
-from snsync.state import State
+from snsync.state import CycleRecord, LinkChanges, State, Watermarks
 
-USER, GROUP, MEMBERSHIP = "user", "group", "membership"
-TABLES = {USER: target_io.USER_TABLE, GROUP: target_io.GROUP_TABLE, MEMBERSHIP: MEMBERSHIP_TABLE}
-Progress = Callable[[str, int], None]
-HELD_KEY = "held"  # state key: the disables the last cycle held back
+USER, GROUP, MEMBERSHIP = ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP
 TO_APPLY = "to apply"  # progress key announcing the planned writes, so applying shows a bar
 
 
@@ -117,7 +118,7 @@ class CycleReport:
         """Results by object type and action, then by status (keys like 'user Create')."""
         table: dict[str, dict[str, int]] = {}
         for r in self.results:
-            row = table.setdefault(f"{r.item.object_type} {r.item.action.value}", {})
+            row = table.setdefault(f"{r.item.kind} {r.item.action.value}", {})
             row[r.status.value] = row.get(r.status.value, 0) + 1
         return table
 
@@ -131,7 +132,7 @@ class CycleReport:
         return ExitCode.OBJECT_FAILURES if self.failures() else ExitCode.OK
 
 
-def plan_options(config: Config, mapper: Mapper, object_type: str = USER) -> PlanOptions:
+def plan_options(config: Config, mapper: Mapper, object_type: ObjectType = USER) -> PlanOptions:
     """Planner options from the config, for users or groups."""
     actions = config.safety.actions
     options = PlanOptions(
@@ -321,8 +322,7 @@ def run_cycle(
         state.set_cycle_kind(cycle_id, planned.reading.mode)
     concurrency = config.servicenow.max_concurrency
 
-    def run(items: Sequence[PlanItem], object_type: str) -> list[Result]:
-        table = TABLES.get(object_type, object_type)
+    def run(items: Sequence[PlanItem], table: str) -> list[Result]:
         return execute(
             items,
             conns.servicenow,
@@ -346,13 +346,13 @@ def run_cycle(
     # it in the first pass. Used for references only; links come from successful writes.
     matched = {i.directory_id: i.sys_id for i in planned.users.plan.items if i.adopt and i.sys_id}
     for wave in execution_waves(planned.users.plan.items):
-        done = run([with_references(item, {**matched, **user_links}) for item in wave], USER)
+        done = run([with_references(item, {**matched, **user_links}) for item in wave], USER_TABLE)
         results += done
         user_links.update(new_links(done))
     results += run(
-        plan_deferred([r.item for r in results], results, {**matched, **user_links}), USER
+        plan_deferred([r.item for r in results], results, {**matched, **user_links}), USER_TABLE
     )
-    group_results = run(planned.groups.plan.items, GROUP)
+    group_results = run(planned.groups.plan.items, GROUP_TABLE)
     group_links = {**planned.groups.links, **new_links(group_results)}
     if dry_run:
         memberships = planned.memberships
@@ -366,7 +366,7 @@ def run_cycle(
             planned.names,
         )
         memberships = guard_memberships(memberships, planned.snapshot, _waiting(state))
-    member_results = run(memberships.plan.items, MEMBERSHIP)
+    member_results = run(memberships.plan.items, MEMBERSHIP_TABLE)
     results += group_results + member_results
     report = CycleReport(
         cycle_id, dry_run, time.monotonic() - started, planned, tuple(results), requests_made(conns)
@@ -387,7 +387,8 @@ def reference_creates(missing: Iterable[tuple[str, str]]) -> dict[str, list[Plan
             None,
             (Change("name", None, value),),
             message="created because references.create_missing is on",
-            object_type=table,
+            object_type=ObjectType.REFERENCE,
+            reference_table=table,
         )
         items.setdefault(table, []).append(item)
     return items
@@ -402,7 +403,7 @@ def _replan_with_references(
     references = {table: dict(rows) for table, rows in planned.target.references.items()}
     for r in created:
         if r.sys_id and r.status in (Status.SUCCESS, Status.WARNING):
-            references.setdefault(r.item.object_type, {})[r.item.display_name.lower()] = r.sys_id
+            references.setdefault(r.item.table, {})[r.item.display_name.lower()] = r.sys_id
     target = replace(planned.target, references=references)
     replanned = plan_from(config, planned.snapshot, target, links)
     return with_memberships(replanned, planned.member_rows, links.get(MEMBERSHIP, {}))
@@ -476,38 +477,6 @@ def _existing_groups(planned: CyclePlan, snapshot: SourceSnapshot) -> list[str]:
     return [links[g] for g in snapshot.groups if links.get(g, "(new)") != "(new)"]
 
 
-def _save_reading(
-    config: Config,
-    state: State,
-    planned: CyclePlan,
-    reading: Reading,
-    results: Sequence[Result],
-) -> None:
-    created_groups = {
-        r.sys_id
-        for r in results
-        if r.item.object_type == GROUP and r.item.action is Action.CREATE and r.sys_id
-    }
-    fields = {
-        USER: target_fields(make_mapper(config), "user_name"),
-        GROUP: target_fields(make_group_mapper(config), "name"),
-    }
-    rows = {r["sys_id"]: r for r in planned.member_rows}
-    save_reading(
-        state,
-        config,
-        reading,
-        planned.target,
-        rows,
-        results,
-        fields,
-        reading.member_groups | created_groups,
-    )
-    # A create that failed in flight may have landed: only a full read can adopt it.
-    if any(r.item.action is Action.CREATE and r.reason == Reason.TRANSIENT for r in results):
-        require_full_next(state)
-
-
 def _record(
     config: Config,
     state: State,
@@ -518,36 +487,69 @@ def _record(
     memberships: MembershipPlan,
 ) -> None:
     planned = report.planned
-    for object_type, table, links in (
-        (USER, planned.users, user_links),
-        (GROUP, planned.groups, group_links),
-    ):
-        if table.stale_links:
-            state.drop_links(object_type, table.stale_links)
-        state.save_links(object_type, links)
-    member_results = [r for r in report.results if r.item.object_type == MEMBERSHIP]
+    member_results = [r for r in report.results if r.item.object_type is MEMBERSHIP]
     removed = [
         r.item.directory_id
         for r in member_results
         if r.item.action is Action.DELETE and r.status is Status.SUCCESS
     ]
-    state.drop_links(MEMBERSHIP, [*removed, *memberships.forgotten])
-    state.save_links(MEMBERSHIP, {**memberships.adopted, **new_links(member_results)})
-    state.log_results(cycle_id, report.results)
-    writes = [r for r in report.results if r.item.writes]
-    state.update_escrow(
-        [r for r in writes if r.status is Status.FAILURE],
-        [r for r in writes if r.status is not Status.FAILURE],
-        config.safety.retry_backoff,
-    )
-    state.put(HELD_KEY, [h.__dict__ for h in planned.held] or None)
+    links = {
+        USER: LinkChanges(user_links, planned.users.stale_links),
+        GROUP: LinkChanges(group_links, planned.groups.stale_links),
+        MEMBERSHIP: LinkChanges(
+            {**memberships.adopted, **new_links(member_results)},
+            [*removed, *memberships.forgotten],
+        ),
+    }
+    picture, marks = None, None
     if planned.reading is not None:
-        _save_reading(config, state, planned, planned.reading, report.results)
+        picture, marks = _picture_to_save(config, planned, planned.reading, report.results)
     counts = {
         "by_action": report.counts(),
         "unchanged": planned.unchanged,
         "in_scope": planned.in_scope,
         "duration_s": round(report.duration_s, 3),
     }
-    outcome = "failures" if report.failures() else "success"
-    state.end_cycle(cycle_id, outcome, counts, report.requests)
+    state.record_cycle(
+        CycleRecord(
+            cycle_id,
+            "failures" if report.failures() else "success",
+            counts,
+            report.requests,
+            report.results,
+            links,
+            config.safety.retry_backoff,
+            planned.held,
+            picture,
+            marks,
+            # A create that failed in flight may have landed: only a full read can adopt it.
+            full_next=any(
+                r.item.action is Action.CREATE and r.reason == Reason.TRANSIENT
+                for r in report.results
+            ),
+        )
+    )
+
+
+def _picture_to_save(
+    config: Config, planned: CyclePlan, reading: Reading, results: Sequence[Result]
+) -> tuple[CachedPicture, Watermarks]:
+    created_groups = {
+        r.sys_id
+        for r in results
+        if r.item.object_type is GROUP and r.item.action is Action.CREATE and r.sys_id
+    }
+    fields = {
+        USER: target_fields(make_mapper(config), "user_name"),
+        GROUP: target_fields(make_group_mapper(config), "name"),
+    }
+    rows = {r["sys_id"]: r for r in planned.member_rows}
+    return saved_picture(
+        config,
+        reading,
+        planned.target,
+        rows,
+        results,
+        fields,
+        reading.member_groups | created_groups,
+    )

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from snsync.engine.model import Action, PlanItem, Reason, Result, Status
 from snsync.errors import ApiError, TransientError, WriteBlockedError
+from snsync.model import Action, PlanItem, Reason, Result, Status
 from snsync.servicenow.client import TableClient
 
 OnResult = Callable[[Result], None]

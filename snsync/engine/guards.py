@@ -8,19 +8,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from snsync.engine.model import Action, PlanItem, Reason, Status
+from snsync.model import Action, Held, PlanItem, Reason, Status
 
 DisableLimit = int | str | None
-
-
-@dataclass(frozen=True)
-class Held:
-    """Disables held back by the threshold in one cycle."""
-
-    object_type: str
-    count: int
-    limit: int
-    limit_text: str
 
 
 @dataclass(frozen=True)

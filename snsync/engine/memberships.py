@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from snsync.engine.model import Action, Change, Plan, PlanItem, Record
+from snsync.model import MEMBER_TABLE, Action, Change, ObjectType, Plan, PlanItem, Record
 
-MEMBERSHIP_TABLE = "sys_user_grmember"
+MEMBERSHIP_TABLE = MEMBER_TABLE
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _add(
         None,
         changes,
         message="member in the directory",
-        object_type="membership",
+        object_type=ObjectType.MEMBERSHIP,
     )
 
 
@@ -105,5 +105,5 @@ def _remove(key: str, group_id: str, user_id: str, row: str, names: Mapping[str,
         _label(names, group_id, user_id),
         row,
         message="no longer a member in the directory; the row was added by snsync",
-        object_type="membership",
+        object_type=ObjectType.MEMBERSHIP,
     )

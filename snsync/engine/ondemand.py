@@ -20,14 +20,15 @@ from snsync.engine.cycle import (
     requests_made,
     target_fields,
 )
+from snsync.engine.directory import build_snapshot, source_user
 from snsync.engine.executor import execute
-from snsync.engine.model import Record, SourceSnapshot, TargetSnapshot
-from snsync.engine.scope import ScopeDecision, decide_scope
+from snsync.engine.scope import decide_scope
 from snsync.engine.snapshot import reference_tables, source_attributes
 from snsync.errors import NotFoundError
 from snsync.graph import source
+from snsync.model import USER_TABLE, Record, ScopeDecision, SourceSnapshot, TargetSnapshot
 from snsync.servicenow import target as target_io
-from snsync.state import State
+from snsync.state import CycleRecord, LinkChanges, State
 
 Say = Callable[[str, str], None]
 
@@ -63,7 +64,7 @@ def provision_user(
     app = source.read_app_scope(conns.graph, config)
     decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
     say("scope", ("in scope: " if decision.in_scope else "not in scope: ") + decision.reason)
-    snapshot = source.build_snapshot([raw], app, config, whole_directory=False)
+    snapshot = build_snapshot([raw], app, config.scope, whole_directory=False)
     user = snapshot.users[str(raw["id"])]
     links = state.links(USER)
     target = _target_for(config, conns, user.id, user.attributes, links)
@@ -79,7 +80,7 @@ def provision_user(
         for change in item.changes:
             say("attribute", f"{change.field}: {change.old!r} -> {change.new!r}")
     cycle_id = None if dry_run else state.start_cycle("on-demand")
-    results = execute(items, conns.servicenow, target_io.USER_TABLE, dry_run=dry_run)
+    results = execute(items, conns.servicenow, USER_TABLE, dry_run=dry_run)
     for r in results:
         say(
             "result",
@@ -92,10 +93,10 @@ def provision_user(
     )
     if cycle_id is not None:
         # Only this user's new link: the partial target read here says nothing about others.
-        state.save_links(USER, new_links(results))
-        state.log_results(cycle_id, results)
         outcome = "failures" if report.failures() else "success"
-        state.end_cycle(cycle_id, outcome, {"by_action": report.counts()}, report.requests)
+        counts = {"by_action": report.counts()}
+        made = {USER: LinkChanges(new_links(results))}
+        state.record_cycle(CycleRecord(cycle_id, outcome, counts, report.requests, results, made))
     return OnDemandOutcome(report, decision.in_scope)
 
 
@@ -111,19 +112,19 @@ def _target_for(
     mapper = make_mapper(config)
     fields = target_fields(mapper, "user_name")
     client = conns.servicenow
-    wanted = mapper.desired(source.source_user(attributes, ScopeDecision(True, ""))).values
+    wanted = mapper.desired(source_user(attributes, ScopeDecision(True, ""))).values
     clauses = [f"{f}={_escape(wanted[f])}" for f in mapper.matching_fields if wanted.get(f)]
     if config.mappings.link_field:
         clauses.append(f"{config.mappings.link_field}={mapper.link_value(user_id)}")
     records: dict[str, Record] = {}
     for clause in clauses:
-        for row in client.read_all(target_io.USER_TABLE, fields, clause):
+        for row in client.read_all(USER_TABLE, fields, clause):
             records[row["sys_id"]] = row
     for directory_id in filter(None, (user_id, attributes.get("manager"))):
         sys_id = links.get(str(directory_id))
         if sys_id and sys_id not in records:
             with suppress(NotFoundError):
-                records[sys_id] = client.get(target_io.USER_TABLE, sys_id, fields)
+                records[sys_id] = client.get(USER_TABLE, sys_id, fields)
     refs = target_io.read_references(client, reference_tables(config.mappings.users))
     return TargetSnapshot(records, refs)
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from snsync.engine.model import (
+from snsync.model import (
     Action,
     Change,
     Desired,
+    ObjectType,
     Plan,
     PlanItem,
     Reason,
@@ -40,7 +41,7 @@ class PlanOptions:
     manager_table: str = "sys_user"
     names: Mapping[str, str] = field(default_factory=dict)  # directory id -> display name
     people: Mapping[str, str] | None = None  # user links, when planning another table than users
-    object_type: str = "user"
+    object_type: ObjectType = ObjectType.USER
 
 
 @dataclass
@@ -118,7 +119,7 @@ def plan_objects(
         item = _plan_gone(directory_id, sys_id, record, options)
         if item is not None:
             items.append(_switch(item, options))
-    if options.object_type != "user":
+    if options.object_type is not ObjectType.USER:
         items = [replace(item, object_type=options.object_type) for item in items]
     return Plan(tuple(items), unchanged, _missing_references(desired, references, options))
 

@@ -12,19 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from snsync.config import AttributeMapping, Config
 from snsync.connections import Connections
-from snsync.engine.model import Action, Record, Result, SourceSnapshot, Status, TargetSnapshot
+from snsync.engine.directory import assigned_groups, build_snapshot
 from snsync.errors import NotFoundError
 from snsync.graph import source
 from snsync.graph.delta import (
     SYNC_STATE_GONE,
-    DeltaLinks,
-    SourceCache,
     apply_group_changes,
     apply_user_changes,
     group_delta_select,
@@ -32,16 +29,25 @@ from snsync.graph.delta import (
     user_delta_select,
 )
 from snsync.mapping.expressions import parse, referenced_attributes
-from snsync.servicenow import target as target_io
-from snsync.state import State
-
-Progress = Callable[[str, int], None]
-SYNC_KEY = "sync"
-USERS_LINK, GROUPS_LINK, SN_WATERMARK = (
-    "watermark:users",
-    "watermark:groups",
-    "watermark:servicenow",
+from snsync.model import (
+    GROUP_TABLE,
+    MEMBER_TABLE,
+    USER_TABLE,
+    Action,
+    CachedPicture,
+    DeltaLinks,
+    ObjectType,
+    Progress,
+    Record,
+    Result,
+    SourceCache,
+    SourceSnapshot,
+    Status,
+    TargetSnapshot,
 )
+from snsync.servicenow import target as target_io
+from snsync.state import State, Watermarks
+
 OVERLAP = dt.timedelta(minutes=5)  # clock skew between ServiceNow nodes, slow transactions
 SN_TIME = "%Y-%m-%d %H:%M:%S"
 
@@ -81,13 +87,13 @@ def choose_mode(config: Config, state: State, force_full: bool, now: float) -> t
     """Full or incremental, and why."""
     if force_full:
         return "full", "--full was asked for"
-    sync = state.get(SYNC_KEY)
-    links = state.get(USERS_LINK), state.get(GROUPS_LINK), state.get(SN_WATERMARK)
-    if not sync or not all(links) or not state.has_cache("src_user"):
+    basis = state.sync_basis()
+    marks = state.delta_links(), state.servicenow_watermark()
+    if not basis or not all(marks) or not state.has_cached_picture():
         return "full", "first cycle, or the state was reset or is new"
-    if sync.get("fingerprint") != fingerprint(config):
+    if basis.fingerprint != fingerprint(config):
         return "full", "the mappings, scope or connection settings changed"
-    if now - float(sync.get("last_full", 0)) >= config.schedule.full_every:
+    if now - basis.last_full >= config.schedule.full_every:
         return "full", "schedule.full_every has passed since the last full cycle"
     return "incremental", "changes since the last cycle"
 
@@ -113,8 +119,9 @@ def read_full(
     app = source.read_app_scope(conns.graph, config, progress)
     incomplete: list[str] = []
     users = source.read_users(conns.graph, attributes, config.graph.page_size, progress, incomplete)
-    groups = source.read_groups(conns.graph, app, config, _group_attributes(config), incomplete)
-    snapshot = source.build_snapshot(users, app, config, groups, incomplete)
+    wanted = assigned_groups(app, config.scope)
+    groups = source.read_groups(conns.graph, wanted, _group_attributes(config), incomplete)
+    snapshot = build_snapshot(users, app, config.scope, groups, incomplete)
     target = target_io.read_target(
         conns.servicenow, user_fields, reference_tables, group_fields, progress
     )
@@ -135,10 +142,14 @@ def read_incremental(
     group_fields: Sequence[str],
 ) -> Reading:
     """Bring the last cycle's picture up to date from Graph delta and ServiceNow drift."""
-    cached = load_source_cache(state)
+    saved = state.cached_picture()
+    cached = saved.directory
+    marks = state.delta_links()
+    if marks is None:
+        raise DeltaExpired("no delta link saved")
     try:
-        users_round = conns.graph.delta(state.get(USERS_LINK)["link"])
-        groups_round = conns.graph.delta(state.get(GROUPS_LINK)["link"])
+        users_round = conns.graph.delta(marks.users)
+        groups_round = conns.graph.delta(marks.groups)
     except NotFoundError as exc:
         if exc.code == SYNC_STATE_GONE or exc.status == 410:
             raise DeltaExpired(str(exc)) from None
@@ -151,11 +162,15 @@ def read_incremental(
     known = {} if (config.scope.expand_nested_groups and touched) else members
     app = source.read_app_scope(conns.graph, config, progress, known_members=known)
     incomplete: list[str] = []
+    wanted = assigned_groups(app, config.scope)
     group_list = source.read_groups(
-        conns.graph, app, config, _group_attributes(config), incomplete, known=groups
+        conns.graph, wanted, _group_attributes(config), incomplete, known=groups
     )
-    snapshot = source.build_snapshot(list(users.values()), app, config, group_list, incomplete)
-    target, rows, member_groups = _drifted_target(config, conns, state, user_fields, group_fields)
+    snapshot = build_snapshot(list(users.values()), app, config.scope, group_list, incomplete)
+    since = _since(state.servicenow_watermark() or "")
+    target, rows, member_groups = _drifted_target(
+        config, conns, saved.target, since, user_fields, group_fields
+    )
     cache = SourceCache(users, {str(g["id"]): dict(g) for g in group_list}, dict(app.group_members))
     links = DeltaLinks(users_round.delta_link, groups_round.delta_link)
     return Reading(
@@ -170,27 +185,16 @@ def read_incremental(
     )
 
 
-def require_full_next(state: State) -> None:
-    """Make the next cycle a full one (it finds no users delta link to continue from)."""
-    state.put(USERS_LINK, None)
-
-
-def load_source_cache(state: State) -> SourceCache:
-    members = {k: tuple(v) for k, v in state.cache("src_members").items()}
-    return SourceCache(state.cache("src_user"), state.cache("src_group"), members)
-
-
-def save_reading(
-    state: State,
+def saved_picture(
     config: Config,
     reading: Reading,
     target: TargetSnapshot,
     member_rows: Mapping[str, Record],
     results: Sequence[Result],
-    fields: Mapping[str, Sequence[str]],
+    fields: Mapping[ObjectType, Sequence[str]],
     member_groups: Iterable[str],
-) -> None:
-    """Keep what this cycle saw, updated by what it wrote, for the next incremental cycle."""
+) -> tuple[CachedPicture, Watermarks]:
+    """What this cycle saw, updated by what it wrote, for the next incremental cycle."""
     users = dict(target.users)
     groups = dict(target.groups)
     rows = dict(member_rows)
@@ -199,67 +203,47 @@ def save_reading(
         if r.status is Status.FAILURE or not r.item.writes:
             continue
         kind = r.item.object_type
-        if kind == "membership":
+        if kind is ObjectType.MEMBERSHIP:
             if r.item.action is Action.DELETE and r.sys_id:
                 rows.pop(r.sys_id, None)
             elif r.record:
                 rows[r.record["sys_id"]] = _subset(r.record, ("user", "group"))
-        elif kind in ("user", "group") and r.record:
-            store = users if kind == "user" else groups
+        elif kind in (ObjectType.USER, ObjectType.GROUP) and r.record:
+            store = users if kind is ObjectType.USER else groups
             store[r.record["sys_id"]] = _subset(r.record, fields[kind])
         elif r.record and r.sys_id:
-            references.setdefault(kind, {})[r.item.display_name.lower()] = r.sys_id
-    state.replace_cache(
-        {
-            "src_user": reading.cache.users,
-            "src_group": reading.cache.groups,
-            "src_members": {k: list(v) for k, v in reading.cache.members.items()},
-            "tgt_user": users,
-            "tgt_group": groups,
-            "tgt_member": rows,
-            "tgt_member_groups": dict.fromkeys(member_groups, 1),
-            "ref": {
-                f"{t}\x00{name}": sys_id
-                for t, m in references.items()
-                for name, sys_id in m.items()
-            },
-        }
+            table = r.item.reference_table
+            references.setdefault(table, {})[r.item.display_name.lower()] = r.sys_id
+    saved = TargetSnapshot(users, references, groups, rows, frozenset(member_groups))
+    marks = Watermarks(
+        reading.links, _watermark(users, groups), fingerprint(config), reading.mode == "full"
     )
-    now = time.time()
-    state.put(USERS_LINK, {"link": reading.links.users, "saved_at": now})
-    state.put(GROUPS_LINK, {"link": reading.links.groups, "saved_at": now})
-    state.put(SN_WATERMARK, {"updated_on": _watermark(users, groups), "saved_at": now})
-    previous = state.get(SYNC_KEY) or {}
-    last_full = now if reading.mode == "full" else previous.get("last_full", now)
-    state.put(SYNC_KEY, {"fingerprint": fingerprint(config), "last_full": last_full})
+    return CachedPicture(reading.cache, saved), marks
 
 
 def _drifted_target(
     config: Config,
     conns: Connections,
-    state: State,
+    cached: TargetSnapshot,
+    since: str,
     user_fields: Sequence[str],
     group_fields: Sequence[str],
 ) -> tuple[TargetSnapshot, dict[str, Record], frozenset[str]]:
     """The cached ServiceNow side, updated with what others changed since the watermark."""
-    users: dict[str, Record] = state.cache("tgt_user")
-    groups: dict[str, Record] = state.cache("tgt_group")
-    rows: dict[str, Record] = state.cache("tgt_member")
-    member_groups = frozenset(state.cache("tgt_member_groups"))
-    references: dict[str, dict[str, str]] = {}
-    for key, sys_id in state.cache("ref").items():
-        table, name = key.split("\x00", 1)
-        references.setdefault(table, {})[name] = sys_id
-    since = _since(state.get(SN_WATERMARK)["updated_on"])
+    users = dict(cached.users)
+    groups = dict(cached.groups)
+    rows = dict(cached.memberships)
+    member_groups = cached.member_groups
+    references = {table: dict(names) for table, names in cached.references.items()}
     me = config.servicenow.auth.username
     client = conns.servicenow
     changed = f"sys_updated_on>={since}^sys_updated_by!={me}"
-    for row in client.read_all(target_io.USER_TABLE, user_fields, changed):
+    for row in client.read_all(USER_TABLE, user_fields, changed):
         users[row["sys_id"]] = row
-    for row in client.read_all(target_io.GROUP_TABLE, group_fields, changed):
+    for row in client.read_all(GROUP_TABLE, group_fields, changed):
         groups[row["sys_id"]] = row
     added = f"sys_created_on>={since}^sys_created_by!={me}"
-    for row in client.read_all(target_io.MEMBER_TABLE, ["user", "group"], added):
+    for row in client.read_all(MEMBER_TABLE, ["user", "group"], added):
         if row.get("group") in member_groups:
             rows[row["sys_id"]] = _subset(row, ("user", "group"))
     for table in sorted(references):

@@ -6,16 +6,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from snsync.config import Config, QuarantineConfig
 from snsync.connections import Connections
-from snsync.engine.cycle import CycleReport, Progress, run_cycle
+from snsync.engine.cycle import CycleReport, run_cycle
 from snsync.engine.executor import OnResult
 from snsync.errors import ExitCode, SnsyncError, UnauthorizedError
 from snsync.metrics import CycleMetrics, write_metrics
+from snsync.model import Progress, Quarantine
 from snsync.notify import (
     CycleFacts,
     FailedObject,
@@ -30,29 +30,12 @@ from snsync.notify import (
 from snsync.state import State
 
 log = logging.getLogger("snsync.supervisor")
-QUARANTINE_KEY = "quarantine"
-AUTH_FAILURES_KEY = "auth_failures"
-LAST_SUCCESS_KEY = "last_success_at"
 
 
 class QuarantinedError(SnsyncError):
     """The job is quarantined: cycles wait, or it has stopped until an admin clears it."""
 
     exit_code = ExitCode.HELD
-
-
-@dataclass(frozen=True)
-class Quarantine:
-    """Why and until when cycles are held back."""
-
-    since: float
-    until: float
-    level: int
-    reason: str
-
-    @property
-    def stopped(self) -> bool:
-        return self.until == float("inf")
 
 
 def quarantine_reason(writes: int, failures: int, config: QuarantineConfig) -> str | None:
@@ -77,23 +60,6 @@ def next_quarantine(
     return Quarantine(since, now + wait, level, reason)
 
 
-def load_quarantine(state: State) -> Quarantine | None:
-    value = state.get(QUARANTINE_KEY)
-    if not value:
-        return None
-    until = float("inf") if value["until"] is None else float(value["until"])
-    return Quarantine(float(value["since"]), until, int(value["level"]), str(value["reason"]))
-
-
-def save_quarantine(state: State, quarantine: Quarantine | None) -> None:
-    if quarantine is None:
-        state.put(QUARANTINE_KEY, None)
-        return
-    data = asdict(quarantine)
-    data["until"] = None if quarantine.stopped else quarantine.until
-    state.put(QUARANTINE_KEY, data)
-
-
 def supervised_cycle(
     config: Config,
     conns: Connections,
@@ -108,7 +74,7 @@ def supervised_cycle(
     clock: Callable[[], float] = time.time,
 ) -> CycleReport:
     """One cycle with everything around it; raises QuarantinedError while quarantined."""
-    quarantine = load_quarantine(state)
+    quarantine = state.quarantine()
     now = clock()
     if quarantine and not dry_run and now < quarantine.until:
         raise QuarantinedError(_held_message(quarantine, config))
@@ -136,19 +102,19 @@ def supervised_cycle(
         raise
     if dry_run:
         return report
-    state.put(AUTH_FAILURES_KEY, 0)
+    state.save_auth_failures(0)
     facts = cycle_facts(report, config, started)
     writes = [r for r in report.results if r.item.writes]
     failed = [r for r in writes if r.status.value == "Failure"]
     reason = quarantine_reason(len(writes), len(failed), config.safety.quarantine)
     if reason:
         quarantine = next_quarantine(quarantine, reason, clock(), config.safety.quarantine)
-        save_quarantine(state, quarantine)
+        state.save_quarantine(quarantine)
         _send(notifier, quarantine_problem(reason, quarantine.until, facts.config_path))
     else:
         _after_cycle(state, notifier, quarantine, report, facts)
     if report.exit_code is ExitCode.OK:
-        state.put(LAST_SUCCESS_KEY, clock())
+        state.save_last_success(clock())
     _metrics(metrics_file, state, report, started, clock(), quarantined=bool(reason))
     return report
 
@@ -180,7 +146,7 @@ def _after_cycle(
     facts: CycleFacts,
 ) -> None:
     if quarantine:
-        save_quarantine(state, None)
+        state.save_quarantine(None)
         log.warning("quarantine lifted: the cycle after the back-off was healthy")
     problem = failures_problem(facts)
     if problem:
@@ -199,12 +165,12 @@ def _auth_failed(
     reason: str,
     now: float,
 ) -> None:
-    count = int(state.get(AUTH_FAILURES_KEY) or 0) + 1
-    state.put(AUTH_FAILURES_KEY, count)
+    count = state.auth_failures() + 1
+    state.save_auth_failures(count)
     if count >= config.safety.quarantine.auth_failures:
         text = f"authentication failed {count} cycles in a row: {reason}"
         entered = next_quarantine(quarantine, text, now, config.safety.quarantine)
-        save_quarantine(state, entered)
+        state.save_quarantine(entered)
         _send(notifier, quarantine_problem(text, entered.until, str(config.source_path)))
 
 
@@ -237,8 +203,7 @@ def _metrics(
         finished_at=finished,
         quarantined=quarantined,
     )
-    last = state.get(LAST_SUCCESS_KEY)
-    write_metrics(path, metrics, float(last) if last is not None else None)
+    write_metrics(path, metrics, state.last_success())
 
 
 def _held_message(quarantine: Quarantine, config: Config) -> str:

@@ -3,19 +3,14 @@ tables that mappings resolve display values against."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from snsync.engine.model import Record, TargetSnapshot
 from snsync.errors import ConfigError
+from snsync.model import GROUP_TABLE, MEMBER_TABLE, USER_TABLE, Progress, Record, TargetSnapshot
 from snsync.servicenow.client import TableClient
 
-USER_TABLE = "sys_user"
-GROUP_TABLE = "sys_user_group"
-MEMBER_TABLE = "sys_user_grmember"
 IN_CHUNK = 100  # sys_ids per IN query: keeps URLs well under instance limits
 DISPLAY_FIELD = {"sys_user": "user_name"}
-
-Progress = Callable[[str, int], None]
 
 
 def read_users(

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import pytest
 
-from snsync.engine.model import Action, Change, Desired, Reason, Result, Status, TargetSnapshot
 from snsync.engine.planner import (
     PlanOptions,
     effective_links,
@@ -15,6 +14,7 @@ from snsync.engine.planner import (
     plan_users,
     with_references,
 )
+from snsync.model import Action, Change, Desired, Reason, Result, Status, TargetSnapshot
 
 OPTIONS = PlanOptions()
 DEPT = "d" * 32
