@@ -9,7 +9,8 @@ from dataclasses import asdict
 from typing import Any
 
 from snsync.config import Config
-from snsync.engine.cycle import CyclePlan, CycleReport
+from snsync.engine.cycle import CycleReport
+from snsync.engine.plan import CyclePlan
 from snsync.model import Change, PlanItem, Result, Status
 from snsync.redact import redact
 from snsync.state import LogEntry, State

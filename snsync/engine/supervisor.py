@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from snsync.config import Config, QuarantineConfig
 from snsync.connections import Connections
-from snsync.engine.cycle import CycleReport, run_cycle
+from snsync.engine.cycle import CycleReport, cycle
 from snsync.engine.executor import OnResult
+from snsync.engine.ports import Ports, StateStore, ports_for
 from snsync.errors import ExitCode, SnsyncError, UnauthorizedError
 from snsync.metrics import CycleMetrics, write_metrics
 from snsync.model import Progress, Quarantine
@@ -60,6 +62,18 @@ def next_quarantine(
     return Quarantine(since, now + wait, level, reason)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How `run` and `approve` run a supervised cycle."""
+
+    dry_run: bool = False
+    allow_disables: bool = False
+    force_full: bool = False
+    progress: Progress | None = None
+    on_result: OnResult | None = None
+    metrics_file: Path | None = None
+
+
 def supervised_cycle(
     config: Config,
     conns: Connections,
@@ -73,35 +87,55 @@ def supervised_cycle(
     metrics_file: Path | None = None,
     clock: Callable[[], float] = time.time,
 ) -> CycleReport:
+    """One cycle with everything around it, through a command's connections and state file."""
+    ports = replace(ports_for(config, conns, state), clock=clock)
+    options = RunOptions(dry_run, allow_disables, force_full, progress, on_result, metrics_file)
+    return supervise(config, ports, options)
+
+
+def supervise(config: Config, ports: Ports, options: RunOptions) -> CycleReport:
     """One cycle with everything around it; raises QuarantinedError while quarantined."""
+    state, clock, dry_run = ports.state, ports.clock, options.dry_run
     quarantine = state.quarantine()
-    now = clock()
-    if quarantine and not dry_run and now < quarantine.until:
+    if quarantine and not dry_run and clock() < quarantine.until:
         raise QuarantinedError(_held_message(quarantine, config))
     notifier = Notifier(config.notifications, state, clock)
     started = clock()
     try:
-        report = run_cycle(
+        report = cycle(
             config,
-            conns,
-            state,
+            ports,
             dry_run=dry_run,
-            progress=progress,
-            on_result=on_result,
-            allow_disables=allow_disables,
-            force_full=force_full,
+            progress=options.progress,
+            on_result=options.on_result,
+            allow_disables=options.allow_disables,
+            force_full=options.force_full,
         )
     except UnauthorizedError as exc:
         if not dry_run:
             _auth_failed(config, state, notifier, quarantine, str(exc), clock())
-            _metrics(metrics_file, state, None, started, clock(), quarantined=True)
+            _metrics(options.metrics_file, state, None, started, clock(), quarantined=True)
         raise
     except SnsyncError:
         if not dry_run:
-            _metrics(metrics_file, state, None, started, clock(), quarantined=False)
+            _metrics(options.metrics_file, state, None, started, clock(), quarantined=False)
         raise
-    if dry_run:
-        return report
+    if not dry_run:
+        _after_report(config, ports, notifier, quarantine, report, started, options.metrics_file)
+    return report
+
+
+def _after_report(
+    config: Config,
+    ports: Ports,
+    notifier: Notifier,
+    quarantine: Quarantine | None,
+    report: CycleReport,
+    started: float,
+    metrics_file: Path | None,
+) -> None:
+    """Quarantine, notifications, the last success and the metrics, after a finished cycle."""
+    state, clock = ports.state, ports.clock
     state.save_auth_failures(0)
     facts = cycle_facts(report, config, started)
     writes = [r for r in report.results if r.item.writes]
@@ -116,7 +150,6 @@ def supervised_cycle(
     if report.exit_code is ExitCode.OK:
         state.save_last_success(clock())
     _metrics(metrics_file, state, report, started, clock(), quarantined=bool(reason))
-    return report
 
 
 def cycle_facts(report: CycleReport, config: Config, started: float) -> CycleFacts:
@@ -139,7 +172,7 @@ def cycle_facts(report: CycleReport, config: Config, started: float) -> CycleFac
 
 
 def _after_cycle(
-    state: State,
+    state: StateStore,
     notifier: Notifier,
     quarantine: Quarantine | None,
     report: CycleReport,
@@ -159,7 +192,7 @@ def _after_cycle(
 
 def _auth_failed(
     config: Config,
-    state: State,
+    state: StateStore,
     notifier: Notifier,
     quarantine: Quarantine | None,
     reason: str,
@@ -183,7 +216,7 @@ def _send(notifier: Notifier, problem: Problem) -> None:
 
 def _metrics(
     path: Path | None,
-    state: State,
+    state: StateStore,
     report: CycleReport | None,
     started: float,
     finished: float,

@@ -9,8 +9,9 @@ from typing import Any
 
 from snsync.config import Config
 from snsync.errors import BadRequestError, NotFoundError, TransientError
-from snsync.graph.client import GraphClient
-from snsync.model import AppScope, Assignment, Progress
+from snsync.graph.client import DeltaRound, GraphClient
+from snsync.graph.delta import latest_links
+from snsync.model import AppScope, Assignment, DeltaLinks, Progress
 
 # Attributes the Azure provisioning schema offers that Graph does not return as such.
 SYNTHESIZED = frozenset(
@@ -168,3 +169,52 @@ def read_groups(
             incomplete.append(f"assigned groups: {exc}")
         found = {}
     return [cached[g] for g in ids if g in cached] + [g for g in found.values() if g]
+
+
+class GraphDirectory:
+    """The directory port of the engine (snsync.engine.ports.Directory) over a GraphClient."""
+
+    def __init__(self, graph: GraphClient, config: Config) -> None:
+        self.graph = graph
+        self.config = config
+
+    def latest_delta_links(self, user_select: str, group_select: str) -> DeltaLinks:
+        return latest_links(self.graph, user_select, group_select)
+
+    def delta(self, link: str) -> DeltaRound:
+        return self.graph.delta(link)
+
+    def app_scope(
+        self,
+        progress: Progress | None = None,
+        known_members: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> AppScope:
+        return read_app_scope(self.graph, self.config, progress, known_members)
+
+    def users(
+        self, attributes: set[str], progress: Progress | None, incomplete: list[str]
+    ) -> list[dict[str, Any]]:
+        return read_users(self.graph, attributes, self.config.graph.page_size, progress, incomplete)
+
+    def groups(
+        self,
+        ids: Iterable[str],
+        attributes: set[str],
+        incomplete: list[str],
+        known: Mapping[str, dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        return read_groups(self.graph, ids, attributes, incomplete, known)
+
+    def user(self, ref: str, attributes: set[str]) -> dict[str, Any]:
+        """One user by UPN or object id, with what the mappings need."""
+        params = {"$select": ",".join(graph_select(attributes))}
+        if "manager" in attributes:
+            params["$expand"] = "manager($select=id)"
+        try:
+            return self.graph.get(f"users/{ref}", params)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no directory user '{ref}': give a userPrincipalName or object id",
+                service="graph",
+                status=404,
+            ) from None
