@@ -18,6 +18,7 @@ ROLE_ACCESS: dict[str, dict[str, str]] = {
         "sys_user_group": "rw",
         "sys_user_grmember": "rw",
         "sys_user_has_role": "rw",
+        "sys_group_has_role": "rw",
         "sys_user_role": "r",
         "cmn_department": "r",
         "cmn_location": "r",

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from snsync.errors import FixtureError
 from snsync.sandbox.encoded_query import FieldKind
 from snsync.sandbox.servicenow.acl import Account
+from snsync.sandbox.servicenow.roles import Stamp, grant_fixture_roles
 from snsync.sandbox.servicenow.schema import SYSTEM_FIELDS, TABLES, FieldSpec, TableSpec
 from snsync.sandbox.servicenow.store import apply_rules
 from snsync.sandbox.servicenow.tokens import OAuthClient
@@ -45,6 +46,8 @@ def load_instance_file(path: Path) -> dict[str, Any]:
 
 
 TABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+DEFAULT_CREATOR = "admin"  # sys_created_by of fixture records that do not name their creator
+ROLE_HOLDERS = ("sys_user", "sys_user_group")
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def load_instance(instance: Mapping[str, Any], now: str) -> Instance:
             fixture_error(f"tables.{name}", "must be a list of records")
         if name not in specs:
             specs[name] = custom_table(name, records)
-    rows = RecordLoader(specs, now).load(tables)
+    rows = RecordLoader(specs, now).load(tables, accounts)
     return Instance(accounts, clients, specs, rows)
 
 
@@ -145,21 +148,52 @@ class RecordLoader:
         self.now = now
         self.rows: dict[str, dict[str, dict[str, str]]] = {name: {} for name in specs}
         self.paths: dict[tuple[str, str], str] = {}
+        self.roles: dict[str, dict[str, list[str]]] = {"sys_user": {}, "sys_user_group": {}}
         self._display: dict[str, list[dict[str, str]]] = {}
 
-    def load(self, tables: Mapping[str, list[Any]]) -> dict[str, dict[str, dict[str, str]]]:
+    def load(
+        self, tables: Mapping[str, list[Any]], accounts: Mapping[str, Account]
+    ) -> dict[str, dict[str, dict[str, str]]]:
+        """The stored records of every table, role rows included."""
         for name, given in tables.items():
             for index, raw in enumerate(given):
                 self._add(self.specs[name], f"tables.{name}[{index}]", raw)
+        self._add_account_users(accounts)
+        self._add_named_roles(accounts)
         for name, stored in self.rows.items():
             for record in stored.values():
                 self._resolve(self.specs[name], record)
             self._check_unique(self.specs[name], stored)
+        users = {r["user_name"].lower(): i for i, r in self.rows["sys_user"].items()}
+        user_roles = self.roles["sys_user"]
+        for account in accounts.values():
+            user_roles.setdefault(users[account.user_name.lower()], []).extend(account.roles)
+        stamp = Stamp(DEFAULT_CREATOR, self.now)
+        grant_fixture_roles(self.specs, self.rows, user_roles, self.roles["sys_user_group"], stamp)
         return self.rows
+
+    def _add_named_roles(self, accounts: Mapping[str, Account]) -> None:
+        # A role named by an account, user or group exists as a sys_user_role row.
+        present = {r["name"].lower() for r in self.rows["sys_user_role"].values()}
+        named = [name for a in accounts.values() for name in sorted(a.roles)]
+        named += [name for held in self.roles.values() for names in held.values() for name in names]
+        for name in named:
+            if name.lower() not in present:
+                present.add(name.lower())
+                self._add(self.specs["sys_user_role"], f"roles.{name}", {"name": name})
+
+    def _add_account_users(self, accounts: Mapping[str, Account]) -> None:
+        # Every account is a sys_user row on an instance: one the fixture leaves out gets a row.
+        present = {r["user_name"].lower() for r in self.rows["sys_user"].values()}
+        for index, account in enumerate(accounts.values()):
+            if account.user_name.lower() not in present:
+                path = f"accounts[{index}]"
+                self._add(self.specs["sys_user"], path, {"user_name": account.user_name})
 
     def _add(self, spec: TableSpec, path: str, raw: Any) -> None:
         if not isinstance(raw, Mapping):
             fixture_error(path, "must be an object")
+        raw, roles = _split_roles(spec, path, raw)
         record = {column.name: column.default for column in spec.fields}
         for key, value in raw.items():
             record[key] = self._value(spec, f"{path}.{key}", key, value)
@@ -171,7 +205,7 @@ class RecordLoader:
         record["sys_id"] = sys_id
         record["sys_created_on"] = record["sys_created_on"] or self.now
         record["sys_updated_on"] = record["sys_updated_on"] or record["sys_created_on"]
-        record["sys_created_by"] = record["sys_created_by"] or "system"
+        record["sys_created_by"] = record["sys_created_by"] or DEFAULT_CREATOR
         record["sys_updated_by"] = record["sys_updated_by"] or record["sys_created_by"]
         record["sys_mod_count"] = record["sys_mod_count"] or "0"
         given = dict(record)
@@ -182,6 +216,8 @@ class RecordLoader:
             record["locked_out"] = given["locked_out"]  # as the fixture says, not as a rule would
         self.rows[spec.name][sys_id] = record
         self.paths[(spec.name, sys_id)] = path
+        if roles:
+            self.roles[spec.name][sys_id] = roles
 
     def _value(self, spec: TableSpec, path: str, key: str, value: Any) -> str:
         column = spec.by_name.get(key)
@@ -249,3 +285,18 @@ class RecordLoader:
                     path = self.paths[(spec.name, sys_id)]
                     fixture_error(f"{path}.{name}", f"duplicate {name} {record[name]!r}")
                 seen.add(value)
+
+
+def _split_roles(
+    spec: TableSpec, path: str, raw: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """A user's or group's fixture `roles` (a list, or for groups also a comma list) taken out of
+    the record: they become role rows, not a stored value."""
+    record = dict(raw)
+    if spec.name not in ROLE_HOLDERS or "roles" not in record:
+        return record, []
+    given = record.pop("roles")
+    names = given.split(",") if isinstance(given, str) and spec.name != "sys_user" else given
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        fixture_error(f"{path}.roles", "must be a list of role names")
+    return record, [n.strip() for n in names if n.strip()]

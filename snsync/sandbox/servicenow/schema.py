@@ -158,6 +158,17 @@ TABLES: dict[str, TableSpec] = {
             ),
             display_field="sys_id",
         ),
+        TableSpec(
+            "sys_group_has_role",
+            (
+                ref("group", "sys_user_group"),
+                ref("role", "sys_user_role"),
+                flag("inherits", True),
+                ref("granted_by", "sys_user_group"),
+                *SYSTEM_FIELDS,
+            ),
+            display_field="sys_id",
+        ),
     )
 }
 
@@ -166,4 +177,4 @@ TABLES: dict[str, TableSpec] = {
 
 # Rows that only tie two records together go when either record goes (the cascade rule
 # "delete"); any other reference to a deleted record is cleared.
-CASCADE_DELETE = frozenset({"sys_user_grmember", "sys_user_has_role"})
+CASCADE_DELETE = frozenset({"sys_user_grmember", "sys_user_has_role", "sys_group_has_role"})

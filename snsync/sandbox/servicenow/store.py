@@ -16,6 +16,14 @@ from snsync.sandbox.encoded_query import (
     order_records,
 )
 from snsync.sandbox.servicenow.failure import Failure
+from snsync.sandbox.servicenow.roles import (
+    GROUP_ROLE,
+    MEMBER,
+    USER_ROLE,
+    Stamp,
+    inherit,
+    inherited_rows,
+)
 from snsync.sandbox.servicenow.schema import CASCADE_DELETE, FieldSpec, TableSpec
 from snsync.sandbox.servicenow.values import SYS_ID, input_text, new_sys_id, normalise
 
@@ -113,6 +121,7 @@ class Store:
         if duplicate_id or self._collides(spec, record):
             raise insert_failure("insert", spec, record)
         self.add(spec.name, record)
+        self._grant_inherited(spec.name, record, Stamp(context.user_name, context.now))
         return record
 
     def update(
@@ -141,6 +150,9 @@ class Store:
 
     def delete(self, table: str, sys_id: str) -> None:
         """Remove a record, then cascade: link rows go with it, other references are cleared."""
+        for inherited in self._revoked(table, self.rows[table][sys_id]):
+            if inherited in self.rows[USER_ROLE]:
+                self.delete(USER_ROLE, inherited)
         self._unindex(table, self.rows[table].pop(sys_id))
         ordered = self._sorted[table]
         del ordered[bisect.bisect_left(ordered, sys_id)]
@@ -148,6 +160,33 @@ class Store:
             for column in spec.fields:
                 if column.reference == table:
                     self._cascade(spec, column.name, sys_id)
+
+    def _grant_inherited(self, table: str, record: Mapping[str, str], stamp: Stamp) -> None:
+        # A new member gets the group's roles; a role given to a group reaches every member.
+        def added(role_table: str, role_row: dict[str, str]) -> None:
+            self.add(role_table, role_row)
+
+        if table == MEMBER:
+            inherit(self.specs, self.rows, record, stamp, added)
+        elif table == GROUP_ROLE:
+            for member in list(self.rows[MEMBER].values()):
+                if member.get("group") == record.get("group"):
+                    inherit(self.specs, self.rows, member, stamp, added)
+
+    def _revoked(self, table: str, record: Mapping[str, str]) -> list[str]:
+        # The inherited role rows that go with a membership or with a group's role.
+        if table == MEMBER:
+            return inherited_rows(self.rows, record)
+        if table != GROUP_ROLE:
+            return []
+        group, role = record.get("group"), record.get("role")
+        return [
+            r["sys_id"]
+            for r in self.rows[USER_ROLE].values()
+            if r.get("granted_by") == group
+            and r.get("role") == role
+            and r.get("inherited") == "true"
+        ]
 
     def _cascade(self, spec: TableSpec, name: str, sys_id: str) -> None:
         for record in [r for r in self.rows[spec.name].values() if r.get(name) == sys_id]:
