@@ -21,6 +21,7 @@ from snsync.redact import redact
 Progress = Callable[[str, int], None]
 APPLIED = "applied"
 log = logging.getLogger("snsync.progress")
+requests_log = logging.getLogger("snsync.requests")
 
 
 def progress_line(seen: dict[str, int]) -> str:
@@ -126,7 +127,7 @@ def trace_requests(session: requests.Session, service: str) -> None:
 
     def hook(response: requests.Response, *_: Any, **__: Any) -> None:
         request = response.request
-        log.debug(
+        requests_log.debug(
             "%s %s %s -> %d in %.3fs",
             service,
             request.method,
