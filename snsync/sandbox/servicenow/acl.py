@@ -13,6 +13,7 @@ class Account:
 
 
 ROLE_ACCESS: dict[str, dict[str, str]] = {
+    "personalize_dictionary": {"sys_dictionary": "r"},
     "user_admin": {
         "sys_user": "rw",
         "sys_user_group": "rw",
@@ -23,6 +24,9 @@ ROLE_ACCESS: dict[str, dict[str, str]] = {
         "cmn_department": "r",
         "cmn_location": "r",
         "core_company": "r",
+        "cmn_cost_center": "r",
+        "cmn_building": "r",
+        "cmn_schedule": "r",
     },
     "itil": {
         "sys_user": "r",
@@ -31,6 +35,9 @@ ROLE_ACCESS: dict[str, dict[str, str]] = {
         "cmn_department": "r",
         "cmn_location": "r",
         "core_company": "r",
+        "cmn_cost_center": "r",
+        "cmn_building": "r",
+        "cmn_schedule": "r",
     },
 }
 
