@@ -22,6 +22,7 @@ from snsync.config import Config, LiteralSecretWarning, find_config, load_config
 from snsync.engine.executor import STOP
 from snsync.errors import ExitCode, SnsyncError
 from snsync.redact import redact
+from snsync.sandbox.options import servicenow_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("snsync")
@@ -429,6 +430,7 @@ def logs(
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@servicenow_options
 @handled
 def sandbox(
     tenant: Path | None,
@@ -440,12 +442,22 @@ def sandbox(
     latency_ms: float,
     fault_rate: float,
     seed: int,
+    **servicenow: Any,
 ) -> None:
     """Serve a local HTTPS Graph + token service + ServiceNow for tests and demos."""
     from snsync.sandbox.runner import SandboxOptions, start_sandbox
 
     options = SandboxOptions(
-        tenant, instance, directory, host, graph_port, servicenow_port, latency_ms, fault_rate, seed
+        tenant,
+        instance,
+        directory,
+        host,
+        graph_port,
+        servicenow_port,
+        latency_ms,
+        fault_rate,
+        seed,
+        **servicenow,
     )
     running = start_sandbox(options)
     info = running.info

@@ -14,6 +14,7 @@ from typing import Any
 from snsync.sandbox.demo_instance import demo_instance
 from snsync.sandbox.demo_tenant import demo_tenant
 from snsync.sandbox.graph import GraphApp, load_tenant_file
+from snsync.sandbox.options import DEFAULT_CONCURRENCY, DEFAULT_QUEUE
 from snsync.sandbox.server import FaultPlan, SandboxServer
 from snsync.sandbox.servicenow import ServiceNowApp, load_instance_file
 from snsync.sandbox.tls import create_tls
@@ -36,8 +37,10 @@ class SandboxOptions:
     seed: int = 0
     retry_after: int = 1
     servicenow_rate_limit: int | None = None
-    servicenow_max_concurrent: int | None = None
+    servicenow_max_concurrent: int | None = DEFAULT_CONCURRENCY
     servicenow_latency_ms: float = 0.0
+    servicenow_queue: int | None = DEFAULT_QUEUE
+    serialize_sessions: bool = True
 
 
 @dataclass
@@ -82,6 +85,8 @@ def start_sandbox(options: SandboxOptions) -> RunningSandbox:
         instance,
         rate_limit_per_hour=options.servicenow_rate_limit,
         max_concurrent=options.servicenow_max_concurrent,
+        queue=options.servicenow_queue,
+        serialize_sessions=options.serialize_sessions,
     )
     if options.servicenow_latency_ms:
         sn_app.set_concurrency_latency(options.servicenow_latency_ms)

@@ -4,12 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from snsync.sandbox.encoded_query import EncodedQuery
+
 
 @dataclass(frozen=True)
 class Account:
     user_name: str
     password: str
     roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ReadRule:
+    """A row-level read rule: on `table`, the account may read only rows matching `query`.
+    It applies to `accounts` when given, else to every account without the admin role."""
+
+    table: str
+    condition: str
+    query: EncodedQuery
+    accounts: frozenset[str] | None = None
+
+    def applies_to(self, account: Account) -> bool:
+        """Whether the rule restricts this account."""
+        if self.accounts is not None:
+            return account.user_name in self.accounts
+        return "admin" not in account.roles
 
 
 ROLE_ACCESS: dict[str, dict[str, str]] = {

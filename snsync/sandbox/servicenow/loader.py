@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from snsync.errors import FixtureError
-from snsync.sandbox.encoded_query import FieldKind
-from snsync.sandbox.servicenow.acl import Account
+from snsync.sandbox.encoded_query import FieldKind, parse
+from snsync.sandbox.servicenow.acl import Account, ReadRule
 from snsync.sandbox.servicenow.roles import Stamp, grant_fixture_roles
 from snsync.sandbox.servicenow.schema import (
     GENERATED_TABLES,
@@ -54,7 +54,7 @@ def load_instance_file(path: Path) -> dict[str, Any]:
 
 
 TABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
-FIXTURE_KEYS = ("accounts", "oauth_clients", "tables", "columns")
+FIXTURE_KEYS = ("accounts", "oauth_clients", "tables", "columns", "read_rules")
 COLUMN_KINDS = {kind.value: kind for kind in FieldKind}
 DEFAULT_CREATOR = "admin"  # sys_created_by of fixture records that do not name their creator
 ROLE_HOLDERS = ("sys_user", "sys_user_group")
@@ -66,6 +66,7 @@ class Instance:
     clients: dict[str, OAuthClient]
     specs: dict[str, TableSpec]
     rows: dict[str, dict[str, dict[str, str]]]
+    read_rules: tuple[ReadRule, ...] = ()
 
 
 def load_instance(instance: Mapping[str, Any], now: str) -> Instance:
@@ -98,7 +99,33 @@ def load_instance(instance: Mapping[str, Any], now: str) -> Instance:
         record.update(entry, sys_id=new_sys_id(), sys_created_on=now, sys_updated_on=now)
         record.update(sys_created_by=DEFAULT_CREATOR, sys_updated_by=DEFAULT_CREATOR)
         rows["sys_dictionary"][record["sys_id"]] = record
-    return Instance(accounts, clients, specs, rows)
+    rules = load_read_rules(instance.get("read_rules", []), specs, accounts)
+    return Instance(accounts, clients, specs, rows, rules)
+
+
+def load_read_rules(
+    raw: Any, specs: Mapping[str, TableSpec], accounts: Mapping[str, Account]
+) -> tuple[ReadRule, ...]:
+    """The fixture's `read_rules`: [{"table", "condition", "accounts"?}]."""
+    if not isinstance(raw, list):
+        fixture_error("read_rules", "must be a list of {table, condition}")
+    rules: list[ReadRule] = []
+    for index, entry in enumerate(raw):
+        path = f"read_rules[{index}]"
+        table = required_text(entry, path, "table")
+        if table not in specs:
+            fixture_error(f"{path}.table", f"no table {table!r}")
+        condition = entry.get("condition")
+        if not isinstance(condition, str):
+            fixture_error(f"{path}.condition", "must be an encoded query string")
+        names = entry.get("accounts")
+        if names is not None and (
+            not isinstance(names, list) or not all(n in accounts for n in names)
+        ):
+            fixture_error(f"{path}.accounts", "must be a list of account user_names")
+        chosen = frozenset(names) if names is not None else None
+        rules.append(ReadRule(table, condition, parse(condition), chosen))
+    return tuple(rules)
 
 
 def fixture_error(path: str, problem: str) -> NoReturn:
