@@ -11,7 +11,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,6 +24,7 @@ from snsync.engine.executor import STOP
 from snsync.errors import ExitCode, SnsyncError
 from snsync.printable import printable
 from snsync.sandbox.graph_settings import graph_cli_options
+from snsync.sandbox.options import servicenow_options
 
 if TYPE_CHECKING:
     from snsync.connections import Connections
@@ -455,6 +456,7 @@ def logs(
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @graph_cli_options
+@servicenow_options
 @handled
 def sandbox(
     tenant: Path | None,
@@ -466,15 +468,23 @@ def sandbox(
     latency_ms: float,
     fault_rate: float,
     seed: int,
-    **graph: Any,
+    **extra: Any,
 ) -> None:
     """Serve a local HTTPS Graph + token service + ServiceNow for tests and demos."""
     from snsync.sandbox.runner import SandboxOptions, start_sandbox
 
     options = SandboxOptions(
-        tenant, instance, directory, host, graph_port, servicenow_port, latency_ms, fault_rate, seed
+        tenant,
+        instance,
+        directory,
+        host,
+        graph_port,
+        servicenow_port,
+        latency_ms,
+        fault_rate,
+        seed,
+        **extra,
     )
-    options = replace(options, **graph)
     running = start_sandbox(options)
     info = running.info
     click.echo(f"Graph and token service: {info['graph_url']} (tenant {info['tenant_id']})")
