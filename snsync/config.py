@@ -406,6 +406,20 @@ class SafetyConfig(_Section):
     max_disables: DisableLimits = Field(default_factory=DisableLimits)
     retry_backoff: list[Duration] = Field(default_factory=lambda: [21600, 43200, 86400])
     quarantine: QuarantineConfig = Field(default_factory=QuarantineConfig)
+    # Trust (README 'Safety'): whose records snsync never writes or adopts only with approval.
+    privileged_roles: list[str] = Field(
+        default_factory=lambda: ["admin", "security_admin", "user_admin"]
+    )
+    protected_users: list[str] = Field(default_factory=list)  # user_name or sys_id
+    protected_groups: list[str] = Field(default_factory=list)  # name or sys_id
+    target_min_share: float = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("privileged_roles", "protected_users", "protected_groups")
+    @classmethod
+    def _no_blank(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("entries must not be empty")
+        return [item.strip() for item in value]
 
     @field_validator("max_disables", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     HELD = 4
     NOT_CARRIED = 5
     LOCKED = 75
+    LOCAL_FILE = 73
 
 
 class SnsyncError(Exception):
@@ -42,6 +43,12 @@ class LockedError(SnsyncError):
     """Another snsync run holds the state lock."""
 
     exit_code = ExitCode.LOCKED
+
+
+class LocalFileError(SnsyncError):
+    """A local file or folder snsync needs (state, log file, sandbox --dir) cannot be written."""
+
+    exit_code = ExitCode.LOCAL_FILE
 
 
 class ApiError(SnsyncError):

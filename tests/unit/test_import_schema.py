@@ -58,7 +58,10 @@ def run_import(tmp_path: Path, schema: dict[str, Any] | None = None) -> tuple[Re
 
 
 def not_carried(result: Result) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("not carried: ")]
+    prefix = "warning: not carried: "
+    return [
+        line[len("warning: ") :] for line in result.stderr.splitlines() if line.startswith(prefix)
+    ]
 
 
 def user_mappings(schema: dict[str, Any]) -> list[dict[str, Any]]:
@@ -227,7 +230,7 @@ def test_every_unsupported_construct_is_listed_with_its_path_and_exit_5(tmp_path
     for fragment in expected_paths:
         assert sum(line.startswith(f"not carried: {fragment}") for line in listed) == 1, fragment
     assert len(listed) == len(expected_paths)
-    assert "9 construct(s) of the schema not carried over" in result.stderr
+    assert "error: wrote" in result.stderr and "but 9 construct(s) of schema.json" in result.stderr
     text = out.read_text()
     assert text.count("# NOT CARRIED ") == len(expected_paths), "and named in the file too"
     config = load_config(out, ENV)
@@ -352,3 +355,15 @@ def test_crafted_schema_text_cannot_add_config_keys(tmp_path: Path) -> None:
     assert config.safety.actions.disable is True
     city = next(m for m in config.mappings.users if m.target == "city")
     assert city.constant == "Redmond\\nsafety: {actions: {disable: false}}"
+
+
+def test_quiet_shows_only_the_error_line(tmp_path: Path) -> None:
+    schema_path = tmp_path / "schema.json"
+    out = tmp_path / "config.yaml"
+    schema_path.write_text(FIXTURE.read_text())
+    quiet = CliRunner().invoke(cli, ["import-schema", str(schema_path), "-o", str(out), "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == ""
+    schema_path.write_text(json.dumps(customised()))
+    quiet = CliRunner().invoke(cli, ["import-schema", str(schema_path), "-o", str(out), "-q"])
+    assert quiet.exit_code == 5
+    assert quiet.stderr.count("\n") == 1 and quiet.stderr.startswith("error: wrote")
