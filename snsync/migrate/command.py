@@ -42,10 +42,12 @@ def read_schema(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read the schema file: {exc.strerror}") from exc
     if len(data) > MAX_SCHEMA_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_SCHEMA_BYTES // 2**20} MB, not a schema")
+    # Windows PowerShell 5 writes `> file` as UTF-16 with a byte order mark.
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     try:
-        return json.loads(data.decode("utf-8-sig"))
+        return json.loads(data.decode(encoding))
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text (export the schema as JSON)") from None
+        raise ConfigError(f"{path}: not UTF-8 or UTF-16 text (export the schema as JSON)") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path}: line {exc.lineno}, col {exc.colno}: not valid JSON ({exc.msg})"

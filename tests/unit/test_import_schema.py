@@ -367,3 +367,18 @@ def test_quiet_shows_only_the_error_line(tmp_path: Path) -> None:
     quiet = CliRunner().invoke(cli, ["import-schema", str(schema_path), "-o", str(out), "-q"])
     assert quiet.exit_code == 5
     assert quiet.stderr.count("\n") == 1 and quiet.stderr.startswith("error: wrote")
+
+
+def test_the_base_may_be_the_output_and_a_utf16_export_is_read(tmp_path: Path) -> None:
+    """`-o config.yaml --base config.yaml` rewrites the config in place; PowerShell 5's `>`
+    writes UTF-16 with a byte order mark."""
+    schema_path = tmp_path / "schema.json"
+    schema_path.write_bytes(FIXTURE.read_text().encode("utf-16"))
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE)
+    args = ["import-schema", str(schema_path), "-o", str(config), "--base", str(config)]
+    result = CliRunner().invoke(cli, args, env=ENV)
+    assert result.exit_code == 0, result.stderr
+    loaded = load_config(config, ENV)
+    assert loaded.scope.excluded_app_roles == ["msiam_access"]
+    assert [m.target for m in loaded.mappings.users][:2] == ["user_name", "email"]
