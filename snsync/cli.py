@@ -142,6 +142,45 @@ def validate(ctx: click.Context) -> None:
     click.echo(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
 
 
+@cli.command("import-schema")
+@click.argument("schema", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the config here (mode 600) instead of to stdout.",
+)
+@click.option(
+    "--base",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the connection settings (graph, servicenow, state, ...) of this config.",
+)
+@handled
+def import_schema(schema: Path, output_file: Path | None, base: Path | None) -> None:
+    """Write snsync's config from an exported Entra synchronization schema (JSON)."""
+    from snsync.migrate.command import import_schema as run_import
+    from snsync.migrate.command import write_config
+
+    result = run_import(schema, base)
+    if output_file is None:
+        click.echo(result.text, nl=False)
+    else:
+        write_config(output_file, result.text)
+    console = _console()
+    for problem in result.imported.not_carried:
+        console.warning(f"not carried: {problem}")
+    left = len(result.imported.not_carried)
+    where = output_file or "stdout"
+    if not left:
+        console.note(f"wrote {where}; everything in {schema.name} was carried over")
+        return
+    console.error(
+        f"wrote {where}, but {left} construct(s) of {schema.name} were not carried over "
+        "(the 'not carried' lines, also '# NOT CARRIED' comments at the top of the config)"
+    )
+    sys.exit(int(ExitCode.NOT_CARRIED))
+
+
 @cli.command("test-connection")
 @output_option
 @click.pass_context
