@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+import requests
 
 from snsync import __version__
 from snsync.clickgroup import SnsyncGroup
 from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
 from snsync.engine.executor import STOP
 from snsync.errors import ExitCode, SnsyncError
+from snsync.preflight import request_error
 from snsync.printable import printable
 
 if TYPE_CHECKING:
@@ -108,6 +110,10 @@ def handled(func: F) -> F:
         except SnsyncError as exc:
             _console().error(str(exc))
             sys.exit(int(exc.exit_code))
+        except requests.RequestException as exc:  # TLS, DNS, sockets below the HTTP layer
+            error = request_error(exc, _loaded_config())
+            _console().error(str(error))
+            sys.exit(int(error.exit_code))
         except KeyboardInterrupt:
             _console().error("interrupted")
             sys.exit(130)
@@ -117,7 +123,15 @@ def handled(func: F) -> F:
 
 def _config(ctx: click.Context) -> Config:
     path = find_config(ctx.obj.get("config_path"))
-    return load_config(path)
+    config = load_config(path)
+    ctx.obj["config"] = config
+    return config
+
+
+def _loaded_config() -> Config | None:
+    ctx = click.get_current_context(silent=True)
+    config = (ctx.find_root().obj or {}).get("config") if ctx else None
+    return config if isinstance(config, Config) else None
 
 
 output_option = click.option(
@@ -264,19 +278,23 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
     from snsync.render import dumps, report_json, report_text, summary_fields
 
     conns = _connect(config, read_only=options.dry_run)
-    with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
-        report = supervised_cycle(
-            config,
-            conns,
-            state,
-            dry_run=options.dry_run,
-            allow_disables=options.allow_disables,
-            force_full=options.full,
-            progress=progress,
-            on_result=result_logger(progress),
-            metrics_file=options.metrics_file,
-        )
-    conns.close()
+    try:
+        with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
+            report = supervised_cycle(
+                config,
+                conns,
+                state,
+                dry_run=options.dry_run,
+                allow_disables=options.allow_disables,
+                force_full=options.full,
+                progress=progress,
+                on_result=result_logger(progress),
+                metrics_file=options.metrics_file,
+            )
+    except requests.RequestException as exc:  # a cycle of the loop must end in one line too
+        raise request_error(exc, config) from None
+    finally:
+        conns.close()
     if output == "json":
         click.echo(dumps(report_json(report)))
     else:
@@ -288,8 +306,10 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
 def _connect(config: Config, *, read_only: bool) -> Connections:
     """The clients a command needs; with -vv every request they make is logged."""
     from snsync.connections import connect
+    from snsync.preflight import check_ca_files
     from snsync.progress import trace_requests
 
+    check_ca_files(config)
     conns = connect(config, read_only=read_only)
     trace_requests(conns.graph_http.session, "graph")
     trace_requests(conns.servicenow_http.session, "servicenow")
@@ -466,18 +486,24 @@ def sandbox(
     seed: int,
 ) -> None:
     """Serve a local HTTPS Graph + token service + ServiceNow for tests and demos."""
+    from snsync.preflight import check_sandbox_options, sandbox_start_error
     from snsync.sandbox.runner import SandboxOptions, start_sandbox
 
+    check_sandbox_options(host, directory)
     options = SandboxOptions(
         tenant, instance, directory, host, graph_port, servicenow_port, latency_ms, fault_rate, seed
     )
-    running = start_sandbox(options)
+    try:
+        running = start_sandbox(options)
+    except OSError as exc:
+        ports = {"--graph-port": graph_port, "--servicenow-port": servicenow_port}
+        raise sandbox_start_error(exc, host, ports) from None
     info = running.info
     click.echo(f"Graph and token service: {info['graph_url']} (tenant {info['tenant_id']})")
     click.echo(f"ServiceNow:              {info['servicenow_url']}")
     if running.directory:
         click.echo(f"CA, config and details:  {running.directory}")
-    click.echo("Serving until interrupted (Ctrl-C).", err=True)
+    _console().note("Serving until interrupted (Ctrl-C).")
     try:
         running.wait()
     finally:
@@ -486,10 +512,20 @@ def sandbox(
 
 @contextmanager
 def _state(config: Config, *, lock: bool) -> Iterator[Any]:
+    from snsync.preflight import local_file_error, prepare_state_folder
     from snsync.state import RunLock, State
 
-    run_lock = RunLock(config.state.path).acquire() if lock else None
-    state = State(config.state.path)
+    prepare_state_folder(config.state.path)
+    try:
+        run_lock = RunLock(config.state.path).acquire() if lock else None
+    except OSError as exc:
+        raise local_file_error(exc, "state.path (its lock file)") from None
+    try:
+        state = State(config.state.path)
+    except BaseException:
+        if run_lock:
+            run_lock.release()
+        raise
     try:
         yield state
     finally:
