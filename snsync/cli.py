@@ -22,7 +22,7 @@ from snsync import __version__
 from snsync.clickgroup import SnsyncGroup
 from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
 from snsync.engine.executor import STOP
-from snsync.errors import ExitCode, SnsyncError
+from snsync.errors import ConfigError, ExitCode, SnsyncError
 from snsync.preflight import request_error
 from snsync.printable import printable
 
@@ -169,7 +169,7 @@ def test_connection(ctx: click.Context, output: str) -> None:
     for check in run_checks(config, conns):
         results.append(check)
         if output == "text":
-            mark = "ok  " if check.ok else "FAIL"
+            mark = "ok  " if check.ok else "skip" if check.skipped else "FAIL"
             click.echo(printable(f"[{mark}] {check.name}: {check.detail}"))
     conns.close()
     failed = [c for c in results if not c.ok]
@@ -192,6 +192,7 @@ def plan(ctx: click.Context, output: str) -> None:
     config = _config(ctx)
     conns = _connect(config, read_only=True)
     with _state(config, lock=False) as state, _progress(output) as progress:
+        _check_services(config, conns, state, remember=False)
         planned = read_and_plan(config, conns, state, progress)
     click.echo(dumps(plan_json(planned)) if output == "json" else plan_text(planned))
 
@@ -280,6 +281,7 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
     conns = _connect(config, read_only=options.dry_run)
     try:
         with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
+            _check_services(config, conns, state, remember=not options.dry_run)
             report = supervised_cycle(
                 config,
                 conns,
@@ -301,6 +303,26 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
         ok = report.exit_code is ExitCode.OK
         _console().summary(report_text(report), ok=ok, fields=summary_fields(report))
     return report.exit_code
+
+
+SERVICE_CHECK_KEY = "service_checks"
+
+
+def _check_services(config: Config, conns: Connections, state: Any, *, remember: bool) -> None:
+    """On the first read after a config change: excluded roles, reference tables and mapped
+    fields exist in the services, else exit 2 naming the key."""
+    from snsync.checks import checked_mark, service_problems
+
+    mark = checked_mark(config)
+    if state.get(SERVICE_CHECK_KEY) == mark:
+        return
+    problems, complete = service_problems(config, conns)
+    if problems:
+        more = len(problems) - 1
+        also = f" (and {more} more: snsync test-connection lists them)" if more else ""
+        raise ConfigError(problems[0] + also)
+    if complete and remember:
+        state.put(SERVICE_CHECK_KEY, mark)
 
 
 def _connect(config: Config, *, read_only: bool) -> Connections:
