@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     CONNECTION = 3
     HELD = 4
     LOCKED = 75
+    LOCAL_FILE = 73
 
 
 class SnsyncError(Exception):
@@ -41,6 +42,12 @@ class LockedError(SnsyncError):
     """Another snsync run holds the state lock."""
 
     exit_code = ExitCode.LOCKED
+
+
+class LocalFileError(SnsyncError):
+    """A local file or folder snsync needs (state, log file, sandbox --dir) cannot be written."""
+
+    exit_code = ExitCode.LOCAL_FILE
 
 
 class ApiError(SnsyncError):
