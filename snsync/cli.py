@@ -13,15 +13,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+import requests
 
 from snsync import __version__
+from snsync.clickgroup import SnsyncGroup
 from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
 from snsync.engine.executor import STOP
-from snsync.errors import ExitCode, SnsyncError
-from snsync.redact import redact
+from snsync.errors import ConfigError, ExitCode, SnsyncError
+from snsync.preflight import request_error
+from snsync.printable import printable
+from snsync.sandbox.graph_settings import graph_cli_options
+from snsync.sandbox.options import servicenow_options
+
+if TYPE_CHECKING:
+    from snsync.connections import Connections
+    from snsync.logsetup import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("snsync")
@@ -32,7 +41,11 @@ def main() -> None:
     cli(prog_name="snsync")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=SnsyncGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Global options may come before or after the command: snsync run --once -q.",
+)
 @click.version_option(__version__, prog_name="snsync")
 @click.option(
     "--config",
@@ -64,20 +77,29 @@ def cli(
     log_file: Path | None,
 ) -> None:
     """Keep ServiceNow users and groups in step with the Azure AD (Entra ID) app assignment."""
-    from snsync.logsetup import configure_logging
+    from snsync.logsetup import Console, configure_logging
 
-    ctx.obj = {"config_path": config_path}
+    console = Console(quiet=quiet, json=log_format == "json")
+    ctx.obj = {"config_path": config_path, "console": console}
     try:
         configure_logging(verbose, quiet, "json" if log_format == "json" else "text", log_file)
     except SnsyncError as exc:
-        click.echo(f"error: {exc}", err=True)
+        console.error(str(exc))
         sys.exit(int(exc.exit_code))
     warnings.simplefilter("default", LiteralSecretWarning)
     warnings.showwarning = _show_warning
 
 
+def _console() -> Console:
+    from snsync.logsetup import Console
+
+    ctx = click.get_current_context(silent=True)
+    console = (ctx.find_root().obj or {}).get("console") if ctx else None
+    return console if isinstance(console, Console) else Console()
+
+
 def _show_warning(message: Any, category: Any, *_: Any, **__: Any) -> None:
-    click.echo(f"warning: {redact(str(message))}", err=True)
+    _console().warning(str(message))
 
 
 def handled(func: F) -> F:
@@ -88,10 +110,14 @@ def handled(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SnsyncError as exc:
-            click.echo(f"error: {redact(str(exc))}", err=True)
+            _console().error(str(exc))
             sys.exit(int(exc.exit_code))
+        except requests.RequestException as exc:  # TLS, DNS, sockets below the HTTP layer
+            error = request_error(exc, _loaded_config())
+            _console().error(str(error))
+            sys.exit(int(error.exit_code))
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            _console().error("interrupted")
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
@@ -99,7 +125,15 @@ def handled(func: F) -> F:
 
 def _config(ctx: click.Context) -> Config:
     path = find_config(ctx.obj.get("config_path"))
-    return load_config(path)
+    config = load_config(path)
+    ctx.obj["config"] = config
+    return config
+
+
+def _loaded_config() -> Config | None:
+    ctx = click.get_current_context(silent=True)
+    config = (ctx.find_root().obj or {}).get("config") if ctx else None
+    return config if isinstance(config, Config) else None
 
 
 output_option = click.option(
@@ -122,6 +156,45 @@ def validate(ctx: click.Context) -> None:
     click.echo(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
 
 
+@cli.command("import-schema")
+@click.argument("schema", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the config here (mode 600) instead of to stdout.",
+)
+@click.option(
+    "--base",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the connection settings (graph, servicenow, state, ...) of this config.",
+)
+@handled
+def import_schema(schema: Path, output_file: Path | None, base: Path | None) -> None:
+    """Write snsync's config from an exported Entra synchronization schema (JSON)."""
+    from snsync.migrate.command import import_schema as run_import
+    from snsync.migrate.command import write_config
+
+    result = run_import(schema, base)
+    if output_file is None:
+        click.echo(result.text, nl=False)
+    else:
+        write_config(output_file, result.text)
+    console = _console()
+    for problem in result.imported.not_carried:
+        console.warning(f"not carried: {problem}")
+    left = len(result.imported.not_carried)
+    where = output_file or "stdout"
+    if not left:
+        console.note(f"wrote {where}; everything in {schema.name} was carried over")
+        return
+    console.error(
+        f"wrote {where}, but {left} construct(s) of {schema.name} were not carried over "
+        "(the 'not carried' lines, also '# NOT CARRIED' comments at the top of the config)"
+    )
+    sys.exit(int(ExitCode.NOT_CARRIED))
+
+
 @cli.command("test-connection")
 @output_option
 @click.pass_context
@@ -129,17 +202,16 @@ def validate(ctx: click.Context) -> None:
 def test_connection(ctx: click.Context, output: str) -> None:
     """Check Graph and ServiceNow access step by step, changing nothing."""
     from snsync.checks import run_checks
-    from snsync.connections import connect
     from snsync.render import dumps
 
     config = _config(ctx)
-    conns = connect(config, read_only=True)
+    conns = _connect(config, read_only=True)
     results = []
     for check in run_checks(config, conns):
         results.append(check)
         if output == "text":
-            mark = "ok  " if check.ok else "FAIL"
-            click.echo(f"[{mark}] {check.name}: {check.detail}")
+            mark = "ok  " if check.ok else "skip" if check.skipped else "FAIL"
+            click.echo(printable(f"[{mark}] {check.name}: {check.detail}"))
     conns.close()
     failed = [c for c in results if not c.ok]
     if output == "json":
@@ -155,13 +227,13 @@ def test_connection(ctx: click.Context, output: str) -> None:
 @handled
 def plan(ctx: click.Context, output: str) -> None:
     """Show what a cycle would change, object by object; sends no write request."""
-    from snsync.connections import connect
     from snsync.engine.cycle import read_and_plan
     from snsync.render import dumps, plan_json, plan_text
 
     config = _config(ctx)
-    conns = connect(config, read_only=True)
-    with _state(config, lock=False) as state, _progress(output == "text") as progress:
+    conns = _connect(config, read_only=True)
+    with _state(config, lock=False) as state, _progress(output) as progress:
+        _check_services(config, conns, state, remember=False)
         planned = read_and_plan(config, conns, state, progress)
     click.echo(dumps(plan_json(planned)) if output == "json" else plan_text(planned))
 
@@ -214,15 +286,16 @@ def run(
     if once:
         sys.exit(int(_one_cycle(config, options, output)))
     interval = config.schedule.interval
-    click.echo(f"Running a cycle every {interval}s; Ctrl-C or SIGTERM to stop.", err=True)
+    console = _console()
+    console.note(f"Running a cycle every {interval}s; Ctrl-C or SIGTERM to stop.")
     while not STOP:
         try:
             _one_cycle(config, options, output)
         except SnsyncError as exc:  # one bad cycle must not end the loop; the next may work
-            click.echo(f"error: {redact(str(exc))}", err=True)
+            console.error(str(exc))
         options = CycleOptions(dry_run, metrics_file=metrics_file)  # flags hold for one cycle
         _sleep(interval + random.uniform(0, config.schedule.jitter))
-    click.echo(f"stopped ({STOP.reason}).", err=True)
+    console.note(f"stopped ({STOP.reason}).")
 
 
 @cli.command()
@@ -242,35 +315,65 @@ def approve(ctx: click.Context, metrics_file: Path | None, output: str) -> None:
 
 
 def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
-    from snsync.connections import connect
     from snsync.engine.supervisor import supervised_cycle
-    from snsync.render import dumps, report_json, report_text
+    from snsync.progress import result_logger
+    from snsync.render import dumps, report_json, report_text, summary_fields
 
-    conns = connect(config, read_only=options.dry_run)
-    with (
-        _state(config, lock=not options.dry_run) as state,
-        _progress(output == "text") as progress,
-    ):
-        report = supervised_cycle(
-            config,
-            conns,
-            state,
-            dry_run=options.dry_run,
-            allow_disables=options.allow_disables,
-            force_full=options.full,
-            progress=progress,
-            on_result=_applied(progress),
-            metrics_file=options.metrics_file,
-        )
-    conns.close()
-    click.echo(dumps(report_json(report)) if output == "json" else report_text(report))
+    conns = _connect(config, read_only=options.dry_run)
+    try:
+        with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
+            _check_services(config, conns, state, remember=not options.dry_run)
+            report = supervised_cycle(
+                config,
+                conns,
+                state,
+                dry_run=options.dry_run,
+                allow_disables=options.allow_disables,
+                force_full=options.full,
+                progress=progress,
+                on_result=result_logger(progress),
+                metrics_file=options.metrics_file,
+            )
+    except requests.RequestException as exc:  # a cycle of the loop must end in one line too
+        raise request_error(exc, config) from None
+    finally:
+        conns.close()
+    if output == "json":
+        click.echo(dumps(report_json(report)))
+    else:
+        ok = report.exit_code is ExitCode.OK
+        _console().summary(report_text(report), ok=ok, fields=summary_fields(report))
     return report.exit_code
 
 
-def _applied(progress: Callable[[str, int], None] | None) -> Callable[[Any], None] | None:
-    if progress is None:
-        return None
-    return lambda result: progress("applied", 1) if result.item.writes else None
+def _check_services(config: Config, conns: Connections, state: Any, *, remember: bool) -> None:
+    """On the first read after a config change: excluded roles, reference tables and mapped
+    fields exist in the services, else exit 2 naming the key."""
+    from snsync.checks import checked_mark, service_problems
+
+    mark = checked_mark(config)
+    if state.service_check_mark() == mark:
+        return
+    problems, complete = service_problems(config, conns)
+    if problems:
+        more = len(problems) - 1
+        also = f" (and {more} more: snsync test-connection lists them)" if more else ""
+        raise ConfigError(problems[0] + also)
+    if complete and remember:
+        state.save_service_check_mark(mark)
+
+
+def _connect(config: Config, *, read_only: bool) -> Connections:
+    """The clients a command needs; with -vv every request they make is logged."""
+    from snsync.connections import connect
+    from snsync.preflight import check_ca_files
+    from snsync.progress import trace_requests
+
+    check_ca_files(config)
+    conns = connect(config, read_only=read_only)
+    trace_requests(conns.graph_http.session, "graph")
+    trace_requests(conns.servicenow_http.session, "servicenow")
+    return conns
 
 
 def _stop_on_signals() -> None:
@@ -309,11 +412,13 @@ def reset(
     """Restart provisioning: clear watermarks, held disables and (with flags) more."""
     config = _config(ctx)
     if links and not yes:
-        click.confirm(
+        question = (
             "Forget every link between directory objects and ServiceNow records? The next cycle "
-            "re-links by the source stamp and matching",
-            abort=True,
+            "re-links by the source stamp and matching"
         )
+        if not click.confirm(question):
+            click.echo("Nothing changed.")
+            return
     with _state(config, lock=True) as state:
         state.clear_watermarks()
         state.save_held_disables(())
@@ -352,14 +457,13 @@ def status(ctx: click.Context, output: str) -> None:
 @handled
 def provision(ctx: click.Context, user: str, dry_run: bool) -> None:
     """Provision one USER (userPrincipalName or object id) now, step by step."""
-    from snsync.connections import connect
     from snsync.engine.ondemand import provision_user
 
     config = _config(ctx)
-    conns = connect(config, read_only=dry_run)
+    conns = _connect(config, read_only=dry_run)
 
     def say(step: str, detail: str) -> None:
-        click.echo(f"{step:>9}: {detail}")
+        click.echo(printable(f"{step:>9}: {detail}"))
 
     with _state(config, lock=not dry_run) as state:
         outcome = provision_user(config, conns, state, user, dry_run=dry_run, say=say)
@@ -425,6 +529,8 @@ def logs(
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@graph_cli_options
+@servicenow_options
 @handled
 def sandbox(
     tenant: Path | None,
@@ -436,20 +542,36 @@ def sandbox(
     latency_ms: float,
     fault_rate: float,
     seed: int,
+    **extra: Any,
 ) -> None:
     """Serve a local HTTPS Graph + token service + ServiceNow for tests and demos."""
+    from snsync.preflight import check_sandbox_options, sandbox_start_error
     from snsync.sandbox.runner import SandboxOptions, start_sandbox
 
+    check_sandbox_options(host, directory)
     options = SandboxOptions(
-        tenant, instance, directory, host, graph_port, servicenow_port, latency_ms, fault_rate, seed
+        tenant,
+        instance,
+        directory,
+        host,
+        graph_port,
+        servicenow_port,
+        latency_ms,
+        fault_rate,
+        seed,
+        **extra,
     )
-    running = start_sandbox(options)
+    try:
+        running = start_sandbox(options)
+    except OSError as exc:
+        ports = {"--graph-port": graph_port, "--servicenow-port": servicenow_port}
+        raise sandbox_start_error(exc, host, ports) from None
     info = running.info
     click.echo(f"Graph and token service: {info['graph_url']} (tenant {info['tenant_id']})")
     click.echo(f"ServiceNow:              {info['servicenow_url']}")
     if running.directory:
         click.echo(f"CA, config and details:  {running.directory}")
-    click.echo("Serving until interrupted (Ctrl-C).", err=True)
+    _console().note("Serving until interrupted (Ctrl-C).")
     try:
         running.wait()
     finally:
@@ -458,10 +580,20 @@ def sandbox(
 
 @contextmanager
 def _state(config: Config, *, lock: bool) -> Iterator[Any]:
+    from snsync.preflight import local_file_error, prepare_state_folder
     from snsync.state import RunLock, State
 
-    run_lock = RunLock(config.state.path).acquire() if lock else None
-    state = State(config.state.path)
+    prepare_state_folder(config.state.path)
+    try:
+        run_lock = RunLock(config.state.path).acquire() if lock else None
+    except OSError as exc:
+        raise local_file_error(exc, "state.path (its lock file)") from None
+    try:
+        state = State(config.state.path)
+    except BaseException:
+        if run_lock:
+            run_lock.release()
+        raise
     try:
         yield state
     finally:
@@ -470,33 +602,12 @@ def _state(config: Config, *, lock: bool) -> Iterator[Any]:
             run_lock.release()
 
 
-def _progress_line(seen: dict[str, int]) -> str:
-    """`reading users: 999, ...` or `applying [#####.....] 120/2100`."""
-    from snsync.engine.cycle import TO_APPLY
-
-    total = seen.get(TO_APPLY)
-    if total is None:
-        return "reading " + ", ".join(f"{k}: {v}" for k, v in seen.items())
-    done = min(seen.get("applied", 0), total)
-    filled = int(30 * done / total) if total else 30
-    return f"applying [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
-
-
 @contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
-    """One progress line on a terminal (counts while reading, a bar while applying); nothing
-    when output is piped or runs from cron."""
-    if not (enabled and sys.stderr.isatty()):
-        yield None
-        return
-    seen: dict[str, int] = {}
+def _progress(output: str) -> Iterator[Callable[[str, int], None] | None]:
+    """Progress while a cycle reads and applies: a terminal line for text output (not with
+    -q or JSON logs), and the -v phase lines."""
+    from snsync.progress import cycle_progress
 
-    def progress(what: str, count: int) -> None:
-        seen[what] = seen.get(what, 0) + count
-        click.echo(f"\r{_progress_line(seen)}\x1b[K", err=True, nl=False)
-
-    try:
+    console = _console()
+    with cycle_progress(output == "text" and not (console.quiet or console.json)) as progress:
         yield progress
-    finally:
-        if seen:
-            click.echo("", err=True)

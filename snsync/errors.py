@@ -14,7 +14,9 @@ class ExitCode(IntEnum):
     CONFIG = 2
     CONNECTION = 3
     HELD = 4
+    NOT_CARRIED = 5
     LOCKED = 75
+    LOCAL_FILE = 73
 
 
 class SnsyncError(Exception):
@@ -41,6 +43,12 @@ class LockedError(SnsyncError):
     """Another snsync run holds the state lock."""
 
     exit_code = ExitCode.LOCKED
+
+
+class LocalFileError(SnsyncError):
+    """A local file or folder snsync needs (state, log file, sandbox --dir) cannot be written."""
+
+    exit_code = ExitCode.LOCAL_FILE
 
 
 class ApiError(SnsyncError):

@@ -24,6 +24,8 @@ class ObjectType(StrEnum):
     GROUP = "group"
     MEMBERSHIP = "membership"
     REFERENCE = "reference"  # a record of a reference table (department, ...) snsync creates
+    # Links only: membership rows that existed before snsync, linked but never deleted by it.
+    KEPT_MEMBERSHIP = "membership_kept"
 
     @property
     def table(self) -> str | None:
@@ -35,6 +37,7 @@ _TABLES = {
     ObjectType.USER: USER_TABLE,
     ObjectType.GROUP: GROUP_TABLE,
     ObjectType.MEMBERSHIP: MEMBER_TABLE,
+    ObjectType.KEPT_MEMBERSHIP: MEMBER_TABLE,
 }
 
 
@@ -79,6 +82,10 @@ class Reason(StrEnum):
     INTERRUPTED = "Interrupted"
     TRANSIENT = "Transient"
     API_ERROR = "ServiceNowApiError"
+    ADOPTION_HELD = "AdoptionHeld"  # matched a privileged or inactive record: needs approval
+    MATCH_CLAIMED = "MatchClaimedByAnotherUser"  # another object matched it at a better precedence
+    MEMBERSHIP_KEPT = "MembershipRowNotOwned"  # a member left; the row predates snsync: kept
+    TARGET_INCOMPLETE = "TargetIncomplete"  # ServiceNow answered with too few records
     NOT_CREATED = "ReferencedRecordNotCreated"
 
 

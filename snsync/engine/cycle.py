@@ -5,21 +5,24 @@ the state in one transaction). This module only puts them in order."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from snsync.config import Config
 from snsync.connections import Connections
+from snsync.engine.approvals import read_trust, trust_from_config
 from snsync.engine.executor import OnResult, execute_waves
 from snsync.engine.plan import CyclePlan, cycle_options, plan_cycle
 from snsync.engine.ports import Ports, ports_for
 from snsync.engine.reading import Reading, read_picture
 from snsync.engine.record import Outcome, cycle_record, result_counts
+from snsync.engine.trust import Trust
 from snsync.errors import ExitCode
-from snsync.model import ObjectType, Progress, Result, Status
+from snsync.model import ObjectType, Progress, Reason, Result, Status
 from snsync.state import State
 
 TO_APPLY = "to apply"  # progress key announcing the planned writes, so applying shows a bar
-KINDS = (ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP)
+KINDS = (ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP, ObjectType.KEPT_MEMBERSHIP)
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class CycleReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.planned.held:
+        held_adoption = any(r.reason == Reason.ADOPTION_HELD for r in self.results)
+        if self.planned.held or self.planned.target_incomplete or held_adoption:
             return ExitCode.HELD
         return ExitCode.OBJECT_FAILURES if self.failures() else ExitCode.OK
 
@@ -64,10 +68,27 @@ def read_and_plan(
 def plan_reading(
     config: Config, ports: Ports, reading: Reading, allow_disables: bool = False
 ) -> CyclePlan:
-    """The cycle's plan over what was read, the stored links and the escrow (pure, given them)."""
+    """The cycle's plan over what was read, the stored links and the escrow (pure, given them).
+    When an adoption waits on roles, the role tables are read and the plan made again, before
+    anything is written (so a cycle that adopts nothing reads no role table)."""
     links = {kind: ports.state.links(kind) for kind in KINDS}
-    options = cycle_options(config, now=ports.clock(), allow_disables=allow_disables)
-    return plan_cycle(reading.picture, links, ports.state.escrow(), options)
+    escrow = ports.state.escrow()
+    now = ports.clock()
+
+    def plan(trust: Trust) -> CyclePlan:
+        options = cycle_options(config, now=now, allow_disables=allow_disables, trust=trust)
+        return plan_cycle(reading.picture, links, escrow, options)
+
+    return plan_trusted(config, ports, plan)
+
+
+def plan_trusted(config: Config, ports: Ports, plan: Callable[[Trust], CyclePlan]) -> CyclePlan:
+    """`plan` with the trust facts known from the config and the state; again with the roles
+    read from ServiceNow when an adoption waits on them."""
+    planned = plan(trust_from_config(config, ports.state))
+    if any(i.reason == Reason.ADOPTION_HELD for i in planned.items()):
+        planned = plan(read_trust(config, ports.target, ports.state))
+    return planned
 
 
 def run_cycle(

@@ -11,7 +11,7 @@ from typing import Any
 
 from snsync.config import Config
 from snsync.connections import Connections
-from snsync.engine.cycle import CycleReport
+from snsync.engine.cycle import CycleReport, plan_trusted
 from snsync.engine.directory import build_snapshot, source_user
 from snsync.engine.executor import execute
 from snsync.engine.memberships import MembershipPlan
@@ -23,10 +23,12 @@ from snsync.engine.plan import (
     plan_options,
     plan_table,
 )
+from snsync.engine.planner import with_trust
 from snsync.engine.ports import Ports, ports_for
 from snsync.engine.reading import reference_tables, source_attributes, target_fields
 from snsync.engine.record import new_links, result_counts
 from snsync.engine.scope import decide_scope
+from snsync.engine.trust import Trust
 from snsync.errors import NotFoundError
 from snsync.model import (
     USER_TABLE,
@@ -77,7 +79,8 @@ def provision(
     target = _target_for(config, ports, user.id, user.attributes, links)
     found = ", ".join(f"{r.get('user_name')} ({s})" for s, r in target.users.items()) or "none"
     say("match", f"ServiceNow records considered: {found}")
-    planned = _plan_one(config, Picture(SourceSnapshot({user.id: user}), target), links)
+    picture = Picture(SourceSnapshot({user.id: user}), target)
+    planned = plan_trusted(config, ports, lambda trust: _plan_one(config, picture, links, trust))
     items = tuple(i for i in planned.users.plan.items if i.directory_id == user.id)
     _say_plan(items, say)
     cycle_id = None if dry_run else ports.state.start_cycle("on-demand")
@@ -103,11 +106,13 @@ def provision(
     return OnDemandOutcome(report, decision.in_scope)
 
 
-def _plan_one(config: Config, picture: Picture, links: Mapping[str, str]) -> CyclePlan:
+def _plan_one(
+    config: Config, picture: Picture, links: Mapping[str, str], trust: Trust
+) -> CyclePlan:
     """The users table plan for the one user: no guards (on demand is the admin's decision),
     no groups, no memberships, no reference records created."""
     mapper = make_mapper(config.mappings, picture.target)
-    options = plan_options(config, mapper)
+    options = with_trust(plan_options(config, mapper), trust)
     records = picture.target.users
     wanted = desired(mapper, picture.source.users, records, links, options)
     users = plan_table(wanted, records, picture.target.references, links, options)

@@ -7,22 +7,30 @@ execution: `snsync plan` prints exactly the writes `snsync run` makes on the sam
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from snsync.config import Config, MappingsConfig, SafetyConfig
+from snsync.engine.approvals import trust_from_config
 from snsync.engine.guards import (
     DisableLimit,
+    TableRead,
     Waiting,
     hold_disables,
     hold_for_incomplete_source,
+    hold_for_incomplete_target,
+    hold_memberships_for_incomplete_target,
+    incomplete_target,
     wait_for_backoff,
 )
 from snsync.engine.memberships import MembershipPlan, plan_memberships
-from snsync.engine.planner import PlanOptions, effective_links, plan_objects
+from snsync.engine.planner import PlanOptions, effective_links, plan_objects, with_trust
+from snsync.engine.trust import Trust
 from snsync.engine.waves import user_waves
 from snsync.mapping.expressions import EvalContext
 from snsync.mapping.mapper import Mapper
 from snsync.model import (
+    GROUP_TABLE,
+    MEMBER_TABLE,
     USER_TABLE,
     Action,
     Change,
@@ -41,25 +49,35 @@ from snsync.model import (
 )
 
 USER, GROUP, MEMBERSHIP = ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP
+KEPT = ObjectType.KEPT_MEMBERSHIP
 Links = Mapping[ObjectType, Mapping[str, str]]  # object type -> directory id -> sys_id
 References = Mapping[str, Mapping[str, str]]  # table -> display value (lower) -> sys_id
 
 
 @dataclass(frozen=True)
 class CycleOptions:
-    """What planning takes from the config, and the moment it plans at."""
+    """What planning takes from the config, the trust facts, and the moment it plans at."""
 
     mappings: MappingsConfig
     safety: SafetyConfig
     create_missing: bool = False
     allow_disables: bool = False
     now: float = 0.0
+    # Without the roles read from ServiceNow every adoption of an existing record is held.
+    trust: Trust = field(default_factory=lambda: Trust(user_roles=None, group_roles=None))
 
 
-def cycle_options(config: Config, *, now: float, allow_disables: bool = False) -> CycleOptions:
-    """Planning options from the config."""
+def cycle_options(
+    config: Config, *, now: float, allow_disables: bool = False, trust: Trust | None = None
+) -> CycleOptions:
+    """Planning options from the config (and this cycle's trust facts)."""
     return CycleOptions(
-        config.mappings, config.safety, config.references.create_missing, allow_disables, now
+        config.mappings,
+        config.safety,
+        config.references.create_missing,
+        allow_disables,
+        now,
+        trust or trust_from_config(config),
     )
 
 
@@ -85,6 +103,7 @@ class CyclePlan:
     picture: Picture
     in_scope: int
     held: tuple[Held, ...] = ()
+    target_incomplete: tuple[str, ...] = ()  # why ServiceNow's answer cannot be trusted whole
 
     @property
     def snapshot(self) -> SourceSnapshot:
@@ -113,33 +132,20 @@ def plan_cycle(
 ) -> CyclePlan:
     """Plan and guard one whole cycle over a complete picture (pure)."""
     source, target = picture.source, picture.target
-    user_mapper, group_mapper = make_mapper(options.mappings, target), make_group_mapper(options)
-    user_options = plan_options(options, user_mapper)
-    group_options = plan_options(options, group_mapper, GROUP)
-    stored_users, stored_groups = links.get(USER, {}), links.get(GROUP, {})
-    wanted_users = desired(user_mapper, source.users, target.users, stored_users, user_options)
-    wanted_groups = desired(
-        group_mapper, source.groups, target.groups, stored_groups, group_options
+    users, groups, creates = plan_tables(picture, links, options)
+    unseen = incomplete_target(
+        table_reads(target, source, groups, links), options.safety.target_min_share
     )
-    creates = reference_creates(
-        missing_references([*wanted_users, *wanted_groups], target.references)
-        if options.create_missing
-        else ()
-    )
-    references = _with_new_references(target.references, creates)
-    users = plan_table(wanted_users, target.users, references, stored_users, user_options)
-    group_options = replace(group_options, people=users.links)
-    groups = plan_table(wanted_groups, target.groups, references, stored_groups, group_options)
     waiting = waiting_for(escrow)
     held: list[Held] = []
-    limits = options.safety.max_disables
-    users = guard_table(users, source.incomplete, waiting, limits.users, options, held)
-    groups = guard_table(groups, source.incomplete, waiting, limits.groups, options, held)
+    guard = Guard(source.incomplete, unseen, waiting, options, held)
+    users = guard.table(users, links.get(USER, {}), options.safety.max_disables.users)
+    groups = guard.table(groups, links.get(GROUP, {}), options.safety.max_disables.groups)
     names = {d.directory_id: d.display_name for d in (*users.desired, *groups.desired)}
-    memberships = plan_cycle_memberships(
-        source, target, users, groups, links.get(MEMBERSHIP, {}), names
+    memberships = guard.memberships(
+        plan_cycle_memberships(source, target, users, groups, links, names, options.trust.account),
+        links.get(MEMBERSHIP, {}),
     )
-    memberships = guard_memberships(memberships, source, waiting, options.now)
     minted = frozenset(placeholder_of(item) for item in creates)
     by_user = {d.directory_id: d for d in users.desired}
     by_group = {d.directory_id: d for d in groups.desired}
@@ -161,7 +167,31 @@ def plan_cycle(
         picture,
         in_scope,
         tuple(held),
+        unseen,
     )
+
+
+def plan_tables(
+    picture: Picture, links: Links, options: CycleOptions
+) -> tuple[TablePlan, TablePlan, tuple[PlanItem, ...]]:
+    """Users and groups planned against the target, and the reference records to create first
+    (their placeholders stand in the reference tables, so the records naming them get them)."""
+    source, target = picture.source, picture.target
+    user_mapper, group_mapper = make_mapper(options.mappings, target), make_group_mapper(options)
+    user_options = with_trust(plan_options(options, user_mapper), options.trust)
+    group_options = with_trust(plan_options(options, group_mapper, GROUP), options.trust)
+    stored_users, stored_groups = links.get(USER, {}), links.get(GROUP, {})
+    wanted_users = desired(user_mapper, source.users, target.users, stored_users, user_options)
+    wanted_groups = desired(
+        group_mapper, source.groups, target.groups, stored_groups, group_options
+    )
+    missing = missing_references([*wanted_users, *wanted_groups], target.references)
+    creates = reference_creates(missing if options.create_missing else ())
+    references = _with_new_references(target.references, creates)
+    users = plan_table(wanted_users, target.users, references, stored_users, user_options)
+    group_options = replace(group_options, people=users.links)
+    groups = plan_table(wanted_groups, target.groups, references, stored_groups, group_options)
+    return users, groups, creates
 
 
 def make_mapper(mappings: MappingsConfig, target: TargetSnapshot | None = None) -> Mapper:
@@ -263,33 +293,67 @@ def reference_creates(missing: Iterable[tuple[str, str]]) -> tuple[PlanItem, ...
     )
 
 
-def guard_table(
-    table: TablePlan,
-    incomplete: Sequence[str],
-    waiting: Sequence[Waiting],
-    limit: DisableLimit,
-    options: CycleOptions,
-    held: list[Held],
-) -> TablePlan:
-    """The guards of one table: incomplete source, back-off, disable threshold."""
-    items = hold_for_incomplete_source(table.plan.items, incomplete)
-    items = wait_for_backoff(items, waiting, options.now)
-    items, hold = hold_disables(items, limit, len(table.links), options.allow_disables)
-    if hold:
-        held.append(hold)
-    return _with_items(table, items)
+@dataclass(frozen=True)
+class Guard:
+    """The guards of one cycle: incomplete source or target, back-off, disable threshold."""
+
+    incomplete: Sequence[str]  # why the directory was not read completely
+    unseen: Sequence[str]  # why ServiceNow's answer cannot be trusted whole
+    waiting: Sequence[Waiting]
+    options: CycleOptions
+    held: list[Held]
+
+    def table(self, table: TablePlan, stored: Mapping[str, str], limit: DisableLimit) -> TablePlan:
+        items = hold_for_incomplete_source(table.plan.items, self.incomplete)
+        items = hold_for_incomplete_target(items, self.unseen, stored)
+        items = wait_for_backoff(items, self.waiting, self.options.now)
+        items, hold = hold_disables(items, limit, len(table.links), self.options.allow_disables)
+        if hold:
+            self.held.append(hold)
+        # A link is not stale when its table was not seen whole.
+        stale = () if self.unseen else table.stale_links
+        return replace(_with_items(table, items), stale_links=stale)
+
+    def memberships(self, planned: MembershipPlan, owned: Mapping[str, str]) -> MembershipPlan:
+        """No removal on an incomplete source or target; back-off."""
+        planned = hold_memberships_for_incomplete_target(planned, self.unseen, owned)
+        items = hold_for_incomplete_source(planned.plan.items, self.incomplete)
+        items = wait_for_backoff(items, self.waiting, self.options.now)
+        return replace(planned, plan=replace(planned.plan, items=items))
 
 
-def guard_memberships(
-    memberships: MembershipPlan,
-    snapshot: SourceSnapshot,
-    waiting: Sequence[Waiting],
-    now: float,
-) -> MembershipPlan:
-    """The membership guards: no removal on an incomplete source; back-off."""
-    items = hold_for_incomplete_source(memberships.plan.items, snapshot.incomplete)
-    items = wait_for_backoff(items, waiting, now)
-    return replace(memberships, plan=replace(memberships.plan, items=items))
+def table_reads(
+    target: TargetSnapshot, source: SourceSnapshot, groups: TablePlan, links: Links
+) -> list[TableRead]:
+    """How much of each managed table came back, against the links snsync holds for it."""
+    user_links, group_links = links.get(USER, {}), links.get(GROUP, {})
+    rows = target.memberships
+    read_groups = {r.get("group", "") for r in rows.values()} | set(existing_groups(source, groups))
+    group_ids = {d for d, s in group_links.items() if s in read_groups}
+    owned = {k: s for k, s in links.get(MEMBERSHIP, {}).items() if k.split(":", 1)[0] in group_ids}
+    return [
+        TableRead(
+            USER_TABLE,
+            len(target.users),
+            len(user_links),
+            sum(1 for s in user_links.values() if s in target.users),
+            never_empty=True,
+        ),
+        TableRead(
+            GROUP_TABLE,
+            len(target.groups),
+            len(group_links),
+            sum(1 for s in group_links.values() if s in target.groups),
+        ),
+        TableRead(MEMBER_TABLE, len(rows), len(owned), sum(1 for s in owned.values() if s in rows)),
+    ]
+
+
+def existing_groups(source: SourceSnapshot, groups: TablePlan) -> list[str]:
+    """sys_ids of the existing in-scope groups: linked, or about to be adopted."""
+    existing = dict(groups.links)
+    existing.update({i.directory_id: i.sys_id for i in groups.plan.items if i.adopt and i.sys_id})
+    return [existing[g] for g in source.groups if g in existing]
 
 
 def plan_cycle_memberships(
@@ -297,15 +361,24 @@ def plan_cycle_memberships(
     target: TargetSnapshot,
     users: TablePlan,
     groups: TablePlan,
-    owned: Mapping[str, str],
+    links: Links,
     names: Mapping[str, str],
+    account: str,
 ) -> MembershipPlan:
     """Memberships of the in-scope groups, with the links the users and groups will have once
     their writes are done. A new row waits for its group and user: created, or adopted, first."""
     user_links, user_waits = links_after(users)
     group_links, group_waits = links_after(groups)
-    rows = list(target.memberships.values())
-    planned = plan_memberships(wanted_members(source), group_links, user_links, rows, owned, names)
+    planned = plan_memberships(
+        wanted_members(source),
+        group_links,
+        user_links,
+        list(target.memberships.values()),
+        links.get(MEMBERSHIP, {}),
+        names,
+        kept=links.get(KEPT, {}),
+        account=account,
+    )
     items = tuple(_wait_for(i, group_waits, user_waits) for i in planned.plan.items)
     return replace(planned, plan=replace(planned.plan, items=items))
 
@@ -328,16 +401,16 @@ def links_after(table: TablePlan) -> tuple[dict[str, str], dict[str, str]]:
 def managed_group_ids(
     source: SourceSnapshot, target: TargetSnapshot, links: Links, options: CycleOptions
 ) -> list[str]:
-    """sys_ids of the existing groups a cycle manages (linked, or to be adopted): the groups
-    whose membership rows the read phase must bring."""
+    """sys_ids of the existing groups a cycle may manage (linked, or matched for adoption even
+    if the adoption then waits for roles or approval): whose membership rows the read phase
+    brings, so that planning needs no further read."""
     mapper = make_group_mapper(options)
-    group_options = plan_options(options, mapper, GROUP)
+    trusting = replace(options.trust, user_roles={}, group_roles={})
+    group_options = with_trust(plan_options(options, mapper, GROUP), trusting)
     stored = links.get(GROUP, {})
     wanted = desired(mapper, source.groups, target.groups, stored, group_options)
     table = plan_table(wanted, target.groups, target.references, stored, group_options)
-    existing = dict(table.links)
-    existing.update({i.directory_id: i.sys_id for i in table.plan.items if i.adopt and i.sys_id})
-    return [existing[g] for g in source.groups if g in existing]
+    return existing_groups(source, table)
 
 
 def wanted_members(snapshot: SourceSnapshot) -> dict[str, tuple[str, ...]]:

@@ -6,7 +6,7 @@ builds in-memory ones."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,6 +80,10 @@ class TargetReader(Protocol):
 
     def get(self, table: str, sys_id: str, fields: Sequence[str] = ()) -> Record: ...
 
+    def role_holders(
+        self, table: str, holder: str, role_names: Collection[str] | None = None
+    ) -> dict[str, tuple[str, ...]]: ...
+
 
 class TargetWriter(Protocol):
     """ServiceNow, as the executor writes it."""
@@ -137,6 +141,8 @@ class StateStore(Protocol):
     def last_sent(self, key: str) -> float | None: ...
 
     def mark_sent(self, key: str, when: float) -> None: ...
+
+    def approved_adoptions(self) -> dict[str, dict[str, str]]: ...
 
 
 class Clock(Protocol):

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from snsync.config import AttributeMapping, Config
+from snsync.engine.approvals import trust_from_config
 from snsync.engine.directory import assigned_groups, build_snapshot
 from snsync.engine.plan import (
     cycle_options,
@@ -25,7 +26,8 @@ from snsync.engine.plan import (
     managed_group_ids,
 )
 from snsync.engine.ports import Ports
-from snsync.errors import NotFoundError
+from snsync.engine.trust import trust_fields
+from snsync.errors import BadRequestError, NotFoundError
 from snsync.graph.delta import (
     SYNC_STATE_GONE,
     apply_group_changes,
@@ -153,7 +155,7 @@ def read_incremental(config: Config, ports: Ports, progress: Progress | None) ->
     try:
         users_round = directory.delta(marks.users)
         groups_round = directory.delta(marks.groups)
-    except NotFoundError as exc:
+    except (NotFoundError, BadRequestError) as exc:  # Graph sends 400 (or 410) syncStateNotFound
         if exc.code == SYNC_STATE_GONE or exc.status == 410:
             raise DeltaExpired(str(exc)) from None
         raise
@@ -183,13 +185,13 @@ def with_member_rows(config: Config, ports: Ports, reading: Reading) -> Reading:
     """The picture with the membership rows of exactly the groups the cycle manages."""
     source, target = reading.picture.source, reading.picture.target
     links = {GROUP: ports.state.links(GROUP)}
-    options = cycle_options(config, now=ports.clock())
+    options = cycle_options(config, now=ports.clock(), trust=trust_from_config(config))
     managed = managed_group_ids(source, target, links, options)
     unread = [g for g in managed if g not in target.member_groups]
     wanted = set(managed)
     rows = {k: r for k, r in target.memberships.items() if r.get("group") in wanted}
     for row in ports.target.memberships(unread) if unread else ():
-        rows[row["sys_id"]] = subset(row, MEMBER_FIELDS)
+        rows[row["sys_id"]] = row  # as read, with its creator (trust rules read it)
     # Rows are kept only for the groups read here: a group left out (unassigned) must be read
     # again when it returns, or its rows would be created a second time.
     member_groups = (target.member_groups & wanted) | set(unread)
@@ -224,7 +226,10 @@ def drifted_target(
 def target_fields(mapper: Mapper, name_field: str) -> list[str]:
     """The fields a cycle reads from a table (sys_updated_on: the incremental watermark)."""
     extra = [mapper.link_field] if mapper.link_field else []
-    return list(dict.fromkeys([*mapper.targets, *extra, name_field, "active", "sys_updated_on"]))
+    trust = trust_fields(name_field)
+    return list(
+        dict.fromkeys([*mapper.targets, *extra, name_field, "active", "sys_updated_on", *trust])
+    )
 
 
 def source_attributes(config: Config, object_type: str = "user") -> set[str]:

@@ -31,6 +31,7 @@ from snsync.model import (
 from snsync.state import CycleRecord, LinkChanges, Watermarks
 
 USER, GROUP, MEMBERSHIP = ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP
+KEPT = ObjectType.KEPT_MEMBERSHIP
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def cycle_record(
     links = {
         USER: LinkChanges(user_links, planned.users.stale_links),
         GROUP: LinkChanges(group_links, planned.groups.stale_links),
-        MEMBERSHIP: membership_links(planned.memberships, results, user_links, group_links),
+        **membership_links(planned.memberships, results, user_links, group_links),
     }
     picture, marks = saved_picture(config, planned.target, reading, results)
     failures = any(r.status is Status.FAILURE for r in results)
@@ -116,21 +117,29 @@ def membership_links(
     results: Sequence[Result],
     user_links: Mapping[str, str],
     group_links: Mapping[str, str],
-) -> LinkChanges:
-    """Rows added or adopted, and rows removed or found gone. An existing row is adopted only
-    once both its group and its user are linked (their adoption may have failed)."""
+) -> dict[ObjectType, LinkChanges]:
+    """Rows snsync added or found again (its own), rows that existed before it (kept, never
+    deleted), and rows removed or gone. An existing row is linked only once both its group and
+    its user are linked (their creation or adoption this cycle may have failed)."""
     done = [r for r in results if r.item.object_type is MEMBERSHIP]
     removed = [
         r.item.directory_id
         for r in done
         if r.item.action is Action.DELETE and r.status is Status.SUCCESS
     ]
-    adopted = {
-        key: row
-        for key, row in memberships.adopted.items()
-        if key.split(":", 1)[0] in group_links and key.split(":", 1)[1] in user_links
+    gone = [*removed, *memberships.forgotten]
+
+    def linked(rows: Mapping[str, str]) -> dict[str, str]:
+        return {
+            key: row
+            for key, row in rows.items()
+            if key.split(":", 1)[0] in group_links and key.split(":", 1)[1] in user_links
+        }
+
+    return {
+        MEMBERSHIP: LinkChanges({**linked(memberships.recovered), **new_links(done)}, gone),
+        KEPT: LinkChanges(linked(memberships.adopted), gone),
     }
-    return LinkChanges({**adopted, **new_links(done)}, [*removed, *memberships.forgotten])
 
 
 def saved_picture(

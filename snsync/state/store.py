@@ -1,7 +1,8 @@
 """The state file's one owner: links between directory objects and ServiceNow records, cycles,
 the provisioning log, the escrow of failing objects, one named method per remembered value
 (delta links, ServiceNow watermark, held disables, quarantine, auth failures, last success, mail
-suppression) and the cached picture. No other module spells a key. No secret is stored here."""
+suppression, approved adoptions, the checked config) and the cached picture. No other module
+spells a key. No secret is stored here."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ _USERS_LINK, _GROUPS_LINK, _SN_WATERMARK = (
 _WATERMARKS = (_USERS_LINK, _GROUPS_LINK, _SN_WATERMARK)
 _SYNC, _HELD, _QUARANTINE = "sync", "held", "quarantine"
 _AUTH_FAILURES, _LAST_SUCCESS, _NOTIFY = "auth_failures", "last_success_at", "notify:"
+_APPROVED, _SERVICE_CHECKS = "approved_adoptions", "service_checks"
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,23 @@ class State:
 
     def save_last_success(self, when: float) -> None:
         self._put(_LAST_SUCCESS, when)
+
+    # adoptions an admin approved (`snsync approve --adoption`)
+    def approved_adoptions(self) -> dict[str, dict[str, str]]:
+        """Object type -> directory id -> the sys_id it may adopt."""
+        stored = self._get(_APPROVED) or {}
+        return {kind: dict(pairs) for kind, pairs in stored.items()}
+
+    def save_approved_adoptions(self, approved: Mapping[str, Mapping[str, str]]) -> None:
+        self._put(_APPROVED, {kind: dict(pairs) for kind, pairs in approved.items()} or None)
+
+    # the config whose names were last checked against the services
+    def service_check_mark(self) -> str | None:
+        value = self._get(_SERVICE_CHECKS)
+        return str(value) if value is not None else None
+
+    def save_service_check_mark(self, mark: str) -> None:
+        self._put(_SERVICE_CHECKS, mark)
 
     # notification suppression (the SentStore of snsync.notify)
     def last_sent(self, key: str) -> float | None:

@@ -1085,7 +1085,8 @@ def _user(fixture: dict[str, Any], index: int) -> dict[str, Any]:
         ),
         (
             lambda f: f.update(extra=1),
-            "instance fixture: extra: unknown key (expected accounts, oauth_clients, tables)",
+            "instance fixture: extra: unknown key "
+            "(expected accounts, oauth_clients, tables, columns, read_rules)",
         ),
         (
             lambda f: f["tables"]["sys_user_grmember"].append("member"),
@@ -1115,7 +1116,7 @@ def test_fixture_fills_system_fields_and_resolves_names() -> None:
     assert len(user["sys_id"]) == SYS_ID_LENGTH
     assert user["sys_created_on"] == "2025-03-04 10:15:00"
     assert (user["sys_created_by"], user["sys_mod_count"], user["locked_out"]) == (
-        "system",
+        "admin",
         "0",
         "true",
     )
