@@ -149,6 +149,6 @@ def cycle(
     duration = time.monotonic() - started
     report = CycleReport(cycle_id, dry_run, duration, planned, tuple(results), ports.requests())
     if cycle_id is not None:
-        outcome = Outcome(cycle_id, duration, report.results, report.requests)
+        outcome = Outcome(cycle_id, duration, report.results, report.requests, ports.clock())
         state.record_cycle(cycle_record(config, planned, reading, outcome))
     return report

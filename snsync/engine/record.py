@@ -42,6 +42,7 @@ class Outcome:
     duration_s: float
     results: tuple[Result, ...]
     requests: Mapping[str, int]
+    now: float | None = None  # the clock port's time at the end of the cycle
 
 
 def cycle_record(
@@ -79,6 +80,7 @@ def cycle_record(
         full_next=any(
             r.item.action is Action.CREATE and r.reason == Reason.TRANSIENT for r in results
         ),
+        now=outcome.now,
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from snsync.engine.planner import execution_waves
 from snsync.model import Action, Change, ObjectType, PlanItem, placeholder
 
 Wave = tuple[PlanItem, ...]
@@ -89,3 +88,27 @@ def _followup(item: PlanItem, later: Mapping[str, str]) -> list[PlanItem]:
             pending=frozenset(pending),
         )
     ]
+
+
+def execution_waves(items: Sequence[PlanItem]) -> list[list[PlanItem]]:
+    """Order items so a manager is created before the people reporting to them: wave k holds
+    items whose deferred manager is created in wave k-1. One pass then sets every manager at
+    create time instead of a second write per user."""
+    creating = {i.directory_id: i for i in items if i.action is Action.CREATE and i.writes}
+    depths: dict[str, int] = {}
+
+    def depth(item: PlanItem, path: frozenset[str]) -> int:
+        if item.directory_id in depths:
+            return depths[item.directory_id]
+        parents = [creating[m] for m in item.deferred.values() if m in creating]
+        # A reporting loop (A manages B manages A) cannot be ordered: the second pass sets it.
+        found = [
+            depth(p, path | {item.directory_id}) + 1 for p in parents if p.directory_id not in path
+        ]
+        depths[item.directory_id] = max(found, default=0)
+        return depths[item.directory_id]
+
+    waves: dict[int, list[PlanItem]] = {}
+    for item in items:
+        waves.setdefault(depth(item, frozenset()), []).append(item)
+    return [waves[k] for k in sorted(waves)]

@@ -79,6 +79,7 @@ class CycleRecord:
     picture: CachedPicture | None = None
     watermarks: Watermarks | None = None
     full_next: bool = False  # make the next cycle a full one
+    now: float | None = None  # the cycle's clock (back-off and watermark times); None: now
 
 
 def backoff_seconds(failures: int, backoff: Sequence[int]) -> float:
@@ -121,13 +122,13 @@ class State:
                 writes = [r for r in record.results if r.item.writes]
                 failed = [r for r in writes if r.status.value == "Failure"]
                 done = [r for r in writes if r.status.value != "Failure"]
-                self.update_escrow(failed, done, record.retry_backoff)
+                self.update_escrow(failed, done, record.retry_backoff, record.now)
             if record.held is not None:
                 self.save_held_disables(record.held)
             if record.picture is not None:
                 self.save_picture(record.picture)
             if record.watermarks is not None:
-                self.save_watermarks(record.watermarks)
+                self.save_watermarks(record.watermarks, record.now)
             if record.full_next:
                 self.require_full_next()
             self.end_cycle(record.cycle_id, record.outcome, record.counts, record.requests)
@@ -187,8 +188,8 @@ class State:
             return None
         return SyncBasis(str(value.get("fingerprint", "")), float(value.get("last_full", 0)))
 
-    def save_watermarks(self, marks: Watermarks) -> None:
-        now = time.time()
+    def save_watermarks(self, marks: Watermarks, now: float | None = None) -> None:
+        now = time.time() if now is None else now
         previous = self.sync_basis()
         with self.transaction():
             self._put(_USERS_LINK, {"link": marks.delta.users, "saved_at": now})
@@ -295,10 +296,14 @@ class State:
         return [EscrowEntry(*row) for row in rows]
 
     def update_escrow(
-        self, failed: Sequence[Result], succeeded: Sequence[Result], backoff: Sequence[int]
+        self,
+        failed: Sequence[Result],
+        succeeded: Sequence[Result],
+        backoff: Sequence[int],
+        now: float | None = None,
     ) -> None:
         """Count failures up with a growing back-off; forget objects that succeeded."""
-        now = time.time()
+        now = time.time() if now is None else now
         current = {(e.object_type, e.directory_id): e for e in self.escrow()}
         with self.transaction():
             for r in succeeded:

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "snsync"
-BELOW_ENGINE = ("graph", "servicenow", "mapping", "state", "notify", "config", "model", "metrics")
+BELOW_ENGINE = (
+    "graph",
+    "servicenow",
+    "mapping",
+    "state",
+    "notify",
+    "config",
+    "config_types",
+    "model",
+    "metrics",
+)
 
 
 def imports_of(path: Path) -> set[str]:
