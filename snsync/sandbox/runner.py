@@ -14,7 +14,7 @@ from typing import Any
 from snsync.sandbox.demo_instance import demo_instance
 from snsync.sandbox.demo_tenant import demo_tenant
 from snsync.sandbox.graph import GraphApp, load_tenant_file
-from snsync.sandbox.options import DEFAULT_CONCURRENCY, DEFAULT_QUEUE
+from snsync.sandbox.options import DEFAULT_CONCURRENCY, DEFAULT_QUEUE, DEFAULT_URL_LIMIT
 from snsync.sandbox.server import FaultPlan, SandboxServer
 from snsync.sandbox.servicenow import ServiceNowApp, load_instance_file
 from snsync.sandbox.tls import create_tls
@@ -41,6 +41,7 @@ class SandboxOptions:
     servicenow_latency_ms: float = 0.0
     servicenow_queue: int | None = DEFAULT_QUEUE
     serialize_sessions: bool = True
+    servicenow_url_limit: int = DEFAULT_URL_LIMIT
 
 
 @dataclass
@@ -87,6 +88,7 @@ def start_sandbox(options: SandboxOptions) -> RunningSandbox:
         max_concurrent=options.servicenow_max_concurrent,
         queue=options.servicenow_queue,
         serialize_sessions=options.serialize_sessions,
+        url_limit_bytes=options.servicenow_url_limit,
     )
     if options.servicenow_latency_ms:
         sn_app.set_concurrency_latency(options.servicenow_latency_ms)
