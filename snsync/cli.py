@@ -150,7 +150,8 @@ output_option = click.option(
 @click.pass_context
 @handled
 def validate(ctx: click.Context) -> None:
-    """Check the config file (keys, types, secrets, expressions) without connecting anywhere."""
+    """Check the config (keys, types, secrets, expressions, directory attributes, reference
+    tables) without connecting anywhere."""
     config = _config(ctx)
     users, groups = len(config.mappings.users), len(config.mappings.groups)
     click.echo(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
@@ -171,7 +172,12 @@ def validate(ctx: click.Context) -> None:
 )
 @handled
 def import_schema(schema: Path, output_file: Path | None, base: Path | None) -> None:
-    """Write snsync's config from an exported Entra synchronization schema (JSON)."""
+    """Write snsync's config from an exported Entra synchronization schema (JSON).
+
+    Each construct the config cannot reproduce is one 'not carried' line with its path in the
+    schema, and the exit code is 5; the config is written either way. Exit 0: everything was
+    carried over. See docs/migration.md.
+    """
     from snsync.migrate.command import import_schema as run_import
     from snsync.migrate.command import write_config
 
