@@ -24,7 +24,7 @@ from snsync.config import Config, LiteralSecretWarning, find_config, load_config
 from snsync.engine.executor import STOP
 from snsync.errors import ConfigError, ExitCode, SnsyncError
 from snsync.preflight import request_error
-from snsync.printable import printable
+from snsync.printable import printable, printable_lines
 
 if TYPE_CHECKING:
     from snsync.connections import Connections
@@ -470,6 +470,57 @@ def logs(
     with _state(config, lock=False) as state:
         entries = state.log_entries(query)
     click.echo(dumps(log_json(entries)) if output == "json" else log_text(entries))
+
+
+@cli.command()
+@click.argument("expression_text", metavar="EXPR")
+@click.option(
+    "--user",
+    "user_ref",
+    metavar="UPN|ID",
+    help="Evaluate against this directory user, read through Graph as a cycle reads it.",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An attribute's value (true, false, null and JSON lists as such, else text); "
+    "with --user it replaces the directory's. Repeatable.",
+)
+@output_option
+@click.pass_context
+@handled
+def expression(
+    ctx: click.Context,
+    expression_text: str,
+    user_ref: str | None,
+    assignments: tuple[str, ...],
+    output: str,
+) -> None:
+    """Evaluate one mapping expression EXPR against a directory user or given values (exit 2
+    with the column on a syntax error); changes nothing."""
+    from snsync import expression_builder as builder
+    from snsync.mapping.expressions import parse, referenced_attributes
+    from snsync.render import dumps
+
+    text = builder.canonical(expression_text)
+    values = builder.given_values(assignments)
+    attributes: dict[str, Any] = {}
+    who = None
+    if user_ref:
+        config = _config(ctx)
+        conns = _connect(config, read_only=True)
+        try:
+            names = set(referenced_attributes(parse(text)))
+            attributes, who = builder.directory_user(config, conns, user_ref, names)
+        finally:
+            conns.close()
+    result = builder.evaluate_text(text, {**attributes, **values}, who)
+    if output == "json":
+        click.echo(dumps(builder.evaluation_json(result)))
+    else:
+        click.echo(printable_lines(builder.evaluation_text(result)))
 
 
 @cli.command()

@@ -49,12 +49,12 @@ def test_excluded_role_typo(snsync: Snsync, sandbox: RunningSandbox) -> None:
 def test_reference_table_typo(snsync: Snsync, sandbox: RunningSandbox) -> None:
     users = [
         *DEFAULT_USERS,
-        {"target": "department", "source": "department", "reference": "cmn_departmnt"},
+        {"target": "department", "source": "department", "reference": "u_departmnt"},
     ]
     snsync.reconfigure(mappings={"users": users})
     check = checks(snsync)["reference tables"]
     assert not check["ok"] and "mappings.users[2].reference" in check["detail"]
-    refused(snsync, sandbox, "mappings.users[2].reference", "'cmn_departmnt'")
+    refused(snsync, sandbox, "mappings.users[2].reference", "'u_departmnt'")
 
 
 def test_mapped_field_typo_in_groups(snsync: Snsync, sandbox: RunningSandbox) -> None:
