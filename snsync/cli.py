@@ -19,9 +19,10 @@ import click
 import requests
 
 from snsync import __version__
-from snsync.clickgroup import SnsyncGroup
+from snsync.clickgroup import NamedChoice, SnsyncGroup
 from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
 from snsync.engine.executor import STOP
+from snsync.engine.model import Action, Status
 from snsync.errors import ConfigError, ExitCode, SnsyncError
 from snsync.preflight import request_error
 from snsync.printable import printable, printable_lines
@@ -96,6 +97,12 @@ def _console() -> Console:
     return console if isinstance(console, Console) else Console()
 
 
+def _done(text: str) -> None:
+    """What a command that changes or checks something says when it worked (not with -q)."""
+    if not _console().quiet:
+        click.echo(printable(text))
+
+
 def _show_warning(message: Any, category: Any, *_: Any, **__: Any) -> None:
     _console().warning(str(message))
 
@@ -151,7 +158,7 @@ def validate(ctx: click.Context) -> None:
     """Check the config file (keys, types, secrets, expressions) without connecting anywhere."""
     config = _config(ctx)
     users, groups = len(config.mappings.users), len(config.mappings.groups)
-    click.echo(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
+    _done(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
 
 
 @cli.command("test-connection")
@@ -399,7 +406,7 @@ def reset(
             for kind, count in state.link_counts().items():
                 state.drop_links(kind, state.links(kind))
                 done.append(f"{count} {kind} links forgotten")
-    click.echo("; ".join(done) + ".")
+    _done("; ".join(done) + ".")
 
 
 @cli.command()
@@ -439,12 +446,27 @@ def provision(ctx: click.Context, user: str, dry_run: bool) -> None:
 
 @cli.command()
 @click.option("--user", help="UPN, display name or object id.")
-@click.option("--action", help="Create, Update, Disable, Enable or Skip.")
-@click.option("--status", help="Success, Failure, Skipped or Warning.")
+@click.option(
+    "--action",
+    type=NamedChoice([a.value for a in Action]),
+    help="Only this action.",
+)
+@click.option(
+    "--status",
+    type=NamedChoice([s.value for s in Status]),
+    help="Only this status.",
+)
 @click.option("--cycle", type=int, help="Cycle number.")
 @click.option("--since", help="Only entries newer than this, e.g. 2h, 30m, 1d.")
 @click.option("--limit", type=int, default=200, show_default=True)
-@output_option
+@click.option(
+    "--output",
+    "output",
+    type=click.Choice(["text", "json", "csv"]),
+    default="text",
+    show_default=True,
+    help="Text for people, JSON for scripts, CSV for a spreadsheet.",
+)
 @click.pass_context
 @handled
 def logs(
@@ -458,7 +480,7 @@ def logs(
     output: str,
 ) -> None:
     """Read the provisioning log: one row per object per action."""
-    from snsync.render import dumps, log_json, log_text
+    from snsync.render import dumps, log_csv, log_json, log_text
     from snsync.state import LogFilter
 
     config = _config(ctx)
@@ -469,7 +491,12 @@ def logs(
     query = LogFilter(user, action, status, cycle, since_ts, limit)
     with _state(config, lock=False) as state:
         entries = state.log_entries(query)
-    click.echo(dumps(log_json(entries)) if output == "json" else log_text(entries))
+    if output == "json":
+        click.echo(dumps(log_json(entries)))
+    elif output == "csv":
+        click.echo(log_csv(entries), nl=False)
+    else:
+        click.echo(log_text(entries))
 
 
 @cli.command()
