@@ -26,6 +26,8 @@ from snsync.engine.model import Action, Status
 from snsync.errors import ConfigError, ExitCode, SnsyncError
 from snsync.preflight import request_error
 from snsync.printable import printable, printable_lines
+from snsync.sandbox.graph_settings import graph_cli_options
+from snsync.sandbox.options import servicenow_options
 
 if TYPE_CHECKING:
     from snsync.connections import Connections
@@ -159,6 +161,45 @@ def validate(ctx: click.Context) -> None:
     config = _config(ctx)
     users, groups = len(config.mappings.users), len(config.mappings.groups)
     _done(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
+
+
+@cli.command("import-schema")
+@click.argument("schema", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the config here (mode 600) instead of to stdout.",
+)
+@click.option(
+    "--base",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the connection settings (graph, servicenow, state, ...) of this config.",
+)
+@handled
+def import_schema(schema: Path, output_file: Path | None, base: Path | None) -> None:
+    """Write snsync's config from an exported Entra synchronization schema (JSON)."""
+    from snsync.migrate.command import import_schema as run_import
+    from snsync.migrate.command import write_config
+
+    result = run_import(schema, base)
+    if output_file is None:
+        click.echo(result.text, nl=False)
+    else:
+        write_config(output_file, result.text)
+    console = _console()
+    for problem in result.imported.not_carried:
+        console.warning(f"not carried: {problem}")
+    left = len(result.imported.not_carried)
+    where = output_file or "stdout"
+    if not left:
+        console.note(f"wrote {where}; everything in {schema.name} was carried over")
+        return
+    console.error(
+        f"wrote {where}, but {left} construct(s) of {schema.name} were not carried over "
+        "(the 'not carried' lines, also '# NOT CARRIED' comments at the top of the config)"
+    )
+    sys.exit(int(ExitCode.NOT_CARRIED))
 
 
 @cli.command("test-connection")
@@ -573,6 +614,8 @@ def expression(
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@graph_cli_options
+@servicenow_options
 @handled
 def sandbox(
     tenant: Path | None,
@@ -584,6 +627,7 @@ def sandbox(
     latency_ms: float,
     fault_rate: float,
     seed: int,
+    **extra: Any,
 ) -> None:
     """Serve a local HTTPS Graph + token service + ServiceNow for tests and demos."""
     from snsync.preflight import check_sandbox_options, sandbox_start_error
@@ -591,7 +635,16 @@ def sandbox(
 
     check_sandbox_options(host, directory)
     options = SandboxOptions(
-        tenant, instance, directory, host, graph_port, servicenow_port, latency_ms, fault_rate, seed
+        tenant,
+        instance,
+        directory,
+        host,
+        graph_port,
+        servicenow_port,
+        latency_ms,
+        fault_rate,
+        seed,
+        **extra,
     )
     try:
         running = start_sandbox(options)

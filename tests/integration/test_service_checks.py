@@ -46,7 +46,9 @@ def test_excluded_role_typo(snsync: Snsync, sandbox: RunningSandbox) -> None:
     refused(snsync, sandbox, "scope.excluded_app_roles[1]", "'Aproover'", "its roles:")
 
 
-def test_reference_table_typo(snsync: Snsync, sandbox: RunningSandbox) -> None:
+def test_custom_reference_table_that_does_not_exist(
+    snsync: Snsync, sandbox: RunningSandbox
+) -> None:
     users = [
         *DEFAULT_USERS,
         {"target": "department", "source": "department", "reference": "u_departmnt"},
