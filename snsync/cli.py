@@ -265,19 +265,36 @@ def run(
 
 
 @cli.command()
+@click.option(
+    "--adoption",
+    "adoptions",
+    multiple=True,
+    metavar="OBJECT",
+    help="Approve the held adoption of OBJECT (directory id, name or UPN, or the record's "
+    "sys_id) instead of releasing held disables; repeatable.",
+)
 @metrics_option
 @output_option
 @click.pass_context
 @handled
-def approve(ctx: click.Context, metrics_file: Path | None, output: str) -> None:
-    """Run one cycle now that releases the disables held by safety.max_disables."""
+def approve(
+    ctx: click.Context, adoptions: tuple[str, ...], metrics_file: Path | None, output: str
+) -> None:
+    """Run one cycle now that releases the disables held by safety.max_disables, or (with
+    --adoption) the held adoptions named."""
     config = _config(ctx)
     _stop_on_signals()
-    sys.exit(
-        int(
-            _one_cycle(config, CycleOptions(allow_disables=True, metrics_file=metrics_file), output)
-        )
-    )
+    if adoptions:
+        from snsync.engine.approvals import approve_adoptions
+
+        with _state(config, lock=True) as state:
+            for entry in approve_adoptions(state, adoptions):
+                _console().note(
+                    f"approved: {entry.object_type} {entry.display_name} ({entry.directory_id}) "
+                    f"may adopt ServiceNow record {entry.sys_id}"
+                )
+    options = CycleOptions(allow_disables=not adoptions, metrics_file=metrics_file)
+    sys.exit(int(_one_cycle(config, options, output)))
 
 
 def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
