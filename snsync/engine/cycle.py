@@ -4,6 +4,7 @@ the state in one transaction). This module only puts them in order."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from snsync.errors import ExitCode
 from snsync.model import ObjectType, Progress, Reason, Result, Status
 from snsync.state import State
 
+log = logging.getLogger(__name__)
 TO_APPLY = "to apply"  # progress key announcing the planned writes, so applying shows a bar
 KINDS = (ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP, ObjectType.KEPT_MEMBERSHIP)
 
@@ -79,7 +81,14 @@ def plan_reading(
         options = cycle_options(config, now=now, allow_disables=allow_disables, trust=trust)
         return plan_cycle(reading.picture, links, escrow, options)
 
-    return plan_trusted(config, ports, plan)
+    planned = plan_trusted(config, ports, plan)
+    for note in planned.target_incomplete:
+        log.warning(
+            "TargetIncomplete: %s. This cycle disables nothing, removes no membership and "
+            "creates nothing that snsync has a link for",
+            note,
+        )
+    return planned
 
 
 def plan_trusted(config: Config, ports: Ports, plan: Callable[[Trust], CyclePlan]) -> CyclePlan:

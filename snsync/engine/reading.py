@@ -52,7 +52,7 @@ from snsync.model import (
 
 OVERLAP = dt.timedelta(minutes=5)  # clock skew between ServiceNow nodes, slow transactions
 SN_TIME = "%Y-%m-%d %H:%M:%S"
-MEMBER_FIELDS = ("user", "group")
+MEMBER_FIELDS = ("user", "group", "sys_created_by")  # the creator decides whose a row is
 GROUP = ObjectType.GROUP
 
 

@@ -136,7 +136,7 @@ class ServiceNowTarget:
     def members_added_since(self, since: str, not_by: str) -> Sequence[Record]:
         """Membership rows created at or after `since` by anyone but `not_by`."""
         query = f"sys_created_on>={since}^sys_created_by!={not_by}"
-        return self.client.read_all(MEMBER_TABLE, ["user", "group"], query)
+        return self.client.read_all(MEMBER_TABLE, ["user", "group", "sys_created_by"], query)
 
     def find(self, table: str, fields: Sequence[str], field: str, value: str) -> Sequence[Record]:
         """Records whose `field` equals `value` exactly (`^` escaped)."""
