@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+import requests
 
 from snsync import __version__
 from snsync.clickgroup import SnsyncGroup
 from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
 from snsync.engine.executor import STOP
-from snsync.errors import ExitCode, SnsyncError
+from snsync.errors import ConfigError, ExitCode, SnsyncError
+from snsync.preflight import request_error
 from snsync.printable import printable
+from snsync.sandbox.graph_settings import graph_cli_options
+from snsync.sandbox.options import servicenow_options
 
 if TYPE_CHECKING:
     from snsync.connections import Connections
@@ -108,6 +112,10 @@ def handled(func: F) -> F:
         except SnsyncError as exc:
             _console().error(str(exc))
             sys.exit(int(exc.exit_code))
+        except requests.RequestException as exc:  # TLS, DNS, sockets below the HTTP layer
+            error = request_error(exc, _loaded_config())
+            _console().error(str(error))
+            sys.exit(int(error.exit_code))
         except KeyboardInterrupt:
             _console().error("interrupted")
             sys.exit(130)
@@ -117,7 +125,15 @@ def handled(func: F) -> F:
 
 def _config(ctx: click.Context) -> Config:
     path = find_config(ctx.obj.get("config_path"))
-    return load_config(path)
+    config = load_config(path)
+    ctx.obj["config"] = config
+    return config
+
+
+def _loaded_config() -> Config | None:
+    ctx = click.get_current_context(silent=True)
+    config = (ctx.find_root().obj or {}).get("config") if ctx else None
+    return config if isinstance(config, Config) else None
 
 
 output_option = click.option(
@@ -200,7 +216,7 @@ def test_connection(ctx: click.Context, output: str) -> None:
     for check in run_checks(config, conns):
         results.append(check)
         if output == "text":
-            mark = "ok  " if check.ok else "FAIL"
+            mark = "ok  " if check.ok else "skip" if check.skipped else "FAIL"
             click.echo(printable(f"[{mark}] {check.name}: {check.detail}"))
     conns.close()
     failed = [c for c in results if not c.ok]
@@ -223,6 +239,7 @@ def plan(ctx: click.Context, output: str) -> None:
     config = _config(ctx)
     conns = _connect(config, read_only=True)
     with _state(config, lock=False) as state, _progress(output) as progress:
+        _check_services(config, conns, state, remember=False)
         planned = read_and_plan(config, conns, state, progress)
     click.echo(dumps(plan_json(planned)) if output == "json" else plan_text(planned))
 
@@ -309,19 +326,24 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
     from snsync.render import dumps, report_json, report_text, summary_fields
 
     conns = _connect(config, read_only=options.dry_run)
-    with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
-        report = supervised_cycle(
-            config,
-            conns,
-            state,
-            dry_run=options.dry_run,
-            allow_disables=options.allow_disables,
-            force_full=options.full,
-            progress=progress,
-            on_result=result_logger(progress),
-            metrics_file=options.metrics_file,
-        )
-    conns.close()
+    try:
+        with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
+            _check_services(config, conns, state, remember=not options.dry_run)
+            report = supervised_cycle(
+                config,
+                conns,
+                state,
+                dry_run=options.dry_run,
+                allow_disables=options.allow_disables,
+                force_full=options.full,
+                progress=progress,
+                on_result=result_logger(progress),
+                metrics_file=options.metrics_file,
+            )
+    except requests.RequestException as exc:  # a cycle of the loop must end in one line too
+        raise request_error(exc, config) from None
+    finally:
+        conns.close()
     if output == "json":
         click.echo(dumps(report_json(report)))
     else:
@@ -330,11 +352,33 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
     return report.exit_code
 
 
+SERVICE_CHECK_KEY = "service_checks"
+
+
+def _check_services(config: Config, conns: Connections, state: Any, *, remember: bool) -> None:
+    """On the first read after a config change: excluded roles, reference tables and mapped
+    fields exist in the services, else exit 2 naming the key."""
+    from snsync.checks import checked_mark, service_problems
+
+    mark = checked_mark(config)
+    if state.get(SERVICE_CHECK_KEY) == mark:
+        return
+    problems, complete = service_problems(config, conns)
+    if problems:
+        more = len(problems) - 1
+        also = f" (and {more} more: snsync test-connection lists them)" if more else ""
+        raise ConfigError(problems[0] + also)
+    if complete and remember:
+        state.put(SERVICE_CHECK_KEY, mark)
+
+
 def _connect(config: Config, *, read_only: bool) -> Connections:
     """The clients a command needs; with -vv every request they make is logged."""
     from snsync.connections import connect
+    from snsync.preflight import check_ca_files
     from snsync.progress import trace_requests
 
+    check_ca_files(config)
     conns = connect(config, read_only=read_only)
     trace_requests(conns.graph_http.session, "graph")
     trace_requests(conns.servicenow_http.session, "servicenow")
@@ -498,6 +542,8 @@ def logs(
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@graph_cli_options
+@servicenow_options
 @handled
 def sandbox(
     tenant: Path | None,
@@ -509,20 +555,36 @@ def sandbox(
     latency_ms: float,
     fault_rate: float,
     seed: int,
+    **extra: Any,
 ) -> None:
     """Serve a local HTTPS Graph + token service + ServiceNow for tests and demos."""
+    from snsync.preflight import check_sandbox_options, sandbox_start_error
     from snsync.sandbox.runner import SandboxOptions, start_sandbox
 
+    check_sandbox_options(host, directory)
     options = SandboxOptions(
-        tenant, instance, directory, host, graph_port, servicenow_port, latency_ms, fault_rate, seed
+        tenant,
+        instance,
+        directory,
+        host,
+        graph_port,
+        servicenow_port,
+        latency_ms,
+        fault_rate,
+        seed,
+        **extra,
     )
-    running = start_sandbox(options)
+    try:
+        running = start_sandbox(options)
+    except OSError as exc:
+        ports = {"--graph-port": graph_port, "--servicenow-port": servicenow_port}
+        raise sandbox_start_error(exc, host, ports) from None
     info = running.info
     click.echo(f"Graph and token service: {info['graph_url']} (tenant {info['tenant_id']})")
     click.echo(f"ServiceNow:              {info['servicenow_url']}")
     if running.directory:
         click.echo(f"CA, config and details:  {running.directory}")
-    click.echo("Serving until interrupted (Ctrl-C).", err=True)
+    _console().note("Serving until interrupted (Ctrl-C).")
     try:
         running.wait()
     finally:
@@ -531,10 +593,20 @@ def sandbox(
 
 @contextmanager
 def _state(config: Config, *, lock: bool) -> Iterator[Any]:
+    from snsync.preflight import local_file_error, prepare_state_folder
     from snsync.state import RunLock, State
 
-    run_lock = RunLock(config.state.path).acquire() if lock else None
-    state = State(config.state.path)
+    prepare_state_folder(config.state.path)
+    try:
+        run_lock = RunLock(config.state.path).acquire() if lock else None
+    except OSError as exc:
+        raise local_file_error(exc, "state.path (its lock file)") from None
+    try:
+        state = State(config.state.path)
+    except BaseException:
+        if run_lock:
+            run_lock.release()
+        raise
     try:
         yield state
     finally:

@@ -121,9 +121,11 @@ def test_imported_gallery_schema_produces_the_records_it_implies(
     assert (after["country"], after["title"]) == ("Germany", "IT Lead"), "Always flows"
     assert after["u_cost_center"] == "US-100", "ObjectAddOnly: stays put although IIF changed"
     assert after["vip"] == "true", "ObjectAddOnly constant: not reverted"
+    lee = sn.one("sys_user", f"sys_id={LEE_BY_EMAIL}")
+    assert lee["user_name"] == "lee.gu@contoso.example", "renamed the cycle after adoption"
+    assert lee["u_cost_center"] == ""
     for nickname in IN_SCOPE:
         check_fields(sn, graph, nickname)
-    assert sn.one("sys_user", f"sys_id={LEE_BY_EMAIL}")["u_cost_center"] == ""
     assert_left_alone(sn, untouched)
 
 

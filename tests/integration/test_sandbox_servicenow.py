@@ -1085,7 +1085,8 @@ def _user(fixture: dict[str, Any], index: int) -> dict[str, Any]:
         ),
         (
             lambda f: f.update(extra=1),
-            "instance fixture: extra: unknown key (expected accounts, oauth_clients, tables)",
+            "instance fixture: extra: unknown key "
+            "(expected accounts, oauth_clients, tables, columns, read_rules)",
         ),
         (
             lambda f: f["tables"]["sys_user_grmember"].append("member"),

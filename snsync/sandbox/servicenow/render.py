@@ -98,6 +98,9 @@ class View:
 
 
 def display_text(column: FieldSpec, value: str) -> str:
+    """A value as the platform displays it: choice labels, integers with grouping."""
+    if column.choices:
+        return next((label for key, label in column.choices if key == value), value)
     if column.kind is FieldKind.INTEGER and value.strip().lstrip("-").isdigit():
         return f"{int(value):,}"  # integers display with grouping, as the platform formats them
     return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +96,10 @@ class Store:
         """The sys_user row with this user_name, if there is one."""
         sys_id = self._unique[("sys_user", "user_name")].get(user_name.lower(), "")
         return self.rows["sys_user"].get(sys_id)
+
+    def predicate(self, table: str, query: EncodedQuery) -> Callable[[Mapping[str, str]], bool]:
+        """A compiled test of whether a record of the table matches the query."""
+        return compile_query(query, TableFields(self, table))
 
     def select(self, table: str, query: EncodedQuery) -> list[dict[str, str]]:
         """The records matching a query, in its order (sys_id order by default)."""
