@@ -9,12 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from click.testing import CliRunner, Result
 
 from snsync.cli import cli
-from snsync.errors import FixtureError
-from snsync.sandbox.demo_instance import DEMO_PASSWORD, demo_instance, demo_sys_id
+from snsync.sandbox.demo_instance import demo_instance, demo_sys_id
 from snsync.sandbox.runner import RunningSandbox, SandboxOptions, start_sandbox
 
 from .conftest import GraphAdmin, ServiceNowAdmin
@@ -48,34 +46,15 @@ def instance_sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
     )
     path = tmp_path / "instance.json"
     path.write_text(json.dumps(instance))
-    try:
-        running = start_sandbox(
-            SandboxOptions(directory=tmp_path / "sandbox", instance=path, retry_after=0)
-        )
-    except FixtureError as exc:
-        if "columns" not in str(exc):
-            raise
-        pytest.skip(f"the sandbox does not support custom columns yet (helper sbsn): {exc}")
+    running = start_sandbox(
+        SandboxOptions(directory=tmp_path / "sandbox", instance=path, retry_after=0)
+    )
     yield running
     running.stop()
 
 
 def snsync(config: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-
-
-def require_custom_columns(sandbox: RunningSandbox) -> None:
-    """Skip until the sandbox's instance fixture supports `columns` (helper sbsn's work)."""
-    response = requests.get(
-        f"{sandbox.info['servicenow_url']}/api/now/table/sys_user",
-        params={"sysparm_fields": ",".join(CUSTOM_COLUMNS), "sysparm_limit": "1"},
-        auth=("admin", DEMO_PASSWORD),
-        verify=sandbox.info["ca_pem"],
-        timeout=10,
-    )
-    rows = response.json().get("result") or [{}]
-    if not all(column in rows[0] for column in CUSTOM_COLUMNS):
-        pytest.skip("the sandbox instance fixture does not support custom 'columns' yet")
 
 
 def user(sn: ServiceNowAdmin, nickname: str) -> dict[str, str]:
@@ -92,7 +71,6 @@ def test_imported_gallery_schema_produces_the_records_it_implies(
     )
     assert imported.exit_code == 0, imported.stderr
     assert snsync(config, "validate").exit_code == 0
-    require_custom_columns(sandbox)
     sn, graph = ServiceNowAdmin(sandbox), GraphAdmin(sandbox)
     untouched = {n: user(sn, n) for n in EXISTING_OUT_OF_SCOPE}
 
