@@ -26,7 +26,7 @@ OUT_OF_SCOPE = ("brian.johnson", "emily.braun", "patti.fernandez", "nora.okafor"
 EXISTING_OUT_OF_SCOPE = ("megan.bowen", "alex.wilber")  # records exist in ServiceNow
 DIRECTORY_FIELDS = (
     "id,mail,givenName,surname,jobTitle,businessPhones,mobilePhone,department,employeeId,city,"
-    "country,postalCode,officeLocation"
+    "country,postalCode,officeLocation,preferredLanguage"
 )
 
 
@@ -87,7 +87,11 @@ def test_imported_gallery_schema_produces_the_records_it_implies(
     assert lee["u_cost_center"] == "" and lee["vip"] == "false", "create-only: not on adoption"
     assert user(sn, "adele.vance")["manager"] == LEE_BY_EMAIL
     nestor = user(sn, "nestor.wilke")
-    assert (nestor["u_cost_center"], nestor["vip"]) == ("US-100", "false")
+    assert (nestor["u_cost_center"], nestor["vip"], nestor["notification"]) == (
+        "US-100",
+        "false",
+        "2",
+    )
     assert_left_alone(sn, untouched)
 
     nestor_id = graph.user("nestor.wilke@contoso.example")["id"]
@@ -130,6 +134,7 @@ def check_fields(sn: ServiceNowAdmin, graph: GraphAdmin, nickname: str) -> None:
         "zip": directory["postalCode"],
         "time_zone": "Europe/Amsterdam",
         "u_office": directory["officeLocation"],
+        "preferred_language": directory["preferredLanguage"][:2],
         "source": f"entra:{directory['id']}",
     }
     assert {k: record.get(k) for k in expected} == expected, nickname
