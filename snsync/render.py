@@ -77,7 +77,8 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "adopt": item.adopt,
         "object_type": item.kind,
         "changes": [
-            {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
+            {"field": c.field, "old": c.shown_old, "new": c.shown_new, "label": c.shown_label}
+            for c in item.changes
         ],
         "deferred": dict(item.deferred),
     }
@@ -210,10 +211,10 @@ def _result_line(result: Result) -> str:
 
 
 def _change(change: Change) -> str:
-    new = _short(change.new)
-    if change.label:
-        new = f"{_short(change.label)} ({change.new})"
-    return f"{change.field}: {_short(change.old)} -> {new}"
+    new = _short(change.shown_new)
+    if change.shown_label:
+        new = f"{_short(change.shown_label)} ({change.shown_new})"
+    return f"{change.field}: {_short(change.shown_old)} -> {new}"
 
 
 def _short(value: str | None) -> str:

@@ -130,7 +130,7 @@ def _say_plan(items: tuple[Any, ...], say: Say) -> None:
         adopted = " (adopting the matched record)" if item.adopt else ""
         say("action", f"{item.action.value}{adopted}: {item.message or item.reason or ''}".strip())
         for change in item.changes:
-            say("attribute", f"{change.field}: {change.old!r} -> {change.new!r}")
+            say("attribute", f"{change.field}: {change.shown_old!r} -> {change.shown_new!r}")
 
 
 def _target_for(
