@@ -205,3 +205,21 @@ def test_executor_resolves_placeholders_once_per_wave(
     assert [r.item.directory_id for r in results] == [i.directory_id for i in planned.items()]
     assert all(not r.item.pending for r in results if r.status is Status.SUCCESS)
     assert servicenow.rows(USER_TABLE)[-1]["sys_created_by"] == ACCOUNT
+
+
+def test_a_directory_value_that_looks_like_a_placeholder_is_written_as_it_is(
+    tmp_path: Path, directory: FakeDirectory, servicenow: FakeServiceNow
+) -> None:
+    # An attacker who can edit a directory attribute must not steer a sys_id into a field.
+    crafted = placeholder("user", "ceo")
+    directory.people["ann"]["jobTitle"] = crafted
+    directory.people["bob"]["department"] = placeholder(DEPARTMENTS, "cmn_department:Sales")
+    run(tmp_path, directory, servicenow, references={"create_missing": True})
+    users = by_name(servicenow)
+    ann, bob = users["ann@contoso.example"], users["bob@contoso.example"]
+    assert ann["title"] == crafted
+    assert ann["manager"] == users["ceo@contoso.example"]["sys_id"]
+    # The crafted department name is a name like any other: looked up, created, referenced.
+    created = by_name(servicenow, DEPARTMENTS)[placeholder(DEPARTMENTS, "cmn_department:Sales")]
+    assert bob["department"] == created["sys_id"]
+    assert bob["department"] != by_name(servicenow, DEPARTMENTS)["Sales"]["sys_id"]
