@@ -10,6 +10,7 @@ import pytest
 from snsync.engine.cycle import CycleReport, cycle, plan_reading
 from snsync.engine.executor import execute_waves
 from snsync.engine.reading import read_picture
+from snsync.engine.supervisor import QuarantinedError, RunOptions, supervise
 from snsync.model import (
     GROUP_TABLE,
     MEMBER_TABLE,
@@ -223,3 +224,24 @@ def test_a_directory_value_that_looks_like_a_placeholder_is_written_as_it_is(
     created = by_name(servicenow, DEPARTMENTS)[placeholder(DEPARTMENTS, "cmn_department:Sales")]
     assert bob["department"] == created["sys_id"]
     assert bob["department"] != by_name(servicenow, DEPARTMENTS)["Sales"]["sys_id"]
+
+
+def test_supervisor_quarantines_and_waits_on_the_clock_port(
+    tmp_path: Path, directory: FakeDirectory, servicenow: FakeServiceNow
+) -> None:
+    config = fake_config(tmp_path, safety={"quarantine": {"min_writes": 1, "backoff": ["6h"]}})
+    clock = FakeClock()
+    ports = fake_ports(config, directory, servicenow, clock)
+    for uid in ("ceo", "ann", "bob"):
+        servicenow.refuse.add((USER_TABLE, "user_name", f"{uid}@contoso.example"))
+    supervise(config, ports, RunOptions())
+    quarantine = ports.state.quarantine()
+    assert quarantine is not None and quarantine.until == clock.now + 6 * 3600
+    writes = len(servicenow.writes)
+    with pytest.raises(QuarantinedError):
+        supervise(config, ports, RunOptions())
+    assert len(servicenow.writes) == writes  # nothing was tried while quarantined
+    servicenow.refuse.clear()
+    clock.now += 6 * 3600
+    report = supervise(config, ports, RunOptions(force_full=True))
+    assert report.exit_code == 0 and ports.state.quarantine() is None
