@@ -2,37 +2,42 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import click
 import requests
 
 from snsync import __version__
+from snsync.cli_support import (
+    _check_services,
+    _config,
+    _connect,
+    _console,
+    _done,
+    _progress,
+    _show_warning,
+    _state,
+    handled,
+    output_option,
+)
+from snsync.cli_tools import expression, logs
 from snsync.clickgroup import SnsyncGroup
-from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
+from snsync.config import Config, LiteralSecretWarning
 from snsync.engine.executor import STOP
-from snsync.errors import ConfigError, ExitCode, SnsyncError
+from snsync.errors import ExitCode, SnsyncError
 from snsync.preflight import request_error
 from snsync.printable import printable
 from snsync.sandbox.graph_settings import graph_cli_options
 from snsync.sandbox.options import servicenow_options
 
-if TYPE_CHECKING:
-    from snsync.connections import Connections
-    from snsync.logsetup import Console
-
-F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("snsync")
 
 
@@ -53,19 +58,30 @@ def main() -> None:
     metavar="PATH",
     help="Config file (default: $SNSYNC_CONFIG, ./config.yaml, ~/.config/snsync/config.yaml).",
 )
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="One log line per phase of a cycle; -vv also one per request and per write.",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Nothing on stdout or stderr unless something is wrong (an error, a failed cycle).",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="Log lines for people (text) or for log collectors (json, one object a line).",
+    help="Log lines for people (text) or for log collectors (json: every stderr line one "
+    "JSON object, errors and the cycle summary included).",
 )
 @click.option(
     "--log-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the log to this file (created mode 600).",
+    help="Also write the log to this file (mode 600, never through a symbolic link).",
 )
 @click.pass_context
 def cli(
@@ -90,70 +106,15 @@ def cli(
     warnings.showwarning = _show_warning
 
 
-def _console() -> Console:
-    from snsync.logsetup import Console
-
-    ctx = click.get_current_context(silent=True)
-    console = (ctx.find_root().obj or {}).get("console") if ctx else None
-    return console if isinstance(console, Console) else Console()
-
-
-def _show_warning(message: Any, category: Any, *_: Any, **__: Any) -> None:
-    _console().warning(str(message))
-
-
-def handled(func: F) -> F:
-    """Turn snsync errors into one line on stderr and their exit code; never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SnsyncError as exc:
-            _console().error(str(exc))
-            sys.exit(int(exc.exit_code))
-        except requests.RequestException as exc:  # TLS, DNS, sockets below the HTTP layer
-            error = request_error(exc, _loaded_config())
-            _console().error(str(error))
-            sys.exit(int(error.exit_code))
-        except KeyboardInterrupt:
-            _console().error("interrupted")
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _config(ctx: click.Context) -> Config:
-    path = find_config(ctx.obj.get("config_path"))
-    config = load_config(path)
-    ctx.obj["config"] = config
-    return config
-
-
-def _loaded_config() -> Config | None:
-    ctx = click.get_current_context(silent=True)
-    config = (ctx.find_root().obj or {}).get("config") if ctx else None
-    return config if isinstance(config, Config) else None
-
-
-output_option = click.option(
-    "--output",
-    "output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Text for people, JSON for scripts.",
-)
-
-
 @cli.command()
 @click.pass_context
 @handled
 def validate(ctx: click.Context) -> None:
-    """Check the config file (keys, types, secrets, expressions) without connecting anywhere."""
+    """Check the config (keys, types, secrets, expressions, directory attributes, reference
+    tables) without connecting anywhere."""
     config = _config(ctx)
     users, groups = len(config.mappings.users), len(config.mappings.groups)
-    click.echo(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
+    _done(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
 
 
 @cli.command("import-schema")
@@ -171,7 +132,12 @@ def validate(ctx: click.Context) -> None:
 )
 @handled
 def import_schema(schema: Path, output_file: Path | None, base: Path | None) -> None:
-    """Write snsync's config from an exported Entra synchronization schema (JSON)."""
+    """Write snsync's config from an exported Entra synchronization schema (JSON).
+
+    Each construct the config cannot reproduce is one 'not carried' line with its path in the
+    schema, and the exit code is 5; the config is written either way. Exit 0: everything was
+    carried over. See docs/migration.md.
+    """
     from snsync.migrate.command import import_schema as run_import
     from snsync.migrate.command import write_config
 
@@ -299,19 +265,36 @@ def run(
 
 
 @cli.command()
+@click.option(
+    "--adoption",
+    "adoptions",
+    multiple=True,
+    metavar="OBJECT",
+    help="Approve the held adoption of OBJECT (directory id, name or UPN, or the record's "
+    "sys_id) instead of releasing held disables; repeatable.",
+)
 @metrics_option
 @output_option
 @click.pass_context
 @handled
-def approve(ctx: click.Context, metrics_file: Path | None, output: str) -> None:
-    """Run one cycle now that releases the disables held by safety.max_disables."""
+def approve(
+    ctx: click.Context, adoptions: tuple[str, ...], metrics_file: Path | None, output: str
+) -> None:
+    """Run one cycle now that releases the disables held by safety.max_disables, or (with
+    --adoption) the held adoptions named."""
     config = _config(ctx)
     _stop_on_signals()
-    sys.exit(
-        int(
-            _one_cycle(config, CycleOptions(allow_disables=True, metrics_file=metrics_file), output)
-        )
-    )
+    if adoptions:
+        from snsync.engine.approvals import approve_adoptions
+
+        with _state(config, lock=True) as state:
+            for entry in approve_adoptions(state, adoptions):
+                _console().note(
+                    f"approved: {entry.object_type} {entry.display_name} ({entry.directory_id}) "
+                    f"may adopt ServiceNow record {entry.sys_id}"
+                )
+    options = CycleOptions(allow_disables=not adoptions, metrics_file=metrics_file)
+    sys.exit(int(_one_cycle(config, options, output)))
 
 
 def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
@@ -344,39 +327,6 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
         ok = report.exit_code is ExitCode.OK
         _console().summary(report_text(report), ok=ok, fields=summary_fields(report))
     return report.exit_code
-
-
-SERVICE_CHECK_KEY = "service_checks"
-
-
-def _check_services(config: Config, conns: Connections, state: Any, *, remember: bool) -> None:
-    """On the first read after a config change: excluded roles, reference tables and mapped
-    fields exist in the services, else exit 2 naming the key."""
-    from snsync.checks import checked_mark, service_problems
-
-    mark = checked_mark(config)
-    if state.get(SERVICE_CHECK_KEY) == mark:
-        return
-    problems, complete = service_problems(config, conns)
-    if problems:
-        more = len(problems) - 1
-        also = f" (and {more} more: snsync test-connection lists them)" if more else ""
-        raise ConfigError(problems[0] + also)
-    if complete and remember:
-        state.put(SERVICE_CHECK_KEY, mark)
-
-
-def _connect(config: Config, *, read_only: bool) -> Connections:
-    """The clients a command needs; with -vv every request they make is logged."""
-    from snsync.connections import connect
-    from snsync.preflight import check_ca_files
-    from snsync.progress import trace_requests
-
-    check_ca_files(config)
-    conns = connect(config, read_only=read_only)
-    trace_requests(conns.graph_http.session, "graph")
-    trace_requests(conns.servicenow_http.session, "servicenow")
-    return conns
 
 
 def _stop_on_signals() -> None:
@@ -413,9 +363,6 @@ def reset(
     ctx: click.Context, clear_quarantine: bool, retries: bool, links: bool, yes: bool
 ) -> None:
     """Restart provisioning: clear watermarks, held disables and (with flags) more."""
-    from snsync.engine.cycle import HELD_KEY
-    from snsync.engine.supervisor import AUTH_FAILURES_KEY, save_quarantine
-
     config = _config(ctx)
     if links and not yes:
         question = (
@@ -426,13 +373,12 @@ def reset(
             click.echo("Nothing changed.")
             return
     with _state(config, lock=True) as state:
-        for key in state.keys("watermark:"):
-            state.put(key, None)
-        state.put(HELD_KEY, None)
+        state.clear_watermarks()
+        state.save_held_disables(())
         done = ["watermarks cleared (the next cycle is full)", "held disables cleared"]
         if clear_quarantine:
-            save_quarantine(state, None)
-            state.put(AUTH_FAILURES_KEY, 0)
+            state.save_quarantine(None)
+            state.save_auth_failures(0)
             done.append("quarantine lifted")
         if retries:
             done.append(f"back-off of {state.clear_escrow()} failing objects cleared")
@@ -440,7 +386,7 @@ def reset(
             for kind, count in state.link_counts().items():
                 state.drop_links(kind, state.links(kind))
                 done.append(f"{count} {kind} links forgotten")
-    click.echo("; ".join(done) + ".")
+    _done("; ".join(done) + ".")
 
 
 @cli.command()
@@ -476,41 +422,6 @@ def provision(ctx: click.Context, user: str, dry_run: bool) -> None:
         outcome = provision_user(config, conns, state, user, dry_run=dry_run, say=say)
     conns.close()
     sys.exit(int(outcome.report.exit_code))
-
-
-@cli.command()
-@click.option("--user", help="UPN, display name or object id.")
-@click.option("--action", help="Create, Update, Disable, Enable or Skip.")
-@click.option("--status", help="Success, Failure, Skipped or Warning.")
-@click.option("--cycle", type=int, help="Cycle number.")
-@click.option("--since", help="Only entries newer than this, e.g. 2h, 30m, 1d.")
-@click.option("--limit", type=int, default=200, show_default=True)
-@output_option
-@click.pass_context
-@handled
-def logs(
-    ctx: click.Context,
-    user: str | None,
-    action: str | None,
-    status: str | None,
-    cycle: int | None,
-    since: str | None,
-    limit: int,
-    output: str,
-) -> None:
-    """Read the provisioning log: one row per object per action."""
-    from snsync.render import dumps, log_json, log_text
-    from snsync.state import LogFilter
-
-    config = _config(ctx)
-    try:
-        since_ts = time.time() - parse_duration(since) if since else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
-    query = LogFilter(user, action, status, cycle, since_ts, limit)
-    with _state(config, lock=False) as state:
-        entries = state.log_entries(query)
-    click.echo(dumps(log_json(entries)) if output == "json" else log_text(entries))
 
 
 @cli.command()
@@ -585,36 +496,5 @@ def sandbox(
         running.stop()
 
 
-@contextmanager
-def _state(config: Config, *, lock: bool) -> Iterator[Any]:
-    from snsync.preflight import local_file_error, prepare_state_folder
-    from snsync.state import RunLock, State
-
-    prepare_state_folder(config.state.path)
-    try:
-        run_lock = RunLock(config.state.path).acquire() if lock else None
-    except OSError as exc:
-        raise local_file_error(exc, "state.path (its lock file)") from None
-    try:
-        state = State(config.state.path)
-    except BaseException:
-        if run_lock:
-            run_lock.release()
-        raise
-    try:
-        yield state
-    finally:
-        state.close()
-        if run_lock:
-            run_lock.release()
-
-
-@contextmanager
-def _progress(output: str) -> Iterator[Callable[[str, int], None] | None]:
-    """Progress while a cycle reads and applies: a terminal line for text output (not with
-    -q or JSON logs), and the -v phase lines."""
-    from snsync.progress import cycle_progress
-
-    console = _console()
-    with cycle_progress(output == "text" and not (console.quiet or console.json)) as progress:
-        yield progress
+cli.add_command(logs)
+cli.add_command(expression)

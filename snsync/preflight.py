@@ -56,8 +56,9 @@ def prepare_state_folder(path: Path) -> None:
                 f"the account that runs snsync (install -d -m 700 -o {_user()} '{folder}') or "
                 "choose another state.path"
             ) from None
-    for target in (folder, *(p for p in _state_files(path) if p.exists())):
-        if not os.access(target, os.W_OK):
+    for target in (folder, path, path.with_name(path.name + ".lock")):
+        # A file that is not there (or just went, as SQLite's -wal does) is the folder's case.
+        if not os.access(target, os.W_OK) and target.exists():
             raise LocalFileError(
                 f"state.path: '{target}' is not writable by {_user()}; give that account write "
                 f"access (chown {_user()} '{target}') or choose another state.path"
@@ -161,12 +162,6 @@ def _tls_reason(exc: Exception) -> str:
             tail = text.split(marker, 1)[1]
             return (marker.strip("[: ") + ": " + tail.split(" (_ssl")[0].split("'")[0]).strip()
     return text.splitlines()[0][:160] if text else type(exc).__name__
-
-
-def _state_files(path: Path) -> list[Path]:
-    return [path, path.with_name(path.name + ".lock")] + [
-        path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")
-    ]
 
 
 def _is_loopback(host: str) -> bool:

@@ -4,14 +4,18 @@ reaches the terminal as a control sequence."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from snsync.config import Config
-from snsync.engine.cycle import HELD_KEY, CyclePlan, CycleReport
-from snsync.engine.model import Change, PlanItem, Result, Status
+from snsync.engine.cycle import CycleReport
+from snsync.engine.plan import CyclePlan
+from snsync.model import Change, PlanItem, Result, Status
 from snsync.printable import printable_lines
 from snsync.redact import redact
 from snsync.state import LogEntry, State
@@ -71,7 +75,7 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "reason": item.reason,
         "message": redact(item.message),
         "adopt": item.adopt,
-        "object_type": item.object_type,
+        "object_type": item.kind,
         "changes": [
             {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
         ],
@@ -158,6 +162,31 @@ def log_text(entries: Sequence[LogEntry]) -> str:
     return printable_lines(lines)
 
 
+LOG_CSV_COLUMNS = (
+    "time", "cycle_id", "object_type", "directory_id", "display_name", "sys_id", "action",
+    "status", "reason", "message", "changes",
+)  # fmt: skip
+
+
+def log_csv(entries: Sequence[LogEntry]) -> str:
+    """The log as CSV (RFC 4180, a header row; changes as `field: old -> new` joined by '; ').
+    A cell that a spreadsheet would run as a formula is prefixed with a quote."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(LOG_CSV_COLUMNS)
+    for e in entries:
+        when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        changes = "; ".join(_change(Change(**c)) for c in e.changes)
+        row = [when, e.cycle_id, e.object_type, e.directory_id, e.display_name, e.sys_id,
+               e.action, e.status, e.reason, e.message, changes]  # fmt: skip
+        writer.writerow(["" if v is None else _cell(str(v)) for v in row])
+    return buffer.getvalue()
+
+
+def _cell(text: str) -> str:
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def log_json(entries: Sequence[LogEntry]) -> list[dict[str, Any]]:
     return [e.__dict__ for e in entries]
 
@@ -168,7 +197,7 @@ def dumps(data: Any) -> str:
 
 def _item_line(item: PlanItem) -> str:
     target = f" -> {item.sys_id}" if item.sys_id else ""
-    kind = "" if item.object_type == "user" else f"{item.object_type} "
+    kind = "" if item.kind == "user" else f"{item.kind} "
     note = f" [{item.reason}]" if item.reason else ""
     message = f" {item.message}" if item.message else ""
     status = "" if item.status is Status.SUCCESS else f" ({item.status.value})"
@@ -196,11 +225,11 @@ def _short(value: str | None) -> str:
 
 def status_json(state: State, config: Config) -> dict[str, Any]:
     """What `snsync status` shows, as plain data."""
-    from snsync.engine.supervisor import load_quarantine
+    from snsync.engine.approvals import held_adoptions
 
     cycles = state.cycles(10)
     last_start = cycles[0]["started_at"] if cycles else None
-    quarantine = load_quarantine(state)
+    quarantine = state.quarantine()
     return {
         "cycles": [
             {
@@ -223,7 +252,8 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             "reason": quarantine.reason,
             "clear_with": f"snsync --config {config.source_path} reset --quarantine",
         },
-        "held_disables": state.get(HELD_KEY) or [],
+        "held_disables": [asdict(h) for h in state.held_disables()],
+        "held_adoptions": held_adoptions(state),
         "retrying": [
             {
                 "object_type": e.object_type,
@@ -237,11 +267,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             for e in state.escrow()
         ],
         "links": state.link_counts(),
-        "delta_links": {
-            key.split(":", 1)[1]: _iso(float(state.get(key)["saved_at"]))
-            for key in state.keys("watermark:")
-            if isinstance(state.get(key), dict) and "saved_at" in state.get(key)
-        },
+        "delta_links": {name: _iso(at) for name, at in state.watermark_ages().items()},
     }
 
 
@@ -271,6 +297,13 @@ def status_text(data: dict[str, Any]) -> str:
         lines.append(
             f"HELD: {held['count']} {held['object_type']} disables (limit "
             f"{held['limit_text']}); release with: snsync run --once --allow-disables"
+        )
+    for held in data.get("held_adoptions", []):
+        approved = "approved, adopted next cycle" if held["approved"] else "approve with: snsync "
+        approved += "" if held["approved"] else f"approve --adoption {held['directory_id']}"
+        lines.append(
+            f"HELD ADOPTION: {held['object_type']} {held['display_name']} "
+            f"({held['directory_id']}) -> {held['sys_id']}: {approved}"
         )
     lines.append(f"Objects retrying with back-off: {len(data['retrying'])}")
     for e in data["retrying"][:20]:
