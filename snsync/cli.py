@@ -19,17 +19,35 @@ import click
 
 from snsync import __version__
 from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
-from snsync.engine.executor import STOP
 from snsync.errors import ExitCode, SnsyncError
 from snsync.redact import redact
+from snsync.stop import STOP
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("snsync")
 
 
 def main() -> None:
-    """Entry point of the `snsync` console script."""
-    cli(prog_name="snsync")
+    """Entry point of the `snsync` console script. Anything unexpected ends as one line and
+    exit 70 (-vv shows the traceback), never a bare traceback."""
+    try:
+        cli(prog_name="snsync")
+    except Exception as exc:  # the last resort: a bug or an exception outside the vocabulary
+        sys.exit(int(internal_error(exc)))
+
+
+def internal_error(exc: BaseException) -> ExitCode:
+    """Print one line for an unexpected exception (and the traceback with -vv)."""
+    import traceback
+
+    if logging.getLogger("snsync").isEnabledFor(logging.DEBUG):
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    click.echo(
+        redact(f"internal error: {type(exc).__name__}: {text}; run with -vv for the traceback"),
+        err=True,
+    )
+    return ExitCode.INTERNAL
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,6 +111,10 @@ def handled(func: F) -> F:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # the last resort, also under CliRunner
+            sys.exit(int(internal_error(exc)))
 
     return wrapper  # type: ignore[return-value]
 
@@ -248,6 +270,7 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
 
     conns = connect(config, read_only=options.dry_run)
     with (
+        STOP.cycle(config.schedule.max_cycle_time) as stop,
         _state(config, lock=not options.dry_run) as state,
         _progress(output == "text") as progress,
     ):
@@ -262,9 +285,12 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
             on_result=_applied(progress),
             metrics_file=options.metrics_file,
         )
+        stopped, why = stop.exit_code(), stop.reason  # max_cycle_time passed, a quota spent
     conns.close()
     click.echo(dumps(report_json(report)) if output == "json" else report_text(report))
-    return report.exit_code
+    if stopped is not ExitCode.OK:
+        click.echo(f"warning: {why or 'the cycle stopped early'}", err=True)
+    return stopped if stopped is not ExitCode.OK else report.exit_code
 
 
 def _applied(progress: Callable[[str, int], None] | None) -> Callable[[Any], None] | None:

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from snsync.engine.model import Action, Status
-from snsync.errors import SnsyncError
+from snsync.errors import NotificationError
 from snsync.redact import redact, register
 
 Kind = Literal["failures", "held_disables", "quarantine", "recovery"]
@@ -53,10 +53,6 @@ _PREVIOUS = {
     "held_disables": "disables held back by the safety limit",
     "quarantine": "the quarantine",
 }
-
-
-class NotificationError(SnsyncError):
-    """A notification mail could not be handed to the SMTP server."""
 
 
 def _address(value: str) -> str:

@@ -43,7 +43,6 @@ from snsync.engine.planner import (
     with_references,
 )
 from snsync.engine.snapshot import (
-    DeltaExpired,
     Reading,
     choose_mode,
     read_full,
@@ -52,7 +51,7 @@ from snsync.engine.snapshot import (
     require_full_next,
     save_reading,
 )
-from snsync.errors import ExitCode
+from snsync.errors import DeltaExpired, ExitCode
 from snsync.mapping.expressions import EvalContext
 from snsync.mapping.mapper import Mapper
 from snsync.servicenow import target as target_io

@@ -3,33 +3,15 @@ stops the others; every item comes back as a `Result`."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from snsync.engine.model import Action, PlanItem, Reason, Result, Status
 from snsync.errors import ApiError, TransientError, WriteBlockedError
 from snsync.servicenow.client import TableClient
+from snsync.stop import STOP
 
 OnResult = Callable[[Result], None]
-
-
-class StopSignal:
-    """Set by SIGTERM/SIGINT: objects in flight finish, objects not started are skipped."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        self.reason = reason
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
-
-
-STOP = StopSignal()
 
 
 def execute(

@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from snsync.config import AttributeMapping, Config
 from snsync.connections import Connections
 from snsync.engine.model import Action, Record, Result, SourceSnapshot, Status, TargetSnapshot
-from snsync.errors import NotFoundError
 from snsync.graph import source
 from snsync.graph.delta import (
-    SYNC_STATE_GONE,
     DeltaLinks,
     SourceCache,
     apply_group_changes,
@@ -44,10 +42,6 @@ USERS_LINK, GROUPS_LINK, SN_WATERMARK = (
 )
 OVERLAP = dt.timedelta(minutes=5)  # clock skew between ServiceNow nodes, slow transactions
 SN_TIME = "%Y-%m-%d %H:%M:%S"
-
-
-class DeltaExpired(Exception):
-    """The stored delta link is no longer valid (410 syncStateNotFound): read fully."""
 
 
 @dataclass(frozen=True)
@@ -136,13 +130,9 @@ def read_incremental(
 ) -> Reading:
     """Bring the last cycle's picture up to date from Graph delta and ServiceNow drift."""
     cached = load_source_cache(state)
-    try:
-        users_round = conns.graph.delta(state.get(USERS_LINK)["link"])
-        groups_round = conns.graph.delta(state.get(GROUPS_LINK)["link"])
-    except NotFoundError as exc:
-        if exc.code == SYNC_STATE_GONE or exc.status == 410:
-            raise DeltaExpired(str(exc)) from None
-        raise
+    # An expired link (400 syncStateNotFound or 410) raises DeltaExpired: the cycle reads fully.
+    users_round = conns.graph.delta(state.get(USERS_LINK)["link"])
+    groups_round = conns.graph.delta(state.get(GROUPS_LINK)["link"])
     users = apply_user_changes(cached.users, users_round.items)
     groups, members, touched = apply_group_changes(
         cached.groups, cached.members, groups_round.items

@@ -14,12 +14,17 @@ from snsync.config import Config, QuarantineConfig
 from snsync.connections import Connections
 from snsync.engine.cycle import CycleReport, Progress, run_cycle
 from snsync.engine.executor import OnResult
-from snsync.errors import ExitCode, SnsyncError, UnauthorizedError
+from snsync.errors import (
+    ExitCode,
+    NotificationError,
+    QuarantinedError,
+    SnsyncError,
+    UnauthorizedError,
+)
 from snsync.metrics import CycleMetrics, write_metrics
 from snsync.notify import (
     CycleFacts,
     FailedObject,
-    NotificationError,
     Notifier,
     Problem,
     failures_problem,
@@ -33,12 +38,6 @@ log = logging.getLogger("snsync.supervisor")
 QUARANTINE_KEY = "quarantine"
 AUTH_FAILURES_KEY = "auth_failures"
 LAST_SUCCESS_KEY = "last_success_at"
-
-
-class QuarantinedError(SnsyncError):
-    """The job is quarantined: cycles wait, or it has stopped until an admin clears it."""
-
-    exit_code = ExitCode.HELD
 
 
 @dataclass(frozen=True)

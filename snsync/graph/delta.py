@@ -10,7 +10,6 @@ from typing import Any
 from snsync.graph.client import GraphClient
 
 USER_TYPE = "#microsoft.graph.user"
-SYNC_STATE_GONE = "syncStateNotFound"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from snsync.errors import (
     NotFoundError,
     TransientError,
     UnauthorizedError,
+    UnreadableAnswerError,
     WriteBlockedError,
 )
 from snsync.graph.client import GraphClient
@@ -71,7 +72,7 @@ def test_post_is_not_repeated_after_503_but_429_is() -> None:
 @responses.activate
 def test_connection_errors_retry_reads_then_give_up_as_transient() -> None:
     responses.get(f"{SN}/down", body=requests.ConnectionError("Connection refused"))
-    with pytest.raises(TransientError, match="after 3 attempts: connection refused"):
+    with pytest.raises(TransientError, match="connection refused \\(after 3 attempts\\)"):
         http().request("GET", f"{SN}/down")
     assert len(responses.calls) == 3
 
@@ -103,14 +104,17 @@ def test_ca_bundle_is_passed_on_every_request(tmp_path: Any) -> None:
 
 
 @responses.activate
-def test_servicenow_keyset_paging() -> None:
-    pages = [[{"sys_id": "a"}, {"sys_id": "b"}], [{"sys_id": "c"}]]
+def test_servicenow_keyset_paging_reads_past_short_pages_until_an_empty_one() -> None:
+    # Read rules apply after sysparm_limit: a short (or empty-looking) page is not the end.
+    pages = [[{"sys_id": "a"}, {"sys_id": "b"}], [{"sys_id": "c"}], [{"sys_id": "d"}], []]
     for page in pages:
         responses.get(f"{SN}/api/now/table/sys_user", json={"result": page})
     rows = sn_client(http()).read_all("sys_user", ["user_name"])
-    assert [r["sys_id"] for r in rows] == ["a", "b", "c"]
+    assert [r["sys_id"] for r in rows] == ["a", "b", "c", "d"]
     second = responses.calls[1].request.url or ""
     assert "sys_id%3Eb%5EORDERBYsys_id" in second and "sysparm_limit=2" in second
+    assert "sys_id%3Ed%5EORDERBYsys_id" in (responses.calls[3].request.url or "")
+    assert len(responses.calls) == 4
 
 
 @pytest.mark.parametrize(
@@ -169,7 +173,10 @@ def test_servicenow_row_without_sys_id_is_a_clear_error() -> None:
 
 
 @responses.activate
-def test_servicenow_html_answer_is_a_clear_error() -> None:
-    responses.get(f"{SN}/api/now/table/sys_user", body="<html>login</html>")
-    with pytest.raises(BadRequestError, match="not JSON"):
+def test_servicenow_html_answer_is_retried_then_a_clear_error() -> None:
+    responses.get(
+        f"{SN}/api/now/table/sys_user", body="<html>login</html>", content_type="text/html"
+    )
+    with pytest.raises(UnreadableAnswerError, match=r"HTML page .*after 3 attempts"):
         sn_client(http()).read_all("sys_user", ["user_name"])
+    assert len(responses.calls) == 3

@@ -19,11 +19,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 
-from snsync.errors import SnsyncError
+from snsync.errors import NotificationError, SnsyncError
 from snsync.notify import (
     CycleFacts,
     FailedObject,
-    NotificationError,
     NotificationsConfig,
     Notifier,
     Problem,
