@@ -13,15 +13,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from snsync import __version__
+from snsync.clickgroup import SnsyncGroup
 from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
 from snsync.errors import ExitCode, SnsyncError
+from snsync.printable import printable
 from snsync.redact import redact
 from snsync.stop import STOP
+
+if TYPE_CHECKING:
+    from snsync.connections import Connections
+    from snsync.logsetup import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("snsync")
@@ -44,13 +50,19 @@ def internal_error(exc: BaseException) -> ExitCode:
         click.echo(redact("".join(traceback.format_exception(exc))), err=True)
     text = str(exc).splitlines()[0] if str(exc) else ""
     click.echo(
-        redact(f"internal error: {type(exc).__name__}: {text}; run with -vv for the traceback"),
+        printable(
+            redact(f"internal error: {type(exc).__name__}: {text}; run with -vv for the traceback")
+        ),
         err=True,
     )
     return ExitCode.INTERNAL
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=SnsyncGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Global options may come before or after the command: snsync run --once -q.",
+)
 @click.version_option(__version__, prog_name="snsync")
 @click.option(
     "--config",
@@ -82,20 +94,29 @@ def cli(
     log_file: Path | None,
 ) -> None:
     """Keep ServiceNow users and groups in step with the Azure AD (Entra ID) app assignment."""
-    from snsync.logsetup import configure_logging
+    from snsync.logsetup import Console, configure_logging
 
-    ctx.obj = {"config_path": config_path}
+    console = Console(quiet=quiet, json=log_format == "json")
+    ctx.obj = {"config_path": config_path, "console": console}
     try:
         configure_logging(verbose, quiet, "json" if log_format == "json" else "text", log_file)
     except SnsyncError as exc:
-        click.echo(f"error: {exc}", err=True)
+        console.error(str(exc))
         sys.exit(int(exc.exit_code))
     warnings.simplefilter("default", LiteralSecretWarning)
     warnings.showwarning = _show_warning
 
 
+def _console() -> Console:
+    from snsync.logsetup import Console
+
+    ctx = click.get_current_context(silent=True)
+    console = (ctx.find_root().obj or {}).get("console") if ctx else None
+    return console if isinstance(console, Console) else Console()
+
+
 def _show_warning(message: Any, category: Any, *_: Any, **__: Any) -> None:
-    click.echo(f"warning: {redact(str(message))}", err=True)
+    _console().warning(str(message))
 
 
 def handled(func: F) -> F:
@@ -106,10 +127,10 @@ def handled(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SnsyncError as exc:
-            click.echo(f"error: {redact(str(exc))}", err=True)
+            _console().error(str(exc))
             sys.exit(int(exc.exit_code))
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            _console().error("interrupted")
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
@@ -151,17 +172,16 @@ def validate(ctx: click.Context) -> None:
 def test_connection(ctx: click.Context, output: str) -> None:
     """Check Graph and ServiceNow access step by step, changing nothing."""
     from snsync.checks import run_checks
-    from snsync.connections import connect
     from snsync.render import dumps
 
     config = _config(ctx)
-    conns = connect(config, read_only=True)
+    conns = _connect(config, read_only=True)
     results = []
     for check in run_checks(config, conns):
         results.append(check)
         if output == "text":
             mark = "ok  " if check.ok else "FAIL"
-            click.echo(f"[{mark}] {check.name}: {check.detail}")
+            click.echo(printable(f"[{mark}] {check.name}: {check.detail}"))
     conns.close()
     failed = [c for c in results if not c.ok]
     if output == "json":
@@ -177,13 +197,12 @@ def test_connection(ctx: click.Context, output: str) -> None:
 @handled
 def plan(ctx: click.Context, output: str) -> None:
     """Show what a cycle would change, object by object; sends no write request."""
-    from snsync.connections import connect
     from snsync.engine.cycle import read_and_plan
     from snsync.render import dumps, plan_json, plan_text
 
     config = _config(ctx)
-    conns = connect(config, read_only=True)
-    with _state(config, lock=False) as state, _progress(output == "text") as progress:
+    conns = _connect(config, read_only=True)
+    with _state(config, lock=False) as state, _progress(output) as progress:
         planned = read_and_plan(config, conns, state, progress)
     click.echo(dumps(plan_json(planned)) if output == "json" else plan_text(planned))
 
@@ -236,15 +255,16 @@ def run(
     if once:
         sys.exit(int(_one_cycle(config, options, output)))
     interval = config.schedule.interval
-    click.echo(f"Running a cycle every {interval}s; Ctrl-C or SIGTERM to stop.", err=True)
+    console = _console()
+    console.note(f"Running a cycle every {interval}s; Ctrl-C or SIGTERM to stop.")
     while not STOP:
         try:
             _one_cycle(config, options, output)
         except SnsyncError as exc:  # one bad cycle must not end the loop; the next may work
-            click.echo(f"error: {redact(str(exc))}", err=True)
+            console.error(str(exc))
         options = CycleOptions(dry_run, metrics_file=metrics_file)  # flags hold for one cycle
         _sleep(interval + random.uniform(0, config.schedule.jitter))
-    click.echo(f"stopped ({STOP.reason}).", err=True)
+    console.note(f"stopped ({STOP.reason}).")
 
 
 @cli.command()
@@ -264,15 +284,15 @@ def approve(ctx: click.Context, metrics_file: Path | None, output: str) -> None:
 
 
 def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
-    from snsync.connections import connect
     from snsync.engine.supervisor import supervised_cycle
-    from snsync.render import dumps, report_json, report_text
+    from snsync.progress import result_logger
+    from snsync.render import dumps, report_json, report_text, summary_fields
 
-    conns = connect(config, read_only=options.dry_run)
+    conns = _connect(config, read_only=options.dry_run)
     with (
         STOP.cycle(config.schedule.max_cycle_time) as stop,
         _state(config, lock=not options.dry_run) as state,
-        _progress(output == "text") as progress,
+        _progress(output) as progress,
     ):
         report = supervised_cycle(
             config,
@@ -282,21 +302,30 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
             allow_disables=options.allow_disables,
             force_full=options.full,
             progress=progress,
-            on_result=_applied(progress),
+            on_result=result_logger(progress),
             metrics_file=options.metrics_file,
         )
         stopped, why = stop.exit_code(), stop.reason  # max_cycle_time passed, a quota spent
     conns.close()
-    click.echo(dumps(report_json(report)) if output == "json" else report_text(report))
+    if output == "json":
+        click.echo(dumps(report_json(report)))
+    else:
+        ok = report.exit_code is ExitCode.OK and stopped is ExitCode.OK
+        _console().summary(report_text(report), ok=ok, fields=summary_fields(report))
     if stopped is not ExitCode.OK:
-        click.echo(f"warning: {why or 'the cycle stopped early'}", err=True)
+        _console().warning(why or "the cycle stopped early")
     return stopped if stopped is not ExitCode.OK else report.exit_code
 
 
-def _applied(progress: Callable[[str, int], None] | None) -> Callable[[Any], None] | None:
-    if progress is None:
-        return None
-    return lambda result: progress("applied", 1) if result.item.writes else None
+def _connect(config: Config, *, read_only: bool) -> Connections:
+    """The clients a command needs; with -vv every request they make is logged."""
+    from snsync.connections import connect
+    from snsync.progress import trace_requests
+
+    conns = connect(config, read_only=read_only)
+    trace_requests(conns.graph_http.session, "graph")
+    trace_requests(conns.servicenow_http.session, "servicenow")
+    return conns
 
 
 def _stop_on_signals() -> None:
@@ -338,11 +367,13 @@ def reset(
 
     config = _config(ctx)
     if links and not yes:
-        click.confirm(
+        question = (
             "Forget every link between directory objects and ServiceNow records? The next cycle "
-            "re-links by the source stamp and matching",
-            abort=True,
+            "re-links by the source stamp and matching"
         )
+        if not click.confirm(question):
+            click.echo("Nothing changed.")
+            return
     with _state(config, lock=True) as state:
         for key in state.keys("watermark:"):
             state.put(key, None)
@@ -382,14 +413,13 @@ def status(ctx: click.Context, output: str) -> None:
 @handled
 def provision(ctx: click.Context, user: str, dry_run: bool) -> None:
     """Provision one USER (userPrincipalName or object id) now, step by step."""
-    from snsync.connections import connect
     from snsync.engine.ondemand import provision_user
 
     config = _config(ctx)
-    conns = connect(config, read_only=dry_run)
+    conns = _connect(config, read_only=dry_run)
 
     def say(step: str, detail: str) -> None:
-        click.echo(f"{step:>9}: {detail}")
+        click.echo(printable(f"{step:>9}: {detail}"))
 
     with _state(config, lock=not dry_run) as state:
         outcome = provision_user(config, conns, state, user, dry_run=dry_run, say=say)
@@ -500,33 +530,12 @@ def _state(config: Config, *, lock: bool) -> Iterator[Any]:
             run_lock.release()
 
 
-def _progress_line(seen: dict[str, int]) -> str:
-    """`reading users: 999, ...` or `applying [#####.....] 120/2100`."""
-    from snsync.engine.cycle import TO_APPLY
-
-    total = seen.get(TO_APPLY)
-    if total is None:
-        return "reading " + ", ".join(f"{k}: {v}" for k, v in seen.items())
-    done = min(seen.get("applied", 0), total)
-    filled = int(30 * done / total) if total else 30
-    return f"applying [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
-
-
 @contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
-    """One progress line on a terminal (counts while reading, a bar while applying); nothing
-    when output is piped or runs from cron."""
-    if not (enabled and sys.stderr.isatty()):
-        yield None
-        return
-    seen: dict[str, int] = {}
+def _progress(output: str) -> Iterator[Callable[[str, int], None] | None]:
+    """Progress while a cycle reads and applies: a terminal line for text output (not with
+    -q or JSON logs), and the -v phase lines."""
+    from snsync.progress import cycle_progress
 
-    def progress(what: str, count: int) -> None:
-        seen[what] = seen.get(what, 0) + count
-        click.echo(f"\r{_progress_line(seen)}\x1b[K", err=True, nl=False)
-
-    try:
+    console = _console()
+    with cycle_progress(output == "text" and not (console.quiet or console.json)) as progress:
         yield progress
-    finally:
-        if seen:
-            click.echo("", err=True)

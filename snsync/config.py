@@ -195,6 +195,11 @@ class ScopeConfig(_Section):
     excluded_app_roles: list[str] = Field(default_factory=list)
     filters: list[list[ScopeClause]] = Field(default_factory=list)
 
+    @field_validator("filters")
+    @classmethod
+    def _known_attributes(cls, value: list[list[ScopeClause]]) -> list[list[ScopeClause]]:
+        return _check_filter_attributes(value)
+
 
 class AttributeMapping(_Section):
     """One attribute mapping, as in the Azure portal: Direct, Constant, Expression or None."""
@@ -209,6 +214,13 @@ class AttributeMapping(_Section):
     matching: bool = False
     precedence: int | None = Field(default=None, ge=1)
     reference: str | None = None  # target table for a reference field resolved by display value
+
+    @field_validator("reference")
+    @classmethod
+    def _known_table(cls, value: str | None) -> str | None:
+        from snsync.mapping.catalog import reference_table
+
+        return None if value is None else reference_table(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -244,6 +256,55 @@ class _ExpressionError(ValueError):
     """An expression syntax error, reported at the `expression` key."""
 
 
+class _LocatedError(ValueError):
+    """A problem found by a list's validator, reported at the key path `where` inside it."""
+
+    def __init__(self, where: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+def _check_sources(mappings: list[AttributeMapping], kind: str) -> list[AttributeMapping]:
+    """Every directory attribute the mappings read, spelled as snsync reads it from Graph (the
+    provisioning service's names translated); an unknown one is an error at its key."""
+    from snsync.mapping.catalog import (
+        UnknownAttributeError,
+        expression_attributes,
+        mapping_attribute,
+    )
+
+    object_type: Literal["user", "group"] = "group" if kind == "group" else "user"
+    checked: list[AttributeMapping] = []
+    for index, m in enumerate(mappings):
+        key = "expression" if m.kind == "expression" else "source"
+        try:
+            if m.kind == "direct" and m.source:
+                m = m.model_copy(update={"source": mapping_attribute(m.source, object_type)})
+            elif m.kind == "expression" and m.expression:
+                text = expression_attributes(m.expression, object_type)
+                m = m.model_copy(update={"expression": text})
+        except UnknownAttributeError as exc:
+            raise _LocatedError((index, key), str(exc)) from None
+        checked.append(m)
+    return checked
+
+
+def _check_filter_attributes(filters: list[list[ScopeClause]]) -> list[list[ScopeClause]]:
+    from snsync.mapping.catalog import UnknownAttributeError, filter_attribute
+
+    checked: list[list[ScopeClause]] = []
+    for i, clauses in enumerate(filters):
+        group: list[ScopeClause] = []
+        for j, clause in enumerate(clauses):
+            try:
+                name = filter_attribute(clause.attribute)
+            except UnknownAttributeError as exc:
+                raise _LocatedError((i, j, "attribute"), str(exc)) from None
+            group.append(clause.model_copy(update={"attribute": name}))
+        checked.append(group)
+    return checked
+
+
 def _default_user_mappings() -> list[AttributeMapping]:
     from snsync.mapping.defaults import DEFAULT_USER_MAPPINGS
 
@@ -267,12 +328,12 @@ class MappingsConfig(_Section):
     @field_validator("users")
     @classmethod
     def _users_match(cls, value: list[AttributeMapping]) -> list[AttributeMapping]:
-        return _check_mapping_list(value)
+        return _check_mapping_list(_check_sources(value, "user"))
 
     @field_validator("groups")
     @classmethod
     def _groups_match(cls, value: list[AttributeMapping]) -> list[AttributeMapping]:
-        return _check_mapping_list(value)
+        return _check_mapping_list(_check_sources(value, "group"))
 
 
 def _check_mapping_list(mappings: list[AttributeMapping]) -> list[AttributeMapping]:
@@ -346,6 +407,20 @@ class SafetyConfig(_Section):
     max_disables: DisableLimits = Field(default_factory=DisableLimits)
     retry_backoff: list[Duration] = Field(default_factory=lambda: [21600, 43200, 86400])
     quarantine: QuarantineConfig = Field(default_factory=QuarantineConfig)
+    # Trust (README 'Safety'): whose records snsync never writes or adopts only with approval.
+    privileged_roles: list[str] = Field(
+        default_factory=lambda: ["admin", "security_admin", "user_admin"]
+    )
+    protected_users: list[str] = Field(default_factory=list)  # user_name or sys_id
+    protected_groups: list[str] = Field(default_factory=list)  # name or sys_id
+    target_min_share: float = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("privileged_roles", "protected_users", "protected_groups")
+    @classmethod
+    def _no_blank(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("entries must not be empty")
+        return [item.strip() for item in value]
 
     @field_validator("max_disables", mode="before")
     @classmethod
@@ -536,6 +611,9 @@ def _first_problem(exc: ValidationError) -> str:
         message = f"{message[0].lower()}{message[1:]}"
     if _is_expr(error):
         loc = (*loc, "expression")
+    located = (error.get("ctx") or {}).get("error")
+    if isinstance(located, _LocatedError):
+        loc = (*loc, *located.where)
     return f"{_dotted(loc)}: {message}"
 
 

@@ -29,7 +29,7 @@ class ExitCode(IntEnum):
     DEADLINE = 5
     QUOTA = 6
     INTERNAL = 70
-    LOCAL_FILE = 74
+    LOCAL_FILE = 73
     LOCKED = 75
     INTERRUPTED = 130
 
@@ -69,7 +69,8 @@ class LockedError(SnsyncError):
 
 
 class LocalFileError(SnsyncError):
-    """A local file snsync keeps (state database, lock, metrics, log) cannot be read or written."""
+    """A local file or folder snsync needs (state database, lock, metrics, log file, sandbox
+    --dir) cannot be created, read or written."""
 
 
 class QuarantinedError(SnsyncError):

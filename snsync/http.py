@@ -169,6 +169,9 @@ class HttpClient:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(2, self._pool_size // 4))
         session.mount("https://", adapter)
         session.headers["User-Agent"] = USER_AGENT
+        with self._sessions_lock:
+            if self._sessions:  # response hooks (request tracing) hold for every worker's session
+                session.hooks["response"] = self._sessions[0].hooks["response"]
         if self.cookies == "none":
             session.cookies.set_policy(_NoCookies())
         return session

@@ -91,7 +91,7 @@ class AdaptiveLimiter:
             if status in QUEUE_STATUSES:
                 self.limit = max(1.0, self.limit / 2)
                 self.halvings += 1
-                if retry_after_s:
+                if retry_after_s and retry_after_s <= self.quota_wait_cap_s:
                     self._paused_until = max(self._paused_until, self._clock() + retry_after_s)
             elif status is not None and status < 500:
                 self._grow(latency_s)

@@ -7,19 +7,27 @@ import json
 import logging
 import logging.handlers
 import os
+import re
+import stat
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import TextIOWrapper
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from snsync.errors import ConfigError
+import click
+
+from snsync.errors import LocalFileError
+from snsync.printable import printable
 from snsync.redact import RedactingFilter, redact
 
 LOGGER = "snsync"
 # The key of the `extra` mapping whose fields JSON lines carry: extra={"snsync": {"cycle": 42}}.
 EXTRA_KEY = "snsync"
+# A record attribute: true for records the console already showed as plain text (log file only).
+FILE_ONLY = "snsync_file_only"
 
 _CORE_FIELDS = frozenset({"time", "level", "logger", "message", "exception", "stack"})
 _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
@@ -39,6 +47,7 @@ def configure_logging(
     output = stream if stream is not None else sys.stderr
     handlers: list[logging.Handler] = [logging.StreamHandler(output)]
     handlers[0].setFormatter(_formatter(fmt, short=_is_terminal(output)))
+    handlers[0].addFilter(_not_file_only)
     if log_file is not None:
         handlers.append(_file_handler(log_file))
         handlers[1].setFormatter(_formatter(fmt, short=False))
@@ -59,12 +68,18 @@ class TextFormatter(logging.Formatter):
         self.short = short
 
     def format(self, record: logging.LogRecord) -> str:
-        """The record as one (redacted) line, plus any traceback."""
-        text = super().format(record)
+        """The record as one (redacted) line with control characters escaped, plus any
+        traceback."""
+        text = f"{record.levelname} {record.name}: {record.getMessage()}"
         if not self.short:
             extras = " ".join(f"{k}={v}" for k, v in _extra_fields(record).items())
             text = f"{_iso_time(record.created)} {text}" + (f" [{extras}]" if extras else "")
-        return redact(text)
+        lines = [text]
+        if record.exc_info:
+            lines += self.formatException(record.exc_info).splitlines()
+        if record.stack_info:
+            lines += self.formatStack(record.stack_info).splitlines()
+        return "\n".join(printable(redact(line)) for line in lines)
 
 
 class JsonFormatter(logging.Formatter):
@@ -84,14 +99,31 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = redact(self.formatException(record.exc_info))
         if record.stack_info:
             entry["stack"] = redact(self.formatStack(record.stack_info))
-        return json.dumps(entry, ensure_ascii=False, default=lambda v: redact(str(v)))
+        text = json.dumps(entry, ensure_ascii=False, default=lambda v: redact(str(v)))
+        # json escapes C0 controls itself; C1 controls and line separators are escaped here.
+        return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
 class PrivateFileHandler(logging.handlers.WatchedFileHandler):
-    """Appends to a file created readable by its owner only, reopened after logrotate moves it."""
+    """Appends to a regular file readable by its owner only (mode 600, never through a symlink),
+    reopened after logrotate moves it."""
 
     def _open(self) -> TextIOWrapper:
-        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+        descriptor = os.open(self.baseFilename, flags, 0o600)
+        try:
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode):
+                raise IsADirectoryError(0, "not a regular file")
+            if info.st_mode & 0o077:
+                os.fchmod(descriptor, 0o600)
+            os.set_blocking(descriptor, True)
+        except OSError:
+            os.close(descriptor)
+            raise
         return open(descriptor, "a", encoding=self.encoding or "utf-8", errors=self.errors)
 
 
@@ -101,11 +133,25 @@ def _formatter(fmt: Literal["text", "json"], short: bool) -> logging.Formatter:
 
 def _file_handler(path: Path) -> logging.Handler:
     target = path.expanduser()
+    if target.is_symlink():
+        raise LocalFileError(
+            f"--log-file: '{target}' is a symbolic link; snsync does not follow links for its "
+            "log: give the real path"
+        )
     try:
         return PrivateFileHandler(target, encoding="utf-8")
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise ConfigError(f"--log-file: cannot open '{target}': {reason}") from None
+        advice = _file_advice(target, exc)
+        raise LocalFileError(f"--log-file: cannot open '{target}': {reason}{advice}") from None
+
+
+def _file_advice(target: Path, exc: OSError) -> str:
+    if not target.parent.is_dir():
+        return f"; create the folder '{target.parent}' first"
+    if isinstance(exc, PermissionError):
+        return "; give the account that runs snsync write access to it, or log elsewhere"
+    return ""
 
 
 def _install(handlers: list[logging.Handler]) -> None:
@@ -117,6 +163,68 @@ def _install(handlers: list[logging.Handler]) -> None:
     _installed[:] = handlers
     for handler in handlers:
         root.addHandler(handler)
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, FILE_ONLY, False)
+
+
+@dataclass(frozen=True)
+class Console:
+    """A command's own messages (errors, warnings, notes, the cycle summary). Text logs: plain
+    lines (`error: ...`) on stderr, the summary on stdout, and the same as records in the log
+    file. JSON logs: each a JSON record on stderr and in the file. -q: errors only (and the
+    summary of a cycle that did not succeed)."""
+
+    quiet: bool = False
+    json: bool = False
+
+    def error(self, message: str) -> None:
+        self._say(logging.ERROR, "error: ", message)
+
+    def warning(self, message: str) -> None:
+        if not self.quiet:
+            self._say(logging.WARNING, "warning: ", message)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            self._say(logging.INFO, "", message)
+
+    def summary(self, text: str, *, ok: bool, fields: Mapping[str, Any]) -> None:
+        """A cycle's summary: text on stdout, or one JSON record on stderr with `fields`."""
+        if self.quiet and ok:
+            return
+        level = logging.INFO if ok else logging.ERROR
+        lines = text.splitlines()
+        if self.json:
+            _emit(level, lines[0] if lines else "", fields)
+            return
+        click.echo(text)
+        for line in lines:
+            _emit(level, line, file_only=True)
+
+    def _say(self, level: int, prefix: str, message: str) -> None:
+        if self.json:
+            _emit(level, message)
+            return
+        click.echo(prefix + printable(redact(message)), err=True)
+        _emit(level, message, file_only=True)
+
+
+def _emit(
+    level: int, message: str, fields: Mapping[str, Any] | None = None, *, file_only: bool = False
+) -> None:
+    """Hand a record straight to snsync's handlers, whatever the logger's level: the console
+    decided already that it is shown."""
+    logger = logging.getLogger(LOGGER)
+    extra = {EXTRA_KEY: dict(fields or {}), FILE_ONLY: file_only}
+    record = logger.makeRecord(LOGGER, level, "(console)", 0, message, (), None, extra=extra)
+    if not _installed:  # logging not set up yet (its own options were wrong): stderr directly
+        if not file_only:
+            sys.stderr.write(JsonFormatter().format(record) + "\n")
+        return
+    for handler in _installed:
+        handler.handle(record)
 
 
 def _is_terminal(stream: TextIO) -> bool:

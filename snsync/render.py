@@ -1,4 +1,6 @@
-"""Turn plans, cycle reports and log entries into text for an admin, or JSON for scripts."""
+"""Turn plans, cycle reports and log entries into text for an admin, or JSON for scripts. Text
+is made printable line by line: a value from either service never starts a line of its own or
+reaches the terminal as a control sequence."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from snsync.config import Config
 from snsync.engine.cycle import HELD_KEY, CyclePlan, CycleReport
 from snsync.engine.model import Change, PlanItem, Result, Status
+from snsync.printable import printable_lines
 from snsync.redact import redact
 from snsync.state import LogEntry, State
 
@@ -39,7 +42,7 @@ def plan_text(planned: CyclePlan) -> str:
     ):
         counts = ", ".join(f"{n} {a}" for a, n in sorted(plan.counts().items())) or "no changes"
         lines.append(f"{title}: {counts}; {plan.unchanged} unchanged.")
-    return "\n".join(lines)
+    return printable_lines(lines)
 
 
 def plan_json(planned: CyclePlan) -> dict[str, Any]:
@@ -100,7 +103,21 @@ def report_text(report: CycleReport) -> str:
     warnings = [r for r in report.results if r.status is Status.WARNING]
     if warnings:
         lines.append(f"{len(warnings)} warning(s); see: snsync logs --status Warning")
-    return "\n".join(lines)
+    return printable_lines(lines)
+
+
+def summary_fields(report: CycleReport) -> dict[str, Any]:
+    """The summary as the fields of one JSON log record (no per-object results)."""
+    return {
+        "cycle_id": report.cycle_id,
+        "dry_run": report.dry_run,
+        "duration_s": round(report.duration_s, 3),
+        "exit_code": int(report.exit_code),
+        "counts": report.counts(),
+        "unchanged": report.planned.unchanged,
+        "requests": report.requests,
+        "failures": len(report.failures()),
+    }
 
 
 def report_json(report: CycleReport) -> dict[str, Any]:
@@ -138,7 +155,7 @@ def log_text(entries: Sequence[LogEntry]) -> str:
             f"({e.directory_id}){reason} {e.message}".rstrip()
         )
         lines += [f"      {_change(Change(**c))}" for c in e.changes]
-    return "\n".join(lines)
+    return printable_lines(lines)
 
 
 def log_json(entries: Sequence[LogEntry]) -> list[dict[str, Any]]:
@@ -267,7 +284,7 @@ def status_text(data: dict[str, Any]) -> str:
     if data["delta_links"]:
         ages = ", ".join(f"{k} saved {v}" for k, v in sorted(data["delta_links"].items()))
         lines.append(f"Delta links: {ages}")
-    return "\n".join(lines)
+    return printable_lines(lines)
 
 
 def _iso(timestamp: float) -> str:

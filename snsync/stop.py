@@ -29,6 +29,7 @@ class StopSignal:
         self._deadline: float | None = None
         self._deadline_s = 0.0
         self._interruptible = 0  # depth of interruptible() in the main thread
+        self._cycles = 0  # cycles in progress (a cycle stop outside one has nothing to stop)
         self._lock = threading.Lock()
 
     def set(self, reason: str) -> None:
@@ -42,7 +43,7 @@ class StopSignal:
     def stop_cycle(self, reason: str, code: ExitCode) -> None:
         """Stop this cycle only (a spent quota): nothing new starts, the loop carries on."""
         with self._lock:
-            if not self._cycle_reason:
+            if self._cycles and not self._cycle_reason:
                 self._cycle_reason, self._cycle_code = reason, code
 
     def __bool__(self) -> bool:
@@ -101,10 +102,12 @@ class StopSignal:
             self._cycle_reason, self._cycle_code = "", ExitCode.OK
             self._deadline_s = max_seconds or 0.0
             self._deadline = time.monotonic() + max_seconds if max_seconds else None
+            self._cycles += 1
         try:
             yield self
         finally:
             with self._lock:
+                self._cycles -= 1
                 self._deadline = None
                 self._cycle_reason, self._cycle_code = "", ExitCode.OK
 

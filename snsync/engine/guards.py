@@ -1,13 +1,15 @@
 """Guards between plan and execution (pure): hold every disable when there are too many, disable
-nothing when the source was read incompletely, and wait out the back-off of failing objects."""
+nothing when the source or the target was read incompletely, and wait out the back-off of failing
+objects."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from snsync.engine.memberships import MembershipPlan
 from snsync.engine.model import Action, PlanItem, Reason, Status
 
 DisableLimit = int | str | None
@@ -91,6 +93,80 @@ def hold_for_incomplete_source(
         else i
         for i in items
     )
+
+
+@dataclass(frozen=True)
+class TableRead:
+    """How much of one managed ServiceNow table a cycle saw."""
+
+    table: str
+    read: int  # records the table answered with
+    linked: int  # records snsync has links for
+    found: int  # of those, how many came back
+    never_empty: bool = False  # sys_user always holds the integration account at least
+
+
+def incomplete_target(reads: Iterable[TableRead], min_share: float) -> tuple[str, ...]:
+    """One line per managed table that came back empty, or with fewer than `min_share` of the
+    records snsync has links for (as a real instance can under read rules, or broken)."""
+    notes = []
+    for r in reads:
+        check = (
+            f"check the integration account's roles and the read ACLs and before-query business "
+            f"rules on {r.table}, and that the instance is not hibernating"
+        )
+        if r.read == 0 and (r.linked or r.never_empty):
+            notes.append(
+                f"{r.table} came back empty although snsync has links for {r.linked} of its "
+                f"records; {check}"
+            )
+        elif r.linked and r.found < min_share * r.linked:
+            notes.append(
+                f"{r.table} returned only {r.found} of the {r.linked} records snsync has links "
+                f"for (below safety.target_min_share {min_share:.0%}); {check}"
+            )
+    return tuple(notes)
+
+
+def hold_for_incomplete_target(
+    items: Sequence[PlanItem], incomplete: Sequence[str], linked: Collection[str]
+) -> tuple[PlanItem, ...]:
+    """A partly read target must never disable, remove a membership, or create again what
+    snsync has a link for: the record is most likely there, only not shown."""
+    if not incomplete:
+        return tuple(items)
+    why = "; ".join(incomplete)
+
+    def held(item: PlanItem) -> bool:
+        if not item.writes:
+            return False
+        if item.action in (Action.DISABLE, Action.DELETE):
+            return True
+        return item.action is Action.CREATE and item.directory_id in linked
+
+    return tuple(
+        replace(
+            i,
+            action=Action.SKIP,
+            status=Status.WARNING,
+            reason=Reason.TARGET_INCOMPLETE,
+            message=f"not {i.action.value.lower()}d: ServiceNow was not read completely ({why})",
+        )
+        if held(i)
+        else i
+        for i in items
+    )
+
+
+def hold_memberships_for_incomplete_target(
+    memberships: MembershipPlan, incomplete: Sequence[str], linked: Collection[str]
+) -> MembershipPlan:
+    """The membership plan under an incomplete target: no removals, no re-creates of linked
+    rows, and no link forgotten because its row was not shown."""
+    if not incomplete:
+        return memberships
+    items = hold_for_incomplete_target(memberships.plan.items, incomplete, linked)
+    return replace(memberships, plan=replace(memberships.plan, items=items), forgotten=())
 
 
 def wait_for_backoff(

@@ -1,23 +1,26 @@
-"""Group memberships (sys_user_grmember) as a pure plan: add the rows the directory wants, adopt
-rows that already exist, and remove only rows snsync created or adopted itself."""
+"""Group memberships (sys_user_grmember) as a pure plan: add the rows the directory wants, link
+rows that already exist, and remove only rows snsync created itself. A row that existed before
+snsync is never deleted by it: when its member leaves, the log says so and how to remove it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
-from snsync.engine.model import Action, Change, Plan, PlanItem, Record
+from snsync.engine.model import Action, Change, Plan, PlanItem, Reason, Record, Status
+from snsync.engine.trust import CREATOR_FIELD
 
 MEMBERSHIP_TABLE = "sys_user_grmember"
 
 
 @dataclass(frozen=True)
 class MembershipPlan:
-    """Rows to add or remove, and existing rows to adopt (linked without a write)."""
+    """Rows to add or remove, and existing rows to link without a write."""
 
     plan: Plan
-    adopted: Mapping[str, str]  # pair key -> row sys_id
-    forgotten: tuple[str, ...]  # pair keys whose row was removed by hand: drop the link
+    adopted: Mapping[str, str]  # pair key -> row that existed before snsync: never deleted
+    forgotten: tuple[str, ...]  # pair keys whose links go (row gone, or kept and reported)
+    recovered: Mapping[str, str] = field(default_factory=dict)  # snsync's rows found again
 
 
 def pair_key(group_id: str, user_id: str) -> str:
@@ -32,48 +35,172 @@ def plan_memberships(
     rows: Iterable[Record],
     owned: Mapping[str, str],
     names: Mapping[str, str],
+    *,
+    kept: Mapping[str, str] | None = None,
+    account: str = "",
 ) -> MembershipPlan:
     """Plan memberships of the groups in `wanted` (in-scope group id -> member user ids).
 
     Only users with a ServiceNow account from snsync become members. Rows of groups that are not
     in `wanted` (out of scope, disabled) are left as they are. `rows` are the membership rows of
-    the wanted groups; `owned` are the pair keys snsync created or adopted before.
+    the wanted groups; `owned` the pair keys of rows snsync created, `kept` of rows it found (and
+    never deletes). A row created by the integration `account` is snsync's even when its link
+    was lost (a create whose answer never came back), and one created by anyone else never is.
     """
-    by_pair: dict[tuple[str, str], str] = {}
-    for record in rows:
-        by_pair.setdefault((record.get("group", ""), record.get("user", "")), record["sys_id"])
+    rows = list(rows)
+    kept = kept or {}
+    by_pair = {(r.get("group", ""), r.get("user", "")): r for r in reversed(rows)}
+    creators = _Creators(account)
     items: list[PlanItem] = []
     adopted: dict[str, str] = {}
+    recovered: dict[str, str] = {}
+    forgotten: list[str] = []
     wanted_keys: set[str] = set()
     unchanged = 0
+    for key, group_sys, user_sys in _wanted_pairs(wanted, group_links, user_links):
+        wanted_keys.add(key)
+        row = by_pair.get((group_sys, user_sys))
+        if row is None:
+            group_id, user_id = key.split(":", 1)
+            items.append(_add(key, group_id, user_id, group_sys, user_sys, names))
+        elif _linked(key, row, owned, kept, creators):
+            unchanged += 1
+        elif creators.ours(row):
+            recovered[key] = row["sys_id"]
+        else:
+            adopted[key] = row["sys_id"]
+            forgotten += [key] if key in owned else []
+    leaving = _Leaving(wanted, wanted_keys, {r["sys_id"]: r for r in rows}, names, creators)
+    items += leaving.owned(owned) + leaving.kept(kept)
+    items += leaving.orphans(rows, owned, kept, _reverse(group_links), _reverse(user_links))
+    forgotten += leaving.forgotten
+    plan = Plan(tuple(items), unchanged)
+    return MembershipPlan(plan, adopted, tuple(dict.fromkeys(forgotten)), recovered)
+
+
+@dataclass(frozen=True)
+class _Creators:
+    """Who made a row, by its sys_created_by (absent when the row came from the cache)."""
+
+    account: str
+
+    def ours(self, row: Record) -> bool:
+        creator = row.get(CREATOR_FIELD, "").strip().lower()
+        return bool(self.account) and creator == self.account.strip().lower()
+
+    def foreign(self, row: Record) -> bool:
+        return CREATOR_FIELD in row and not self.ours(row)
+
+
+@dataclass
+class _Leaving:
+    """Rows of wanted groups whose pair the directory no longer wants."""
+
+    wanted: Mapping[str, Iterable[str]]
+    wanted_keys: set[str]
+    rows: Mapping[str, Record]
+    names: Mapping[str, str]
+    creators: _Creators
+    forgotten: list[str] = field(default_factory=list)
+
+    def _left(self, key: str) -> bool:
+        return key.split(":", 1)[0] in self.wanted and key not in self.wanted_keys
+
+    def owned(self, owned: Mapping[str, str]) -> list[PlanItem]:
+        """Rows snsync created go; a row the state calls snsync's but someone else made stays."""
+        items = []
+        for key, row_id in sorted(owned.items()):
+            if not self._left(key):
+                continue
+            row = self.rows.get(row_id)
+            if row is None:
+                self.forgotten.append(key)
+            elif self.creators.foreign(row):
+                items.append(self._keep(key, row))
+            else:
+                items.append(_remove(key, row_id, self.names, "the row was added by snsync"))
+        return items
+
+    def kept(self, kept: Mapping[str, str]) -> list[PlanItem]:
+        """Rows that existed before snsync stay; the log says so once."""
+        items = []
+        for key, row_id in sorted(kept.items()):
+            if not self._left(key):
+                continue
+            row = self.rows.get(row_id)
+            if row is None:
+                self.forgotten.append(key)
+            else:
+                items.append(self._keep(key, row))
+        return items
+
+    def orphans(
+        self,
+        rows: Iterable[Record],
+        owned: Mapping[str, str],
+        kept: Mapping[str, str],
+        groups: Mapping[str, str],
+        users: Mapping[str, str],
+    ) -> list[PlanItem]:
+        """Rows snsync's account created whose link was lost (the create's answer never came)."""
+        linked = set(owned.values()) | set(kept.values())
+        items = []
+        for row in sorted(rows, key=lambda r: r["sys_id"]):
+            group_id = groups.get(row.get("group", ""))
+            user_id = users.get(row.get("user", ""))
+            if group_id is None or user_id is None or row["sys_id"] in linked:
+                continue
+            key = pair_key(group_id, user_id)
+            if self._left(key) and self.creators.ours(row):
+                why = "the row was added by snsync's account (its link was lost in flight)"
+                items.append(_remove(key, row["sys_id"], self.names, why))
+        return items
+
+    def _keep(self, key: str, row: Record) -> PlanItem:
+        self.forgotten.append(key)
+        creator = row.get(CREATOR_FIELD, "") or "someone else"
+        return PlanItem(
+            Action.SKIP,
+            key,
+            _label(self.names, *key.split(":", 1)),
+            row["sys_id"],
+            status=Status.SKIPPED,
+            reason=Reason.MEMBERSHIP_KEPT,
+            message=(
+                f"no longer a member in the directory, but the row existed before snsync "
+                f"(created by '{creator}'), so snsync leaves it in place; if this access should "
+                f"end, delete sys_user_grmember {row['sys_id']} in ServiceNow"
+            ),
+            object_type="membership",
+        )
+
+
+def _linked(
+    key: str, row: Record, owned: Mapping[str, str], kept: Mapping[str, str], creators: _Creators
+) -> bool:
+    """Whether the row is already linked as what it is: snsync's own, or kept."""
+    if owned.get(key) == row["sys_id"]:
+        return not creators.foreign(row)
+    return kept.get(key) == row["sys_id"]
+
+
+def _wanted_pairs(
+    wanted: Mapping[str, Iterable[str]],
+    group_links: Mapping[str, str],
+    user_links: Mapping[str, str],
+) -> Iterator[tuple[str, str, str]]:
     for group_id in sorted(wanted):
         group_sys = group_links.get(group_id)
         if not group_sys:
             continue
         for user_id in sorted(set(wanted[group_id])):
             user_sys = user_links.get(user_id)
-            if not user_sys:
-                continue
-            key = pair_key(group_id, user_id)
-            wanted_keys.add(key)
-            row = by_pair.get((group_sys, user_sys))
-            if row is None:
-                items.append(_add(key, group_id, user_id, group_sys, user_sys, names))
-            elif owned.get(key) != row:
-                adopted[key] = row
-            else:
-                unchanged += 1
-    forgotten: list[str] = []
-    existing = set(by_pair.values())
-    for key, row in sorted(owned.items()):
-        group_id, user_id = key.split(":", 1)
-        if group_id not in wanted or key in wanted_keys:
-            continue
-        if row in existing:
-            items.append(_remove(key, group_id, user_id, row, names))
-        else:
-            forgotten.append(key)
-    return MembershipPlan(Plan(tuple(items), unchanged), adopted, tuple(forgotten))
+            if user_sys:
+                yield pair_key(group_id, user_id), group_sys, user_sys
+
+
+def _reverse(links: Mapping[str, str]) -> dict[str, str]:
+    return {sys_id: directory_id for directory_id, sys_id in links.items()}
 
 
 def _label(names: Mapping[str, str], group_id: str, user_id: str) -> str:
@@ -98,12 +225,12 @@ def _add(
     )
 
 
-def _remove(key: str, group_id: str, user_id: str, row: str, names: Mapping[str, str]) -> PlanItem:
+def _remove(key: str, row: str, names: Mapping[str, str], why: str) -> PlanItem:
     return PlanItem(
         Action.DELETE,
         key,
-        _label(names, group_id, user_id),
+        _label(names, *key.split(":", 1)),
         row,
-        message="no longer a member in the directory; the row was added by snsync",
+        message=f"no longer a member in the directory; {why}",
         object_type="membership",
     )

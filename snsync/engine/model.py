@@ -51,6 +51,10 @@ class Reason(StrEnum):
     INTERRUPTED = "Interrupted"
     TRANSIENT = "Transient"
     API_ERROR = "ServiceNowApiError"
+    ADOPTION_HELD = "AdoptionHeld"  # matched a privileged or inactive record: needs approval
+    MATCH_CLAIMED = "MatchClaimedByAnotherUser"  # another object matched it at a better precedence
+    MEMBERSHIP_KEPT = "MembershipRowNotOwned"  # a member left; the row predates snsync: kept
+    TARGET_INCOMPLETE = "TargetIncomplete"  # ServiceNow answered with too few records
 
 
 @dataclass(frozen=True)

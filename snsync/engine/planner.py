@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from snsync.engine.matching import ByField, Match, Refused, resolve_matches
 from snsync.engine.model import (
     Action,
     Change,
@@ -18,10 +19,18 @@ from snsync.engine.model import (
     Status,
     TargetSnapshot,
 )
+from snsync.engine.trust import (
+    BUILT_IN_PROTECTED,
+    Roles,
+    Trust,
+    hold_why,
+    protected_why,
+    stamp_distrust,
+)
 
 References = Mapping[str, Mapping[str, str]]  # table -> display value (lower) -> sys_id
 Notice = tuple[str, str]  # (reason code, message) of a Warning status
-DEFAULT_PROTECTED = ("admin", "system", "guest", "maint", "snc_internal")
+DEFAULT_PROTECTED = BUILT_IN_PROTECTED
 
 
 @dataclass(frozen=True)
@@ -35,36 +44,74 @@ class PlanOptions:
     update: bool = True
     disable: bool = True
     skip_out_of_scope_deletions: bool = False
-    protected_names: frozenset[str] = frozenset(DEFAULT_PROTECTED)
+    protected_names: frozenset[str] = frozenset(DEFAULT_PROTECTED)  # lower-case names, sys_ids
     name_field: str = "user_name"
     manager_table: str = "sys_user"
     names: Mapping[str, str] = field(default_factory=dict)  # directory id -> display name
     people: Mapping[str, str] | None = None  # user links, when planning another table than users
     object_type: str = "user"
+    account: str = ""  # the integration account: never written; its records' stamps are trusted
+    privileged: Roles = field(default_factory=dict)  # sys_id -> roles: adoption needs approval
+    approved: Mapping[str, str] = field(default_factory=dict)  # directory id -> approved sys_id
 
 
 @dataclass
-class _Index:
-    """Lookups over the ServiceNow records built once per plan."""
+class _Context:
+    """What one table's plan is computed against, built once per plan."""
 
     records: Mapping[str, Record]
-    by_field: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    by_stamp: dict[str, str] = field(default_factory=dict)
+    references: References
+    options: PlanOptions
+    linked: dict[str, str]
+    planned_creates: set[str]
+    matches: Mapping[str, Match | Refused] = field(default_factory=dict)
+
+
+def with_trust(options: PlanOptions, trust: Trust) -> PlanOptions:
+    """The options with this cycle's trust facts for the options' object type."""
+    users = options.object_type == "user"
+    return replace(
+        options,
+        account=trust.account,
+        protected_names=trust.protected_users if users else trust.protected_groups,
+        privileged=trust.user_roles if users else trust.group_roles,
+        approved=trust.approved.get(options.object_type, {}),
+    )
 
 
 def effective_links(
     links: Mapping[str, str], records: Mapping[str, Record], options: PlanOptions
 ) -> dict[str, str]:
     """Links to use: stored links whose record still exists, plus links rebuilt from the stamp in
-    the link field (so a lost state file does not make snsync create duplicates)."""
+    the link field (so a lost state file does not make snsync create duplicates). A stamp is
+    trusted only on a record the integration account created: anyone can write a stamp."""
     result = {d: s for d, s in links.items() if s in records}
     if options.link_field:
-        prefix = options.link_prefix
         taken = set(result.values())
         for sys_id, record in records.items():
-            stamp = record.get(options.link_field, "")
-            if stamp.startswith(prefix) and sys_id not in taken:
-                result.setdefault(stamp[len(prefix) :], sys_id)
+            directory_id = _stamped(record, options)
+            if directory_id and sys_id not in taken and not stamp_distrust(record, options.account):
+                result.setdefault(directory_id, sys_id)
+    return result
+
+
+def untrusted_stamps(
+    linked: Mapping[str, str], records: Mapping[str, Record], options: PlanOptions
+) -> dict[str, str]:
+    """Directory id -> why a record stamped for it was not taken as its link."""
+    result: dict[str, str] = {}
+    taken = set(linked.values())
+    for sys_id, record in sorted(records.items()):
+        directory_id = _stamped(record, options)
+        why = stamp_distrust(record, options.account) if directory_id else None
+        if directory_id and why and sys_id not in taken:
+            name = record.get(options.name_field, "") or sys_id
+            result.setdefault(
+                directory_id,
+                f"the stamp {options.link_field}={record.get(options.link_field or '')} on "
+                f"'{name}' ({sys_id}) was not trusted because {why}; that record was treated "
+                "as unlinked",
+            )
     return result
 
 
@@ -86,38 +133,38 @@ def plan_objects(
     options: PlanOptions,
 ) -> Plan:
     """Plan one table: every desired record against the table's records, then linked records
-    whose directory object is gone."""
-    index = _build_index(records, options)
+    whose directory object is gone. Protected records are never written, whatever links them."""
     names = {d.directory_id: d.display_name for d in desired}
     options = replace(options, names={**names, **options.names})
     linked = effective_links(links, records, options)
-    claimed = {sys_id: d for d, sys_id in linked.items()}
     planned_creates = {
         d.directory_id for d in desired if d.directory_id not in linked and d.in_scope and d.active
     }
+    ctx = _Context(records, references, options, linked, planned_creates)
+    claimed = {sys_id: d for d, sys_id in linked.items()}
+    unlinked = [d for d in desired if d.directory_id not in linked and _may_match(d)]
+    ctx.matches = resolve_matches(unlinked, _build_index(records, options), claimed)
+    doubted = untrusted_stamps(linked, records, options)
     items: list[PlanItem] = []
     unchanged = 0
-    seen: set[str] = set()
     for want in sorted(desired, key=lambda d: (d.display_name.lower(), d.directory_id)):
-        seen.add(want.directory_id)
         sys_id = linked.get(want.directory_id)
         if sys_id:
-            item = _plan_linked(want, sys_id, index, linked, planned_creates, references, options)
+            item = _plan_linked(want, sys_id, ctx)
         else:
-            item = _plan_unlinked(
-                want, index, claimed, linked, planned_creates, references, options
-            )
+            item = _noted(_plan_unlinked(want, ctx), doubted.get(want.directory_id))
+        item = _unless_protected(item, ctx)
         if item is None:
             unchanged += 1
         else:
             items.append(_switch(item, options))
+    seen = set(names)
     for directory_id, sys_id in sorted(linked.items()):
-        if directory_id in seen:
-            continue
-        record = index.records[sys_id]
-        item = _plan_gone(directory_id, sys_id, record, options)
-        if item is not None:
-            items.append(_switch(item, options))
+        if directory_id not in seen:
+            gone = _plan_gone(directory_id, sys_id, records[sys_id], options)
+            gone = _unless_protected(gone, ctx)
+            if gone is not None:
+                items.append(_switch(gone, options))
     if options.object_type != "user":
         items = [replace(item, object_type=options.object_type) for item in items]
     return Plan(tuple(items), unchanged, _missing_references(desired, references, options))
@@ -195,51 +242,45 @@ def plan_deferred(
     return followups
 
 
-def _build_index(records: Mapping[str, Record], options: PlanOptions) -> _Index:
-    index = _Index(records)
+def _build_index(records: Mapping[str, Record], options: PlanOptions) -> ByField:
+    by_field: dict[str, dict[str, list[str]]] = {}
     for name in options.matching_fields:
         by_value: dict[str, list[str]] = {}
         for sys_id, record in records.items():
             value = record.get(name, "").strip().lower()
             if value:
                 by_value.setdefault(value, []).append(sys_id)
-        index.by_field[name] = by_value
-    return index
+        by_field[name] = by_value
+    return by_field
 
 
-def _plan_linked(
-    want: Desired,
-    sys_id: str,
-    index: _Index,
-    linked: Mapping[str, str],
-    planned_creates: set[str],
-    references: References,
-    options: PlanOptions,
-) -> PlanItem | None:
-    record = index.records[sys_id]
+def _stamped(record: Record, options: PlanOptions) -> str | None:
+    """The directory id a record's stamp names, if it carries snsync's stamp."""
+    stamp = record.get(options.link_field, "") if options.link_field else ""
+    return stamp[len(options.link_prefix) :] if stamp.startswith(options.link_prefix) else None
+
+
+def _may_match(want: Desired) -> bool:
+    """Whether an unlinked object gets as far as matching (see _plan_unlinked)."""
+    values = [value for _, value in want.matching]
+    return want.in_scope and want.active and not want.error and all(v.strip() for v in values)
+
+
+def _plan_linked(want: Desired, sys_id: str, ctx: _Context) -> PlanItem | None:
+    record = ctx.records[sys_id]
     if want.error:
         return _failure(want, sys_id, Reason.EXPRESSION_FAILED, want.error)
     if not want.in_scope:
-        return _plan_gone(want.directory_id, sys_id, record, options, want.display_name)
+        return _plan_gone(want.directory_id, sys_id, record, ctx.options, want.display_name)
     labels: dict[str, str] = {}
-    values, deferred, warnings = _resolve(
-        want, linked, planned_creates, references, options, labels
-    )
+    values, deferred, warnings = _resolve(want, ctx, labels)
     changes = _diff(values, record, labels)
     if not changes and not deferred:
         return None
     return _update_item(want, sys_id, changes, deferred, warnings)
 
 
-def _plan_unlinked(
-    want: Desired,
-    index: _Index,
-    claimed: dict[str, str],
-    linked: Mapping[str, str],
-    planned_creates: set[str],
-    references: References,
-    options: PlanOptions,
-) -> PlanItem | None:
+def _plan_unlinked(want: Desired, ctx: _Context) -> PlanItem | None:
     if not want.in_scope:
         return None  # never provisioned and not wanted: nothing of ours to touch
     if want.error:
@@ -259,98 +300,148 @@ def _plan_unlinked(
             f"matching attribute '{empty[0]}' is empty in the directory; fill the "
             "source attribute or change the matching mapping",
         )
-    match = _match(want, index, options)
-    if isinstance(match, PlanItem):
-        return match
+    found = ctx.matches.get(want.directory_id)
+    if isinstance(found, Refused):
+        return _failure(want, found.sys_id, found.reason, found.message)
     labels: dict[str, str] = {}
-    values, deferred, warnings = _resolve(
-        want, linked, planned_creates, references, options, labels
+    values, deferred, warnings = _resolve(want, ctx, labels)
+    if found is None:
+        return _plan_create(want, values, deferred, warnings, labels, ctx.options)
+    return _plan_adoption(want, found, ctx, (values, deferred, warnings), labels)
+
+
+def _plan_create(
+    want: Desired,
+    values: Mapping[str, str],
+    deferred: Mapping[str, str],
+    warnings: list[Notice],
+    labels: Mapping[str, str],
+    options: PlanOptions,
+) -> PlanItem:
+    merged = {**want.create_only, **values}
+    name = merged.get(options.name_field, "")
+    why = protected_why("", {options.name_field: name}, options.name_field, *_protection(options))
+    if why:
+        return _skip(want, Reason.PROTECTED_RECORD, f"not created: {why}; snsync never writes it")
+    changes = tuple(Change(k, None, v, labels.get(k)) for k, v in sorted(merged.items()) if v != "")
+    return PlanItem(
+        Action.CREATE,
+        want.directory_id,
+        want.display_name,
+        None,
+        changes,
+        _status(warnings),
+        _reason(warnings),
+        _message(warnings),
+        deferred=deferred,
     )
-    if match is None:
-        merged = {**want.create_only, **values}
-        changes = tuple(
-            Change(k, None, v, labels.get(k)) for k, v in sorted(merged.items()) if v != ""
-        )
-        return PlanItem(
-            Action.CREATE,
-            want.directory_id,
-            want.display_name,
-            None,
-            changes,
-            _status(warnings),
-            _reason(warnings),
-            _message(warnings),
-            deferred=deferred,
-        )
-    owner = claimed.get(match)
-    if owner is not None and owner != want.directory_id:
-        return _failure(
-            want,
-            match,
-            Reason.MATCH_LINKED_ELSEWHERE,
-            f"the matching record is already linked to directory object {owner}; "
-            "resolve the duplicate in the directory or ServiceNow",
-        )
-    record = index.records[match]
+
+
+def _plan_adoption(
+    want: Desired,
+    match: Match,
+    ctx: _Context,
+    resolved: tuple[dict[str, str], dict[str, str], list[Notice]],
+    labels: Mapping[str, str],
+) -> PlanItem:
+    """Adopt the matched record, unless it is protected, another integration's, or privileged
+    or inactive without an admin's approval."""
+    options, (values, deferred, warnings) = ctx.options, resolved
+    record = ctx.records[match.sys_id]
+    name = record.get(options.name_field, "") or match.sys_id
+    why = protected_why(match.sys_id, record, options.name_field, *_protection(options))
+    if why:
+        message = f"matches '{name}' through {match.field}, but {why}; snsync never writes it"
+        return _skip(want, Reason.PROTECTED_RECORD, message)
     stamp = record.get(options.link_field, "") if options.link_field else ""
     if stamp and not stamp.startswith(options.link_prefix):
         return _failure(
             want,
-            match,
+            match.sys_id,
             Reason.OWNED_ELSEWHERE,
             f"the matching record has {options.link_field}='{stamp}' from another "
             "integration; snsync does not take it over",
         )
-    claimed[match] = want.directory_id
     changes = _diff(values, record, labels)
-    item = _update_item(want, match, changes, deferred, warnings)
-    return PlanItem(
-        item.action,
-        item.directory_id,
-        item.display_name,
-        match,
-        item.changes,
-        item.status,
-        item.reason,
-        item.message or "adopted by matching",
-        True,
-        item.deferred,
+    approved = options.approved.get(want.directory_id) == match.sys_id
+    held = hold_why(match.sys_id, record, options.privileged)
+    if held and not approved:
+        message = (
+            f"matches existing {options.object_type} '{name}' ({match.sys_id}) through "
+            f"{match.field}, which {held}: adoption held, nothing is written. If it is the same "
+            f"{options.object_type}, approve with: snsync approve --adoption {want.directory_id}"
+        )
+        return PlanItem(
+            Action.SKIP,
+            want.directory_id,
+            want.display_name,
+            match.sys_id,
+            changes,
+            Status.SKIPPED,
+            Reason.ADOPTION_HELD,
+            message,
+        )
+    notes = ["adopted with an admin's approval" if approved else "adopted by matching"]
+    if match.rank > 0 and not approved:
+        changes, note = _keep_name(changes, match, options)
+        notes += [note] if note else []
+    item = _update_item(want, match.sys_id, changes, deferred, warnings)
+    message = "; ".join(m for m in (item.message, *notes) if m)
+    return replace(item, message=message, adopt=True)
+
+
+def _keep_name(
+    changes: tuple[Change, ...], match: Match, options: PlanOptions
+) -> tuple[tuple[Change, ...], str]:
+    """An adoption through a later matching attribute does not rename the record that cycle."""
+    kept = {options.name_field, *options.matching_fields[:1]}
+    renames = [c for c in changes if c.field in kept]
+    if not renames:
+        return changes, ""
+    first = renames[0]
+    note = (
+        f"matched through {match.field}, so {first.field} stays '{first.old}' this cycle "
+        f"(the directory says '{first.new}'); the next cycle renames it"
+    )
+    return tuple(c for c in changes if c.field not in kept), note
+
+
+def _protection(options: PlanOptions) -> tuple[frozenset[str], str]:
+    return options.protected_names, options.account
+
+
+def _unless_protected(item: PlanItem | None, ctx: _Context) -> PlanItem | None:
+    """Whatever path planned a write, a protected record is never written."""
+    if item is None or not item.writes or item.sys_id is None or item.sys_id not in ctx.records:
+        return item
+    options = ctx.options
+    record = ctx.records[item.sys_id]
+    why = protected_why(item.sys_id, record, options.name_field, *_protection(options))
+    if why is None:
+        return item
+    return replace(
+        item,
+        action=Action.SKIP,
+        status=Status.SKIPPED,
+        reason=Reason.PROTECTED_RECORD,
+        message=f"not {item.action.value.lower()}d: {why}; snsync never writes it",
+        adopt=False,
+        deferred={},
     )
 
 
-def _match(want: Desired, index: _Index, options: PlanOptions) -> str | PlanItem | None:
-    for name, value in want.matching:
-        candidates = index.by_field.get(name, {}).get(value.strip().lower(), [])
-        if len(candidates) > 1:
-            return _failure(
-                want,
-                None,
-                Reason.AMBIGUOUS_MATCH,
-                f"{len(candidates)} ServiceNow records have {name}='{value}'; "
-                "nothing was written. Make the value unique in ServiceNow",
-            )
-        if candidates:
-            record = index.records[candidates[0]]
-            if record.get(options.name_field, "").lower() in options.protected_names:
-                return _skip(
-                    want,
-                    Reason.PROTECTED_RECORD,
-                    f"matches protected local account '{record.get(options.name_field)}'"
-                    "; snsync never writes to it",
-                )
-            return candidates[0]
-    return None
+def _noted(item: PlanItem | None, note: str | None) -> PlanItem | None:
+    if item is None or not note:
+        return item
+    return replace(item, message="; ".join(m for m in (item.message, note) if m))
 
 
 def _resolve(
-    want: Desired,
-    linked: Mapping[str, str],
-    planned_creates: set[str],
-    references: References,
-    options: PlanOptions,
-    labels: dict[str, str],
+    want: Desired, ctx: _Context, labels: dict[str, str]
 ) -> tuple[dict[str, str], dict[str, str], list[Notice]]:
     """Resolve reference fields to sys_ids; `labels` receives their display values."""
+    linked, planned_creates = ctx.linked, ctx.planned_creates
+    references, options = ctx.references, ctx.options
     values = dict(want.values)
     deferred: dict[str, str] = {}
     warnings: list[Notice] = []

@@ -31,10 +31,12 @@ __all__ = [
     "IgnoreFlow",
     "Literal",
     "Value",
+    "attribute_nodes",
     "evaluate",
     "is_redacted",
     "parse",
     "referenced_attributes",
+    "rename_attributes",
     "to_text",
 ]
 
@@ -136,6 +138,26 @@ def evaluate(
 def referenced_attributes(expr: Expr) -> frozenset[str]:
     """Names of every source attribute the expression reads."""
     return frozenset(node.name for node in _walk(expr) if isinstance(node, Attribute))
+
+
+def attribute_nodes(expr: Expr) -> list[Attribute]:
+    """Every `[name]` of the expression, in the order they appear in its text."""
+    return sorted((n for n in _walk(expr) if isinstance(n, Attribute)), key=lambda n: n.column)
+
+
+def rename_attributes(text: str, renames: Mapping[str, str]) -> str:
+    """The expression text with each `[old]` written `[new]`; everything else kept as typed."""
+    pieces: list[str] = []
+    done = 0
+    for node in attribute_nodes(parse(text)):
+        start = node.column - 1
+        end = start + len(node.name) + 2
+        new = renames.get(node.name)
+        if new is None or text[start:end] != f"[{node.name}]":
+            continue
+        pieces += [text[done:start], f"[{new}]"]
+        done = end
+    return "".join(pieces) + text[done:]
 
 
 def is_redacted(expr: Expr) -> bool:

@@ -193,6 +193,7 @@ def _groups() -> list[dict[str, Any]]:
             email="servicedesk@contoso.example",
             manager="admin",
             type="itil",
+            roles=["itil"],
         ),
         _record(
             "sys_user_group",

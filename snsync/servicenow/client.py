@@ -77,14 +77,16 @@ class TableClient:
             params["sysparm_fields"] = ",".join(dict.fromkeys(["sys_id", *fields]))
         return self._result_one(self._send("GET", f"{self._table_url(table)}/{sys_id}", params))
 
-    def create(self, table: str, values: Mapping[str, str]) -> Record:
-        """Insert a record; returns it as stored."""
-        params = {"sysparm_exclude_reference_link": "true"}
+    def create(self, table: str, values: Mapping[str, str], fields: Sequence[str] = ()) -> Record:
+        """Insert a record; returns it as stored (only sys_id and `fields` when given)."""
+        params = _write_params(fields)
         return self._result_one(self._send("POST", self._table_url(table), params, dict(values)))
 
-    def update(self, table: str, sys_id: str, values: Mapping[str, str]) -> Record:
-        """Change fields of a record; returns it as stored."""
-        params = {"sysparm_exclude_reference_link": "true"}
+    def update(
+        self, table: str, sys_id: str, values: Mapping[str, str], fields: Sequence[str] = ()
+    ) -> Record:
+        """Change fields of a record; returns it as stored (only sys_id and `fields` when given)."""
+        params = _write_params(fields)
         url = f"{self._table_url(table)}/{sys_id}"
         return self._result_one(self._send("PATCH", url, params, dict(values)))
 
@@ -104,6 +106,10 @@ class TableClient:
                 f"ServiceNow stats API for {table} answered without a count",
                 service="servicenow",
             ) from None
+
+    def post_batch(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one Batch API request (`POST /api/now/v1/batch`); its JSON answer."""
+        return self._json(self._send("POST", f"{self.base}/api/now/v1/batch", body=dict(payload)))
 
     def _table_url(self, table: str) -> str:
         return f"{self.base}/api/now/table/{table}"
@@ -208,6 +214,13 @@ class OAuthToken:
             register(self._token, str(body.get("refresh_token") or ""))
             self._expires = time.monotonic() + float(body.get("expires_in") or 1799)
             return self._token
+
+
+def _write_params(fields: Sequence[str]) -> dict[str, str]:
+    params = {"sysparm_exclude_reference_link": "true"}
+    if fields:
+        params["sysparm_fields"] = ",".join(dict.fromkeys(["sys_id", *fields]))
+    return params
 
 
 def _auth_for(config: ServiceNowConfig, http: HttpClient) -> HTTPBasicAuth | OAuthToken:

@@ -1115,7 +1115,7 @@ def test_fixture_fills_system_fields_and_resolves_names() -> None:
     assert len(user["sys_id"]) == SYS_ID_LENGTH
     assert user["sys_created_on"] == "2025-03-04 10:15:00"
     assert (user["sys_created_by"], user["sys_mod_count"], user["locked_out"]) == (
-        "system",
+        "admin",
         "0",
         "true",
     )

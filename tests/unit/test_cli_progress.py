@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from snsync.cli import _progress_line
 from snsync.engine.cycle import TO_APPLY
+from snsync.progress import progress_line as _progress_line
 
 
 def test_reading_shows_counts_then_applying_shows_a_bar() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from snsync import logsetup
-from snsync.errors import ConfigError
+from snsync.errors import LocalFileError
 from snsync.logsetup import configure_logging
 from snsync.redact import register
 
@@ -160,12 +160,111 @@ def test_calling_twice_replaces_the_handlers(tmp_path: Path) -> None:
     assert len(ours) == 2
 
 
-def test_an_unwritable_log_file_is_a_config_error_and_keeps_the_old_setup(tmp_path: Path) -> None:
+def test_an_unwritable_log_file_is_one_line_and_keeps_the_old_setup(tmp_path: Path) -> None:
     stream = Terminal()
     configure_logging(0, False, stream=stream)
     path = tmp_path / "missing" / "snsync.log"
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(LocalFileError) as caught:
         configure_logging(0, False, log_file=path, stream=io.StringIO())
-    assert str(caught.value) == f"--log-file: cannot open '{path}': No such file or directory"
+    assert str(caught.value) == (
+        f"--log-file: cannot open '{path}': No such file or directory; create the folder "
+        f"'{path.parent}' first"
+    )
+    assert caught.value.exit_code == 73
     log.warning("still here")
     assert lines(stream) == ["WARNING snsync.engine.cycle: still here"]
+
+
+def test_log_file_refuses_a_symlink_and_writes_nothing_through_it(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    link = tmp_path / "snsync.log"
+    link.symlink_to(victim)
+    with pytest.raises(LocalFileError, match="is a symbolic link"):
+        configure_logging(0, False, log_file=link, stream=io.StringIO())
+    assert victim.read_text() == "precious\n"
+
+
+def test_log_file_refuses_a_dangling_symlink_too(tmp_path: Path) -> None:
+    link = tmp_path / "snsync.log"
+    link.symlink_to(tmp_path / "created-by-the-attacker")
+    with pytest.raises(LocalFileError):
+        configure_logging(0, False, log_file=link, stream=io.StringIO())
+    assert not (tmp_path / "created-by-the-attacker").exists()
+
+
+def test_an_existing_log_file_readable_by_others_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "snsync.log"
+    path.write_text("")
+    path.chmod(0o644)
+    configure_logging(0, False, log_file=path, stream=io.StringIO())
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+FORGED = "Eve\n2026-12-01T00:00:00.000Z ERROR snsync: all users deleted\x1b[2J\x1b]0;pwned\x07\x9b"
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_text_log_lines_escape_control_characters(terminal: bool) -> None:
+    stream = Terminal() if terminal else io.StringIO()
+    configure_logging(0, False, stream=stream)
+    log.warning("updated %s", FORGED, extra={"snsync": {"name": FORGED}})
+    [line] = lines(stream)
+    assert "\x1b" not in line and "\x9b" not in line and "\x07" not in line
+    assert "Eve\\n2026-12-01" in line and "\\x1b]0;pwned\\x07" in line
+
+
+def test_json_log_lines_stay_json_and_escape_c1_controls() -> None:
+    stream = io.StringIO()
+    configure_logging(0, False, fmt="json", stream=stream)
+    log.warning("updated %s", FORGED + "\u2028")
+    [line] = lines(stream)
+    assert json.loads(line)["message"] == "updated " + FORGED + "\u2028"
+    assert all(ord(c) >= 0x20 and not 0x7F <= ord(c) <= 0x9F for c in line)
+    assert "\u2028" not in line
+
+
+def test_console_text_errors_on_stderr_and_in_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "snsync.log"
+    configure_logging(0, False, log_file=path, stream=io.StringIO())
+    console = logsetup.Console()
+    console.error(f"cannot reach {FORGED} with {SECRET}")
+    console.summary("Cycle 1 finished.\n  user Create 1 Success", ok=True, fields={"cycle_id": 1})
+    err = capsys.readouterr()
+    assert err.err.startswith("error: cannot reach Eve\\n") and SECRET not in err.err
+    assert err.out == "Cycle 1 finished.\n  user Create 1 Success\n"
+    logged = path.read_text().splitlines()
+    assert len(logged) == 3 and "ERROR snsync: cannot reach" in logged[0]
+    assert "Cycle 1 finished." in logged[1] and SECRET not in path.read_text()
+
+
+def test_console_quiet_shows_errors_and_failed_summaries_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(0, True, stream=io.StringIO())
+    console = logsetup.Console(quiet=True)
+    console.note("Running a cycle every 2400s")
+    console.warning("a literal secret")
+    console.summary("Cycle 1 finished.", ok=True, fields={})
+    assert capsys.readouterr() == ("", "")
+    console.summary("Cycle 2 finished.\n1 object(s) failed:", ok=False, fields={})
+    console.error("boom")
+    out, err = capsys.readouterr()
+    assert out.startswith("Cycle 2 finished.") and err == "error: boom\n"
+
+
+def test_console_json_puts_every_message_on_stderr_as_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream = io.StringIO()
+    configure_logging(0, False, fmt="json", stream=stream)
+    console = logsetup.Console(json=True)
+    console.note("Running")
+    console.error("boom")
+    console.summary("Cycle 1 finished.\n  more", ok=True, fields={"cycle_id": 1})
+    assert capsys.readouterr() == ("", "")
+    records = [json.loads(line) for line in lines(stream)]
+    assert [r["level"] for r in records] == ["INFO", "ERROR", "INFO"]
+    assert records[2]["message"] == "Cycle 1 finished." and records[2]["cycle_id"] == 1

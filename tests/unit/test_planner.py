@@ -16,7 +16,8 @@ from snsync.engine.planner import (
     with_references,
 )
 
-OPTIONS = PlanOptions()
+ACCOUNT = "snsync"
+OPTIONS = PlanOptions(account=ACCOUNT)
 DEPT = "d" * 32
 
 
@@ -39,7 +40,14 @@ def want(
 
 
 def record(sys_id: str, upn: str, **values: str) -> dict[str, str]:
-    row = {"sys_id": sys_id, "user_name": upn, "first_name": "Ann", "active": "true", "source": ""}
+    row = {
+        "sys_id": sys_id,
+        "user_name": upn,
+        "first_name": "Ann",
+        "active": "true",
+        "source": "",
+        "sys_created_by": "admin",
+    }
     row.update(values)
     return row
 
@@ -84,7 +92,7 @@ def test_rename_updates_the_linked_record_in_place() -> None:
 
 
 def test_link_rebuilt_from_stamp_when_state_is_lost() -> None:
-    rec = record("a" * 32, "old-name@contoso.example", source="entra:u1")
+    rec = record("a" * 32, "old-name@contoso.example", source="entra:u1", sys_created_by=ACCOUNT)
     assert effective_links({}, target(rec).users, OPTIONS) == {"u1": "a" * 32}
     plan = plan_users([want()], target(rec), {}, OPTIONS)
     assert only(plan.items).action is Action.UPDATE
