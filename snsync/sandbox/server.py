@@ -75,14 +75,20 @@ class App(Protocol):
         ...
 
 
+# Every fault kind: throttled, unavailable, connection dropped before the request is served,
+# answer lost after it was applied, truncated JSON, an HTML page with 200, a hang then a drop.
+ALL_FAULTS = ("429", "503", "drop", "lost", "truncated", "html", "hang")
+
+
 @dataclass
 class FaultPlan:
-    """Reproducible faults: a share of requests answered 429, 503 or a dropped connection."""
+    """Reproducible faults: a share of requests answered with one of `kinds` (ALL_FAULTS)."""
 
     rate: float = 0.0
     seed: int = 0
     retry_after: int = 1
     kinds: tuple[str, ...] = ("429", "503", "drop")
+    hang_s: float = 3.0
     _rng: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
@@ -228,10 +234,16 @@ def _handler_class(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
             if server.latency_ms:
                 time.sleep(server.latency_ms / 1000.0)
             fault = server.faults.draw()
-            if fault == "drop":
+            if fault in ("drop", "hang"):
                 server.stats.count_fault()
+                if fault == "hang":
+                    time.sleep(server.faults.hang_s)
                 self.close_connection = True
                 self.connection.close()
+                return
+            if fault in ("lost", "truncated", "html"):
+                server.stats.count_fault()
+                self._broken(fault, body)
                 return
             if fault is not None:
                 server.stats.count_fault()
@@ -239,6 +251,23 @@ def _handler_class(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
             else:
                 response = server.app.handle(self._request(body))
             self._write(response)
+
+        def _broken(self, fault: str, body: bytes) -> None:
+            if fault == "html":  # a hibernating instance or a proxy: not served, HTML with 200
+                page = "<html><body>Instance is waking up</body></html>"
+                self._write(Response(200, page, {"Content-Type": "text/html;charset=UTF-8"}))
+                return
+            response = server.app.handle(self._request(body))  # applied...
+            if fault == "lost":  # ...but the answer never arrives
+                self.close_connection = True
+                self.connection.close()
+                return
+            payload, kind = response.encoded()
+            if not payload:  # nothing to truncate (a 204)
+                self._write(response)
+                return
+            cut = payload[: max(1, len(payload) // 2)]
+            self._write(Response(response.status, cut, {**response.headers, "Content-Type": kind}))
 
         def _request(self, body: bytes) -> Request:
             parts = urlsplit(self.path)

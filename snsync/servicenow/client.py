@@ -17,6 +17,7 @@ from snsync.config import BasicAuth, ServiceNowConfig
 from snsync.errors import (
     ApiError,
     BadRequestError,
+    TransientError,
     UnauthorizedError,
     error_for_status,
 )
@@ -34,6 +35,7 @@ class TableClient:
         self.base = config.instance
         self.http = http
         self.page_size = config.page_size
+        self.account = config.auth.username
         self._auth = _auth_for(config, http)
 
     def iter_pages(
@@ -78,9 +80,28 @@ class TableClient:
         return self._result_one(self._send("GET", f"{self._table_url(table)}/{sys_id}", params))
 
     def create(self, table: str, values: Mapping[str, str], fields: Sequence[str] = ()) -> Record:
-        """Insert a record; returns it as stored (only sys_id and `fields` when given)."""
+        """Insert a record; returns it as stored (only sys_id and `fields` when given).
+
+        A create is never repeated blindly. When its answer is lost or unreadable (it may or may
+        not have landed), the table is asked for the record by its identity fields, created by
+        snsync's own account: found once, that is the record; not found, it is sent again (at
+        most twice more); anything else, the failure stands for the next cycle."""
         params = _write_params(fields)
-        return self._result_one(self._send("POST", self._table_url(table), params, dict(values)))
+        probe = _probe_query(values, self.account)
+        for attempt in range(3):
+            try:
+                return self._result_one(
+                    self._send("POST", self._table_url(table), params, dict(values))
+                )
+            except TransientError as error:
+                if probe is None or attempt == 2 or error.status == 429 or STOP:
+                    raise
+                found = self.read_all(table, list(fields or values), probe)
+                if len(found) == 1:
+                    return found[0]
+                if found:
+                    raise
+        raise AssertionError("unreachable")
 
     def update(
         self, table: str, sys_id: str, values: Mapping[str, str], fields: Sequence[str] = ()
@@ -214,6 +235,22 @@ class OAuthToken:
             register(self._token, str(body.get("refresh_token") or ""))
             self._expires = time.monotonic() + float(body.get("expires_in") or 1799)
             return self._token
+
+
+IDENTITY_FIELDS = ("source", "user_name", "name", "group", "user")
+
+
+def _probe_query(values: Mapping[str, str], account: str) -> str | None:
+    """An encoded query finding a record created with `values` by `account`, or None when the
+    values hold no usable identity field (or one a query cannot carry)."""
+    terms = [
+        f"{name}={values[name]}"
+        for name in IDENTITY_FIELDS
+        if values.get(name) and not set(values[name]) & set("^=\r\n")
+    ]
+    if not terms or set(account) & set("^=\r\n"):
+        return None
+    return "^".join([*terms, f"sys_created_by={account}"])
 
 
 def _write_params(fields: Sequence[str]) -> dict[str, str]:

@@ -180,3 +180,40 @@ def test_servicenow_html_answer_is_retried_then_a_clear_error() -> None:
     with pytest.raises(UnreadableAnswerError, match=r"HTML page .*after 3 attempts"):
         sn_client(http()).read_all("sys_user", ["user_name"])
     assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_a_create_whose_answer_was_lost_is_found_not_sent_twice() -> None:
+    url = f"{SN}/api/now/table/sys_user"
+    responses.post(url, body=requests.ConnectionError("Connection aborted"))
+    landed = {"sys_id": "a" * 32, "user_name": "x", "source": "entra:1"}
+    responses.get(url, json={"result": [landed]})
+    responses.get(url, json={"result": []})
+    record = sn_client(http()).create("sys_user", {"user_name": "x", "source": "entra:1"})
+    assert record["sys_id"] == "a" * 32
+    posts = [c for c in responses.calls if c.request.method == "POST"]
+    assert len(posts) == 1, "found by its identity fields: not created again"
+    probe = responses.calls[1].request.url or ""
+    assert "source%3Dentra%3A1" in probe and "sys_created_by%3Du" in probe
+
+
+@responses.activate
+def test_a_create_that_did_not_land_is_sent_again() -> None:
+    url = f"{SN}/api/now/table/sys_user"
+    responses.post(url, body=requests.ConnectionError("Connection aborted"))
+    responses.post(url, json={"result": {"sys_id": "b" * 32, "user_name": "x"}}, status=201)
+    responses.get(url, json={"result": []})
+    record = sn_client(http()).create("sys_user", {"user_name": "x", "source": "entra:1"})
+    assert record["sys_id"] == "b" * 32
+
+
+@responses.activate
+def test_delete_answered_404_after_a_lost_answer_counts_as_done() -> None:
+    url = f"{SN}/api/now/table/sys_user_grmember/{'c' * 32}"
+    responses.delete(url, body=requests.ConnectionError("Connection aborted"))
+    responses.delete(url, status=404, json={"error": {"message": "No Record found"}})
+    sn_client(http()).delete("sys_user_grmember", "c" * 32)  # no error
+    responses.reset()
+    responses.delete(url, status=404, json={"error": {"message": "No Record found"}})
+    with pytest.raises(NotFoundError):
+        sn_client(http()).delete("sys_user_grmember", "c" * 32)
