@@ -42,7 +42,7 @@ soak: $(STAMP)
 		tests/integration/test_fault_campaign.py
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.$(or $(BENCH),run) $(BENCH_ARGS)
 
 # Re-pin after changing dependencies: installs fresh and writes constraints.txt.
 lock:

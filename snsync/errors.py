@@ -26,8 +26,9 @@ class ExitCode(IntEnum):
     CONFIG = 2
     CONNECTION = 3
     HELD = 4
-    DEADLINE = 5
-    QUOTA = 6
+    NOT_CARRIED = 5
+    DEADLINE = 6
+    QUOTA = 7
     INTERNAL = 70
     LOCAL_FILE = 73
     LOCKED = 75

@@ -4,7 +4,9 @@ reaches the terminal as a control sequence."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -158,6 +160,31 @@ def log_text(entries: Sequence[LogEntry]) -> str:
     return printable_lines(lines)
 
 
+LOG_CSV_COLUMNS = (
+    "time", "cycle_id", "object_type", "directory_id", "display_name", "sys_id", "action",
+    "status", "reason", "message", "changes",
+)  # fmt: skip
+
+
+def log_csv(entries: Sequence[LogEntry]) -> str:
+    """The log as CSV (RFC 4180, a header row; changes as `field: old -> new` joined by '; ').
+    A cell that a spreadsheet would run as a formula is prefixed with a quote."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(LOG_CSV_COLUMNS)
+    for e in entries:
+        when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        changes = "; ".join(_change(Change(**c)) for c in e.changes)
+        row = [when, e.cycle_id, e.object_type, e.directory_id, e.display_name, e.sys_id,
+               e.action, e.status, e.reason, e.message, changes]  # fmt: skip
+        writer.writerow(["" if v is None else _cell(str(v)) for v in row])
+    return buffer.getvalue()
+
+
+def _cell(text: str) -> str:
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def log_json(entries: Sequence[LogEntry]) -> list[dict[str, Any]]:
     return [e.__dict__ for e in entries]
 
@@ -196,6 +223,7 @@ def _short(value: str | None) -> str:
 
 def status_json(state: State, config: Config) -> dict[str, Any]:
     """What `snsync status` shows, as plain data."""
+    from snsync.engine.approvals import held_adoptions
     from snsync.engine.supervisor import load_quarantine
 
     cycles = state.cycles(10)
@@ -224,6 +252,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             "clear_with": f"snsync --config {config.source_path} reset --quarantine",
         },
         "held_disables": state.get(HELD_KEY) or [],
+        "held_adoptions": held_adoptions(state),
         "retrying": [
             {
                 "object_type": e.object_type,
@@ -271,6 +300,13 @@ def status_text(data: dict[str, Any]) -> str:
         lines.append(
             f"HELD: {held['count']} {held['object_type']} disables (limit "
             f"{held['limit_text']}); release with: snsync run --once --allow-disables"
+        )
+    for held in data.get("held_adoptions", []):
+        approved = "approved, adopted next cycle" if held["approved"] else "approve with: snsync "
+        approved += "" if held["approved"] else f"approve --adoption {held['directory_id']}"
+        lines.append(
+            f"HELD ADOPTION: {held['object_type']} {held['display_name']} "
+            f"({held['directory_id']}) -> {held['sys_id']}: {approved}"
         )
     lines.append(f"Objects retrying with back-off: {len(data['retrying'])}")
     for e in data["retrying"][:20]:

@@ -4,19 +4,25 @@ only puts them in order."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from snsync.config import Config
 from snsync.connections import Connections
+from snsync.engine.approvals import read_trust, trust_from_config
 from snsync.engine.executor import OnResult, execute
 from snsync.engine.guards import (
     DisableLimit,
     Held,
+    TableRead,
     Waiting,
     hold_disables,
     hold_for_incomplete_source,
+    hold_for_incomplete_target,
+    hold_memberships_for_incomplete_target,
+    incomplete_target,
     wait_for_backoff,
 )
 from snsync.engine.memberships import MEMBERSHIP_TABLE, MembershipPlan, plan_memberships
@@ -41,6 +47,7 @@ from snsync.engine.planner import (
     plan_deferred,
     plan_objects,
     with_references,
+    with_trust,
 )
 from snsync.engine.snapshot import (
     Reading,
@@ -51,6 +58,7 @@ from snsync.engine.snapshot import (
     require_full_next,
     save_reading,
 )
+from snsync.engine.trust import Trust, trust_fields
 from snsync.errors import DeltaExpired, ExitCode
 from snsync.mapping.expressions import EvalContext
 from snsync.mapping.mapper import Mapper
@@ -58,9 +66,11 @@ from snsync.servicenow import target as target_io
 from snsync.state import State
 
 USER, GROUP, MEMBERSHIP = "user", "group", "membership"
+KEPT = "membership_kept"  # links of membership rows that existed before snsync: never deleted
 TABLES = {USER: target_io.USER_TABLE, GROUP: target_io.GROUP_TABLE, MEMBERSHIP: MEMBERSHIP_TABLE}
 Progress = Callable[[str, int], None]
 HELD_KEY = "held"  # state key: the disables the last cycle held back
+log = logging.getLogger(__name__)
 TO_APPLY = "to apply"  # progress key announcing the planned writes, so applying shows a bar
 
 
@@ -87,6 +97,8 @@ class CyclePlan:
     in_scope: int
     held: tuple[Held, ...] = ()
     reading: Reading | None = None
+    trust: Trust | None = None
+    target_incomplete: tuple[str, ...] = ()  # why ServiceNow's answer cannot be trusted whole
 
     @property
     def names(self) -> dict[str, str]:
@@ -125,7 +137,8 @@ class CycleReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.planned.held:
+        held_adoption = any(r.reason == Reason.ADOPTION_HELD for r in self.results)
+        if self.planned.held or self.planned.target_incomplete or held_adoption:
             return ExitCode.HELD
         return ExitCode.OBJECT_FAILURES if self.failures() else ExitCode.OK
 
@@ -151,7 +164,10 @@ def plan_options(config: Config, mapper: Mapper, object_type: str = USER) -> Pla
 def target_fields(mapper: Mapper, name_field: str) -> list[str]:
     """The fields a cycle reads from a table (sys_updated_on: the incremental watermark)."""
     extra = [mapper.link_field] if mapper.link_field else []
-    return list(dict.fromkeys([*mapper.targets, *extra, name_field, "active", "sys_updated_on"]))
+    trust = trust_fields(name_field)
+    return list(
+        dict.fromkeys([*mapper.targets, *extra, name_field, "active", "sys_updated_on", *trust])
+    )
 
 
 def make_mapper(config: Config, target: TargetSnapshot | None = None) -> Mapper:
@@ -181,29 +197,54 @@ def plan_from(
     snapshot: SourceSnapshot,
     target: TargetSnapshot,
     links: Mapping[str, Mapping[str, str]],
+    trust: Trust | None = None,
 ) -> CyclePlan:
-    """Map and plan users, then groups (pure). Memberships come with `with_memberships`."""
+    """Map and plan users, then groups (pure). Memberships come with `with_memberships`.
+    Without `trust` (roles read from ServiceNow) every adoption of an existing record is held."""
+    trust = trust or trust_from_config(config)
     mapper = make_mapper(config, target)
     users = _plan_table(
         mapper,
-        plan_options(config, mapper),
+        with_trust(plan_options(config, mapper), trust),
         snapshot.users,
         target.users,
         target,
         links.get(USER, {}),
     )
     group_mapper = make_group_mapper(config)
-    group_options = replace(plan_options(config, group_mapper, GROUP), people=users.links)
+    group_options = replace(
+        with_trust(plan_options(config, group_mapper, GROUP), trust), people=users.links
+    )
     groups = _plan_table(
         group_mapper, group_options, snapshot.groups, target.groups, target, links.get(GROUP, {})
     )
     in_scope = sum(1 for u in snapshot.users.values() if u.in_scope)
     empty = MembershipPlan(Plan(()), {}, ())
-    return CyclePlan(users, groups, empty, (), snapshot, target, in_scope)
+    return CyclePlan(users, groups, empty, (), snapshot, target, in_scope, trust=trust)
+
+
+def plan_trusted(
+    config: Config,
+    conns: Connections,
+    state: State,
+    snapshot: SourceSnapshot,
+    target: TargetSnapshot,
+    links: Mapping[str, Mapping[str, str]],
+) -> CyclePlan:
+    """Plan; when an adoption waits on roles, read who holds which role and plan again (so a
+    cycle that adopts nothing reads no role table)."""
+    planned = plan_from(config, snapshot, target, links, trust_from_config(config, state))
+    if any(i.reason == Reason.ADOPTION_HELD for i in planned.items()):
+        trust = read_trust(config, conns.servicenow, state)
+        planned = plan_from(config, snapshot, target, links, trust)
+    return planned
 
 
 def with_memberships(
-    planned: CyclePlan, rows: Sequence[Record], owned: Mapping[str, str]
+    planned: CyclePlan,
+    rows: Sequence[Record],
+    owned: Mapping[str, str],
+    kept: Mapping[str, str] | None = None,
 ) -> CyclePlan:
     """The plan with a memberships preview: new users and groups under placeholder ids."""
     preview = plan_memberships(
@@ -213,13 +254,15 @@ def with_memberships(
         rows,
         owned,
         planned.names,
+        kept=kept,
+        account=planned.trust.account if planned.trust else "",
     )
     return replace(planned, memberships=preview, member_rows=tuple(rows))
 
 
 def stored_links(state: State) -> dict[str, dict[str, str]]:
     """Every stored link, by object type."""
-    return {kind: state.links(kind) for kind in (USER, GROUP, MEMBERSHIP)}
+    return {kind: state.links(kind) for kind in (USER, GROUP, MEMBERSHIP, KEPT)}
 
 
 def read_and_plan(
@@ -233,13 +276,21 @@ def read_and_plan(
     """Read Graph and ServiceNow (fully or incrementally), then plan and guard."""
     reading = read_both(config, conns, state, progress, force_full)
     links = stored_links(state)
-    planned = plan_from(config, reading.snapshot, reading.target, links)
+    planned = plan_trusted(config, conns, state, reading.snapshot, reading.target, links)
     existing = _existing_groups(planned, reading.snapshot)
     unread = [g for g in existing if g not in reading.member_groups]
     wanted_groups = set(existing)
     rows = [r for r in reading.member_rows.values() if r.get("group") in wanted_groups]
     rows += target_io.read_memberships(conns.servicenow, unread) if unread else []
-    planned = with_memberships(planned, rows, links[MEMBERSHIP])
+    planned = with_memberships(planned, rows, links[MEMBERSHIP], links[KEPT])
+    notes = incomplete_target(_table_reads(planned, rows, links), config.safety.target_min_share)
+    for note in notes:
+        log.warning(
+            "TargetIncomplete: %s. This cycle disables nothing, removes no membership and "
+            "creates nothing that snsync has a link for",
+            note,
+        )
+    planned = replace(planned, target_incomplete=notes)
     # Rows are kept only for the groups read here: a group left out (unassigned) must be read
     # again when it returns, or its rows would be created a second time.
     member_groups = (reading.member_groups & wanted_groups) | set(unread)
@@ -272,25 +323,37 @@ def guard(planned: CyclePlan, config: Config, state: State, allow_disables: bool
     waiting = _waiting(state)
     limits = config.safety.max_disables
     held: list[Held] = []
+    unseen = planned.target_incomplete
+    links = stored_links(state)
 
-    def table(tp: TablePlan, limit: DisableLimit) -> TablePlan:
+    def table(tp: TablePlan, limit: DisableLimit, kind: str) -> TablePlan:
         items = hold_for_incomplete_source(tp.plan.items, planned.snapshot.incomplete)
+        items = hold_for_incomplete_target(items, unseen, links[kind])
         items, hold = hold_disables(
             wait_for_backoff(items, waiting), limit, len(tp.links), allow_disables
         )
         if hold:
             held.append(hold)
-        return replace(tp, plan=replace(tp.plan, items=items))
+        stale = () if unseen else tp.stale_links  # a link is not stale when its table was unseen
+        return replace(tp, plan=replace(tp.plan, items=items), stale_links=stale)
 
-    users, groups = table(planned.users, limits.users), table(planned.groups, limits.groups)
-    members = guard_memberships(planned.memberships, planned.snapshot, waiting)
+    users = table(planned.users, limits.users, USER)
+    groups = table(planned.groups, limits.groups, GROUP)
+    members = guard_memberships(
+        planned.memberships, planned.snapshot, waiting, unseen, links[MEMBERSHIP]
+    )
     return replace(planned, users=users, groups=groups, memberships=members, held=tuple(held))
 
 
 def guard_memberships(
-    memberships: MembershipPlan, snapshot: SourceSnapshot, waiting: Sequence[Waiting]
+    memberships: MembershipPlan,
+    snapshot: SourceSnapshot,
+    waiting: Sequence[Waiting],
+    unseen: Sequence[str] = (),
+    owned: Mapping[str, str] | None = None,
 ) -> MembershipPlan:
-    """The membership guards: no removal on an incomplete source; back-off."""
+    """The membership guards: no removal on an incomplete source or target; back-off."""
+    memberships = hold_memberships_for_incomplete_target(memberships, unseen, owned or {})
     items = hold_for_incomplete_source(memberships.plan.items, snapshot.incomplete)
     items = wait_for_backoff(items, waiting)
     return replace(memberships, plan=replace(memberships.plan, items=items))
@@ -356,15 +419,20 @@ def run_cycle(
     if dry_run:
         memberships = planned.memberships
     else:
+        owned = state.links(MEMBERSHIP)
         memberships = plan_memberships(
             _wanted(planned.snapshot),
             group_links,
             user_links,
             planned.member_rows,
-            state.links(MEMBERSHIP),
+            owned,
             planned.names,
+            kept=state.links(KEPT),
+            account=planned.trust.account if planned.trust else "",
         )
-        memberships = guard_memberships(memberships, planned.snapshot, _waiting(state))
+        memberships = guard_memberships(
+            memberships, planned.snapshot, _waiting(state), planned.target_incomplete, owned
+        )
     member_results = run(memberships.plan.items, MEMBERSHIP)
     results += group_results + member_results
     report = CycleReport(
@@ -403,8 +471,11 @@ def _replan_with_references(
         if r.sys_id and r.status in (Status.SUCCESS, Status.WARNING):
             references.setdefault(r.item.object_type, {})[r.item.display_name.lower()] = r.sys_id
     target = replace(planned.target, references=references)
-    replanned = plan_from(config, planned.snapshot, target, links)
-    return with_memberships(replanned, planned.member_rows, links.get(MEMBERSHIP, {}))
+    replanned = plan_from(config, planned.snapshot, target, links, planned.trust)
+    replanned = replace(replanned, target_incomplete=planned.target_incomplete)
+    return with_memberships(
+        replanned, planned.member_rows, links.get(MEMBERSHIP, {}), links.get(KEPT, {})
+    )
 
 
 def requests_made(conns: Connections) -> dict[str, int]:
@@ -440,6 +511,37 @@ def _plan_table(
     desired = tuple(mapper.desired(o) for o in relevant)
     plan = plan_objects(desired, records, target.references, links, options)
     return TablePlan(plan, desired, links, tuple(sorted(set(stored) - set(links))))
+
+
+def _table_reads(
+    planned: CyclePlan, rows: Sequence[Record], links: Mapping[str, Mapping[str, str]]
+) -> list[TableRead]:
+    """How much of each managed table came back, against the links snsync holds for it."""
+    target = planned.target
+    read_groups = {r.get("group", "") for r in rows} | set(
+        _existing_groups(planned, planned.snapshot)
+    )
+    row_ids = {r["sys_id"] for r in rows}
+    group_ids = {d for d, s in links[GROUP].items() if s in read_groups}
+    owned = {k: s for k, s in links[MEMBERSHIP].items() if k.split(":", 1)[0] in group_ids}
+    return [
+        TableRead(
+            target_io.USER_TABLE,
+            len(target.users),
+            len(links[USER]),
+            sum(1 for s in links[USER].values() if s in target.users),
+            never_empty=True,
+        ),
+        TableRead(
+            target_io.GROUP_TABLE,
+            len(target.groups),
+            len(links[GROUP]),
+            sum(1 for s in links[GROUP].values() if s in target.groups),
+        ),
+        TableRead(
+            MEMBERSHIP_TABLE, len(rows), len(owned), sum(1 for s in owned.values() if s in row_ids)
+        ),
+    ]
 
 
 def _waiting(state: State) -> list[Waiting]:
@@ -530,8 +632,10 @@ def _record(
         for r in member_results
         if r.item.action is Action.DELETE and r.status is Status.SUCCESS
     ]
-    state.drop_links(MEMBERSHIP, [*removed, *memberships.forgotten])
-    state.save_links(MEMBERSHIP, {**memberships.adopted, **new_links(member_results)})
+    for kind in (MEMBERSHIP, KEPT):
+        state.drop_links(kind, [*removed, *memberships.forgotten])
+    state.save_links(KEPT, memberships.adopted)
+    state.save_links(MEMBERSHIP, {**memberships.recovered, **new_links(member_results)})
     state.log_results(cycle_id, report.results)
     writes = [r for r in report.results if r.item.writes]
     state.update_escrow(

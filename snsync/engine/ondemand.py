@@ -16,7 +16,7 @@ from snsync.engine.cycle import (
     CycleReport,
     make_mapper,
     new_links,
-    plan_from,
+    plan_trusted,
     requests_made,
     target_fields,
 )
@@ -69,7 +69,9 @@ def provision_user(
     target = _target_for(config, conns, user.id, user.attributes, links)
     found = ", ".join(f"{r.get('user_name')} ({s})" for s, r in target.users.items()) or "none"
     say("match", f"ServiceNow records considered: {found}")
-    planned = plan_from(config, SourceSnapshot({user.id: user}), target, {USER: links})
+    planned = plan_trusted(
+        config, conns, state, SourceSnapshot({user.id: user}), target, {USER: links}
+    )
     items = tuple(i for i in planned.users.plan.items if i.directory_id == user.id)
     if not items:
         say("action", "nothing to do: the ServiceNow record already matches")

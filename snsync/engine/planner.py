@@ -51,7 +51,7 @@ class PlanOptions:
     people: Mapping[str, str] | None = None  # user links, when planning another table than users
     object_type: str = "user"
     account: str = ""  # the integration account: never written; its records' stamps are trusted
-    privileged: Roles = field(default_factory=dict)  # sys_id -> roles: adoption needs approval
+    privileged: Roles | None = field(default_factory=dict)  # sys_id -> roles; None: unread
     approved: Mapping[str, str] = field(default_factory=dict)  # directory id -> approved sys_id
 
 

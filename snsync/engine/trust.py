@@ -4,7 +4,6 @@ claim anyone who can write ServiceNow (or edit a directory attribute) can make; 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -14,7 +13,6 @@ BUILT_IN_PROTECTED = ("admin", "system", "guest", "maint", "snc_internal")
 DEFAULT_PRIVILEGED_ROLES = ("admin", "security_admin", "user_admin")
 CREATOR_FIELD = "sys_created_by"
 Roles = Mapping[str, tuple[str, ...]]  # sys_id -> the roles that make adopting it need approval
-_SYS_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -24,8 +22,8 @@ class Trust:
     account: str = ""  # the integration account's user_name: its records are snsync's
     protected_users: frozenset[str] = frozenset(BUILT_IN_PROTECTED)  # lower-case names, sys_ids
     protected_groups: frozenset[str] = frozenset()
-    user_roles: Roles = field(default_factory=dict)  # users holding a privileged role
-    group_roles: Roles = field(default_factory=dict)  # groups holding any role
+    user_roles: Roles | None = field(default_factory=dict)  # holders of a privileged role
+    group_roles: Roles | None = field(default_factory=dict)  # groups holding any role
     approved: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # type -> id -> sys_id
 
 
@@ -60,8 +58,11 @@ def stamp_distrust(record: Record, account: str) -> str | None:
     return None
 
 
-def hold_why(sys_id: str, record: Record, roles: Roles) -> str | None:
-    """Why adopting this existing record by matching needs an admin's approval, or None."""
+def hold_why(sys_id: str, record: Record, roles: Roles | None) -> str | None:
+    """Why adopting this existing record by matching needs an admin's approval, or None.
+    `roles` None means they could not be read: then every adoption waits (fail closed)."""
+    if roles is None:
+        return "may hold roles (the role table could not be read this cycle)"
     held = roles.get(sys_id)
     if held:
         return f"holds the role{'s' if len(held) > 1 else ''} {', '.join(sorted(held))}"
@@ -72,6 +73,6 @@ def hold_why(sys_id: str, record: Record, roles: Roles) -> str | None:
     return None
 
 
-def is_sys_id(value: str) -> bool:
-    """Whether a value looks like a ServiceNow sys_id (32 lowercase hex characters)."""
-    return bool(_SYS_ID.fullmatch(value))
+def trust_fields(name_field: str) -> tuple[str, ...]:
+    """The fields the trust rules read on a user (sys_user) or group record."""
+    return (CREATOR_FIELD, "locked_out") if name_field == "user_name" else (CREATOR_FIELD,)

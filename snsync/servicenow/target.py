@@ -3,7 +3,7 @@ tables that mappings resolve display values against."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from snsync.engine.model import Record, TargetSnapshot
 from snsync.errors import ConfigError
@@ -12,6 +12,9 @@ from snsync.servicenow.client import TableClient
 USER_TABLE = "sys_user"
 GROUP_TABLE = "sys_user_group"
 MEMBER_TABLE = "sys_user_grmember"
+ROLE_TABLE = "sys_user_role"
+USER_ROLE_TABLE = "sys_user_has_role"  # holder field "user"; inherited grants have rows too
+GROUP_ROLE_TABLE = "sys_group_has_role"  # holder field "group"
 IN_CHUNK = 100  # sys_ids per IN query: keeps URLs well under instance limits
 DISPLAY_FIELD = {"sys_user": "user_name"}
 
@@ -45,8 +48,28 @@ def read_memberships(client: TableClient, group_sys_ids: Iterable[str]) -> list[
     rows: list[Record] = []
     for start in range(0, len(ids), IN_CHUNK):
         query = "groupIN" + ",".join(ids[start : start + IN_CHUNK])
-        rows.extend(client.read_all(MEMBER_TABLE, ["user", "group"], query))
+        rows.extend(client.read_all(MEMBER_TABLE, ["user", "group", "sys_created_by"], query))
     return rows
+
+
+def read_role_holders(
+    client: TableClient, table: str, holder: str, role_names: Collection[str] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """sys_id of each user (sys_user_has_role, holder "user") or group (sys_group_has_role,
+    holder "group") that holds one of `role_names`, or any role when None -> the roles' names."""
+    names = {r["sys_id"]: r.get("name", "") for r in client.read_all(ROLE_TABLE, ["name"])}
+    queries: list[str | None] = [None]
+    if role_names is not None:
+        wanted = {n.strip().lower() for n in role_names}
+        ids = sorted(s for s, n in names.items() if n.strip().lower() in wanted)
+        chunks = [ids[i : i + IN_CHUNK] for i in range(0, len(ids), IN_CHUNK)]
+        queries = ["roleIN" + ",".join(chunk) for chunk in chunks]
+    held: dict[str, set[str]] = {}
+    for query in queries:
+        for row in client.read_all(table, [holder, "role"], query or ""):
+            if row.get(holder):
+                held.setdefault(row[holder], set()).add(names.get(row.get("role", ""), "?"))
+    return {sys_id: tuple(sorted(roles)) for sys_id, roles in held.items()}
 
 
 def read_references(client: TableClient, tables: Iterable[str]) -> dict[str, dict[str, str]]:
