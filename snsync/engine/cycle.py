@@ -313,7 +313,8 @@ def read_both(
         try:
             return read_incremental(config, conns, state, progress, user_fields, group_fields)
         except DeltaExpired:
-            reason = "the Graph delta link expired (410 syncStateNotFound)"
+            reason = "the Graph delta link expired (400 syncStateNotFound or 410)"
+            log.warning("%s: this cycle reads everything instead (a full cycle)", reason)
     tables = reference_tables([*config.mappings.users, *config.mappings.groups])
     return read_full(config, conns, progress, user_fields, group_fields, tables, reason)
 

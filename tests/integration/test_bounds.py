@@ -177,3 +177,96 @@ def test_stored_delta_link_to_another_origin_is_refused(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "refused to follow a stored or given link" in lines[0]
     assert server.base_url in lines[0]
+
+
+def test_sigterm_during_a_slow_read_exits_within_10_s(sandbox: RunningSandbox) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    reading = threading.Event()
+    release = threading.Event()
+    app = sandbox.graph_app
+    original = app.handle
+
+    def slow(request: Request) -> Response:
+        if request.path.endswith("/users"):
+            reading.set()
+            release.wait(60)  # a read that would hang for a minute
+        return original(request)
+
+    app.handle = slow  # type: ignore[method-assign]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snsync", "--config", str(sandbox.config_path), "run", "--once"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reading.wait(30), "snsync reached the slow read"
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=10)
+    finally:
+        release.set()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: stopped (SIGTERM) while reading"), err
+    assert "Traceback" not in err
+    assert ServiceNowAdmin(sandbox).rows("sys_user", "sourceSTARTSWITHentra:") == []
+
+
+def test_expired_delta_link_answered_400_gives_a_full_cycle_and_exit_0(
+    snsync: Snsync, sandbox: RunningSandbox
+) -> None:
+    assert snsync("run", "--once").exit_code == 0
+    app = sandbox.graph_app
+    original = app.handle
+
+    def expired(request: Request) -> Response:
+        token = request.query.get("$deltatoken")
+        if request.path.endswith("/delta") and token and token != "latest":
+            body = {"error": {"code": "syncStateNotFound", "message": "expired"}}
+            return Response(400, body)
+        return original(request)
+
+    app.handle = expired  # type: ignore[method-assign]
+    result = snsync("run", "--once")
+    assert result.exit_code == 0, result.output
+    assert snsync.json("status")["cycles"][0]["kind"] == "full"
+    warnings = [line for line in result.stderr.splitlines() if "delta link expired" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0], result.stderr
+
+
+def test_past_max_cycle_time_the_cycle_starts_no_new_work_and_exits_6(
+    snsync: Snsync, sandbox: RunningSandbox
+) -> None:
+    import time
+
+    app = sandbox.servicenow_app
+    original = app.handle
+
+    def slow_writes(request: Request) -> Response:
+        if request.method in ("POST", "PATCH"):
+            time.sleep(0.25)
+        return original(request)
+
+    app.handle = slow_writes  # type: ignore[method-assign]
+    edit(snsync, lambda d: d.update(schedule={"max_cycle_time": "1s"}))
+    edit(snsync, lambda d: d["servicenow"].update(max_concurrency=2))
+    result = snsync("run", "--once", "--output", "json")
+    assert result.exit_code == 6, result.output
+    assert "schedule.max_cycle_time (1s) has passed" in result.stderr
+    report = json.loads(result.stdout)
+    skipped = [r for r in report["results"] if r["reason"] == "Interrupted"]
+    done = [r for r in report["results"] if r["status"] == "Success"]
+    assert skipped and done, "work in flight finished, the rest was not started"
+    app.handle = original  # type: ignore[method-assign]
+    edit(snsync, lambda d: d.update(schedule={"max_cycle_time": "30m"}))
+    assert snsync("run", "--once").exit_code == 0, "the next cycle goes on"
+    rows = ServiceNowAdmin(sandbox).rows("sys_user", "sourceSTARTSWITHentra:")
+    names = [u["user_name"] for u in rows]
+    assert len(names) == len(set(names)) == 14
