@@ -48,7 +48,7 @@ def test_unexpected_exception_is_one_line_exit_70_and_vv_shows_the_traceback(
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("something nobody foresaw\nsecond line")
 
-    monkeypatch.setattr("snsync.engine.supervisor.run_cycle", broken)
+    monkeypatch.setattr("snsync.engine.supervisor.cycle", broken)
     result = snsync("run", "--once")
     assert result.exit_code == 70
     assert result.stderr.strip() == (
@@ -161,16 +161,16 @@ def test_fresh_delta_link_to_another_origin_is_refused(
 def test_stored_delta_link_to_another_origin_is_refused(
     snsync: Snsync, sandbox: RunningSandbox, elsewhere: tuple[SandboxServer, Recorder]
 ) -> None:
-    from snsync.engine.snapshot import USERS_LINK
-    from snsync.state import State
+    import sqlite3
 
     server, recorder = elsewhere
     assert snsync("run", "--once").exit_code == 0
-    state = State(sandbox.directory / "state.db")
-    stored = dict(state.get(USERS_LINK))
-    stored["link"] = stored["link"].replace(sandbox.info["graph_url"], server.base_url)
-    state.put(USERS_LINK, stored)
-    state.close()
+    with sqlite3.connect(sandbox.directory / "state.db") as db:  # a tampered state file
+        changed = db.execute(
+            "UPDATE kv SET value = replace(value, ?, ?) WHERE key LIKE '%users%'",
+            (sandbox.info["graph_url"], server.base_url),
+        ).rowcount
+    assert changed == 1
     result = snsync("run", "--once")
     assert result.exit_code == 3, result.output
     assert not recorder.requests, "a stored link to another origin gets no request"
