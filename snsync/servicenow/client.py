@@ -15,9 +15,8 @@ from requests.auth import HTTPBasicAuth
 from snsync.config import BasicAuth, ServiceNowConfig
 from snsync.errors import ApiError, BadRequestError, UnauthorizedError, error_for_status
 from snsync.http import HttpClient
+from snsync.model import Record
 from snsync.redact import redact, register
-
-Record = dict[str, str]
 
 
 class TableClient:
