@@ -281,7 +281,11 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
 
     conns = _connect(config, read_only=options.dry_run)
     try:
-        with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
+        running = None if options.dry_run else config.state.path
+        with (
+            _state(config, lock=not options.dry_run) as state,
+            _progress(output, running) as progress,
+        ):
             _check_services(config, conns, state, remember=not options.dry_run)
             report = supervised_cycle(
                 config,

@@ -8,11 +8,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 import requests
 
+from snsync.activity import ActivityFile
 from snsync.engine.cycle import TO_APPLY
 from snsync.engine.model import Result
 from snsync.printable import printable
@@ -71,12 +73,14 @@ class PhaseLog:
 
 
 @contextmanager
-def cycle_progress(terminal: bool) -> Iterator[Progress | None]:
+def cycle_progress(terminal: bool, state_path: Path | None = None) -> Iterator[Progress | None]:
     """The progress callback for a cycle: a line on a terminal (counts while reading, a bar while
-    applying; never when piped or from cron) and the -v phase lines; None when neither is on."""
+    applying; never when piped or from cron), the -v phase lines, and with `state_path` the
+    activity file `snsync status` reads from another process; None when none is on."""
     bar = _TerminalBar() if terminal and sys.stderr.isatty() else None
     phases = PhaseLog() if log.isEnabledFor(logging.INFO) else None
-    if bar is None and phases is None:
+    activity = ActivityFile(state_path) if state_path is not None else None
+    if bar is None and phases is None and activity is None:
         yield None
         return
 
@@ -85,6 +89,8 @@ def cycle_progress(terminal: bool) -> Iterator[Progress | None]:
             phases(what, count)
         if bar:
             bar(what, count)
+        if activity:
+            activity(what, count)
 
     try:
         yield progress
@@ -93,6 +99,8 @@ def cycle_progress(terminal: bool) -> Iterator[Progress | None]:
             bar.close()
         if phases:
             phases.finish()
+        if activity:
+            activity.close()
 
 
 def result_logger(progress: Progress | None) -> Callable[[Result], None] | None:
