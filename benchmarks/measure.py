@@ -21,6 +21,7 @@ import yaml
 from benchmarks.sandbox_host import Sandbox, ServerCounts
 
 CHILD_TIMEOUT_S = 6 * 3600
+ROOT = Path(__file__).resolve().parents[1]  # where `python -m benchmarks...` imports from
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,26 @@ def bench_config(path: Path, settings: dict[str, dict[str, Any]]) -> Path:
     return path
 
 
-def run_snsync(sandbox: Sandbox, config_path: Path) -> CycleFigures:
-    """One full cycle (connect, read, plan, write, record) in a fresh child process."""
+def run_snsync(
+    sandbox: Sandbox,
+    config_path: Path,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    cprofile: Path | None = None,
+) -> CycleFigures:
+    """One cycle (connect, read, plan, write, record) in a fresh child process."""
     before = sandbox.counts()
     command = [sys.executable, "-m", "benchmarks.snsync_child", str(config_path)]
+    command += ["--dry-run"] if dry_run else []
+    command += ["--full"] if full else []
+    command += ["--cprofile", str(cprofile)] if cprofile else []
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False
+        command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False, cwd=ROOT
     )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the snsync child process failed (exit {done.returncode}): {last}")
-    value = json.loads(done.stdout)
+    value = json.loads(done.stdout.strip().splitlines()[-1])
     value["failures"] = tuple(value["failures"])
     return CycleFigures(server=sandbox.counts().since(before), **value)

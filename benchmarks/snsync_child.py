@@ -1,12 +1,15 @@
-"""`python -m benchmarks.snsync_child CONFIG`: one snsync cycle in this process, which imports
-nothing but snsync, then its figures as JSON on stdout: wall time, CPU seconds and high-water RSS
-from `resource.getrusage`, snsync's request counters, results by action and failures."""
+"""`python -m benchmarks.snsync_child CONFIG [--dry-run] [--full] [--cprofile PATH]`: one
+snsync cycle in this process, which imports nothing but snsync, then its figures as JSON on the
+last line of stdout: wall time, CPU seconds and high-water RSS from `resource.getrusage`,
+snsync's request counters, results by action and failures. `--cprofile` writes the cycle's
+cProfile statistics (CPU time)."""
 
 from __future__ import annotations
 
+import argparse
+import cProfile
 import json
 import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,19 +22,33 @@ from snsync.state import State
 MAX_FAILURES_SHOWN = 3
 
 
-def measured_cycle(config_path: Path) -> dict[str, Any]:
-    """Run one cycle as `snsync run --once` does and measure it."""
+def measured_cycle(
+    config_path: Path,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    cprofile: Path | None = None,
+) -> dict[str, Any]:
+    """Run one cycle as `snsync run --once` (or `snsync run --dry-run`) does and measure it."""
     config = load_config(config_path)
+    # CPU time, not wall time: other processes on the machine must not look like a slow step.
+    profiler = cProfile.Profile(time.process_time) if cprofile else None
     start = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    conns = connect(config, read_only=False)
+    if profiler:
+        profiler.enable()
+    conns = connect(config, read_only=dry_run)
     state = State(config.state.path)
     try:
-        report = run_cycle(config, conns, state)
+        report = run_cycle(config, conns, state, dry_run=dry_run, force_full=full)
     finally:
         conns.close()
         state.close()
+        if profiler:
+            profiler.disable()
     wall = time.perf_counter() - started
+    if profiler and cprofile:
+        profiler.dump_stats(cprofile)
     end = resource.getrusage(resource.RUSAGE_SELF)
     failures = [f"{r.item.display_name}: {r.message}" for r in report.failures()]
     return {
@@ -47,14 +64,20 @@ def measured_cycle(config_path: Path) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> int:
-    """Entry point: the config path is the only argument."""
-    if len(argv) != 1:
-        print("usage: python -m benchmarks.snsync_child CONFIG", file=sys.stderr)
-        return 2
-    print(json.dumps(measured_cycle(Path(argv[0]))))
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.snsync_child")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--full", action="store_true", help="a full read even if one is not due")
+    parser.add_argument("--cprofile", type=Path)
+    args = parser.parse_args(argv)
+    figures = measured_cycle(
+        args.config, dry_run=args.dry_run, full=args.full, cprofile=args.cprofile
+    )
+    print(json.dumps(figures))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

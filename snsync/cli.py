@@ -110,7 +110,8 @@ def cli(
 @click.pass_context
 @handled
 def validate(ctx: click.Context) -> None:
-    """Check the config file (keys, types, secrets, expressions) without connecting anywhere."""
+    """Check the config (keys, types, secrets, expressions, directory attributes, reference
+    tables) without connecting anywhere."""
     config = _config(ctx)
     users, groups = len(config.mappings.users), len(config.mappings.groups)
     _done(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
@@ -131,7 +132,12 @@ def validate(ctx: click.Context) -> None:
 )
 @handled
 def import_schema(schema: Path, output_file: Path | None, base: Path | None) -> None:
-    """Write snsync's config from an exported Entra synchronization schema (JSON)."""
+    """Write snsync's config from an exported Entra synchronization schema (JSON).
+
+    Each construct the config cannot reproduce is one 'not carried' line with its path in the
+    schema, and the exit code is 5; the config is written either way. Exit 0: everything was
+    carried over. See docs/migration.md.
+    """
     from snsync.migrate.command import import_schema as run_import
     from snsync.migrate.command import write_config
 
@@ -259,19 +265,36 @@ def run(
 
 
 @cli.command()
+@click.option(
+    "--adoption",
+    "adoptions",
+    multiple=True,
+    metavar="OBJECT",
+    help="Approve the held adoption of OBJECT (directory id, name or UPN, or the record's "
+    "sys_id) instead of releasing held disables; repeatable.",
+)
 @metrics_option
 @output_option
 @click.pass_context
 @handled
-def approve(ctx: click.Context, metrics_file: Path | None, output: str) -> None:
-    """Run one cycle now that releases the disables held by safety.max_disables."""
+def approve(
+    ctx: click.Context, adoptions: tuple[str, ...], metrics_file: Path | None, output: str
+) -> None:
+    """Run one cycle now that releases the disables held by safety.max_disables, or (with
+    --adoption) the held adoptions named."""
     config = _config(ctx)
     _stop_on_signals()
-    sys.exit(
-        int(
-            _one_cycle(config, CycleOptions(allow_disables=True, metrics_file=metrics_file), output)
-        )
-    )
+    if adoptions:
+        from snsync.engine.approvals import approve_adoptions
+
+        with _state(config, lock=True) as state:
+            for entry in approve_adoptions(state, adoptions):
+                _console().note(
+                    f"approved: {entry.object_type} {entry.display_name} ({entry.directory_id}) "
+                    f"may adopt ServiceNow record {entry.sys_id}"
+                )
+    options = CycleOptions(allow_disables=not adoptions, metrics_file=metrics_file)
+    sys.exit(int(_one_cycle(config, options, output)))
 
 
 def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:

@@ -268,6 +268,7 @@ def _short(value: str | None) -> str:
 
 def status_json(state: State, config: Config) -> dict[str, Any]:
     """What `snsync status` shows, as plain data."""
+    from snsync.engine.approvals import held_adoptions
     from snsync.engine.supervisor import load_quarantine
 
     cycles = state.cycles(10)
@@ -307,6 +308,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             "clear_with": f"snsync --config {config.source_path} reset --quarantine",
         },
         "held_disables": state.get(HELD_KEY) or [],
+        "held_adoptions": held_adoptions(state),
         "retrying": [
             {
                 "object_type": e.object_type,
@@ -379,6 +381,13 @@ def status_text(data: dict[str, Any]) -> str:
         lines.append(
             f"HELD: {held['count']} {held['object_type']} disables (limit "
             f"{held['limit_text']}); release with: snsync run --once --allow-disables"
+        )
+    for held in data.get("held_adoptions", []):
+        approved = "approved, adopted next cycle" if held["approved"] else "approve with: snsync "
+        approved += "" if held["approved"] else f"approve --adoption {held['directory_id']}"
+        lines.append(
+            f"HELD ADOPTION: {held['object_type']} {held['display_name']} "
+            f"({held['directory_id']}) -> {held['sys_id']}: {approved}"
         )
     lines.append(f"Objects retrying with back-off: {len(data['retrying'])}")
     for e in data["retrying"][:20]:

@@ -4,6 +4,7 @@ only puts them in order."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -70,6 +71,7 @@ KEPT = "membership_kept"  # links of membership rows that existed before snsync:
 TABLES = {USER: target_io.USER_TABLE, GROUP: target_io.GROUP_TABLE, MEMBERSHIP: MEMBERSHIP_TABLE}
 Progress = Callable[[str, int], None]
 HELD_KEY = "held"  # state key: the disables the last cycle held back
+log = logging.getLogger(__name__)
 TO_APPLY = "to apply"  # progress key announcing the planned writes, so applying shows a bar
 
 
@@ -283,6 +285,12 @@ def read_and_plan(
     rows += target_io.read_memberships(conns.servicenow, unread) if unread else []
     planned = with_memberships(planned, rows, links[MEMBERSHIP], links[KEPT])
     notes = incomplete_target(_table_reads(planned, rows, links), config.safety.target_min_share)
+    for note in notes:
+        log.warning(
+            "TargetIncomplete: %s. This cycle disables nothing, removes no membership and "
+            "creates nothing that snsync has a link for",
+            note,
+        )
     planned = replace(planned, target_incomplete=notes)
     # Rows are kept only for the groups read here: a group left out (unassigned) must be read
     # again when it returns, or its rows would be created a second time.

@@ -203,7 +203,7 @@ def save_reading(
             if r.item.action is Action.DELETE and r.sys_id:
                 rows.pop(r.sys_id, None)
             elif r.record:
-                rows[r.record["sys_id"]] = _subset(r.record, ("user", "group"))
+                rows[r.record["sys_id"]] = _subset(r.record, ROW_FIELDS)
         elif kind in ("user", "group") and r.record:
             store = users if kind == "user" else groups
             store[r.record["sys_id"]] = _subset(r.record, fields[kind])
@@ -259,9 +259,9 @@ def _drifted_target(
     for row in client.read_all(target_io.GROUP_TABLE, group_fields, changed):
         groups[row["sys_id"]] = row
     added = f"sys_created_on>={since}^sys_created_by!={me}"
-    for row in client.read_all(target_io.MEMBER_TABLE, ["user", "group"], added):
+    for row in client.read_all(target_io.MEMBER_TABLE, list(ROW_FIELDS), added):
         if row.get("group") in member_groups:
-            rows[row["sys_id"]] = _subset(row, ("user", "group"))
+            rows[row["sys_id"]] = _subset(row, ROW_FIELDS)
     for table in sorted(references):
         for row in client.read_all(table, ["name"], f"sys_updated_on>={since}"):
             if row.get("name"):
@@ -280,6 +280,9 @@ def _since(watermark: str) -> str:
 def _watermark(*tables: Mapping[str, Record]) -> str:
     stamps = [r.get("sys_updated_on", "") for t in tables for r in t.values()]
     return max((s for s in stamps if s), default="1970-01-01 00:00:00")
+
+
+ROW_FIELDS = ("user", "group", "sys_created_by")  # the creator decides whose a row is (issue 9)
 
 
 def _subset(record: Mapping[str, str], fields: Iterable[str]) -> dict[str, str]:

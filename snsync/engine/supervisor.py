@@ -12,6 +12,7 @@ from typing import Any
 
 from snsync.config import Config, QuarantineConfig
 from snsync.connections import Connections
+from snsync.engine.approvals import held_results
 from snsync.engine.cycle import CycleReport, Progress, run_cycle
 from snsync.engine.executor import OnResult
 from snsync.errors import ExitCode, SnsyncError, UnauthorizedError
@@ -157,7 +158,7 @@ def cycle_facts(report: CycleReport, config: Config, started: float) -> CycleFac
     """What a notification says about a cycle."""
     failures = [
         FailedObject(r.item.display_name, r.item.directory_id, r.reason, r.message)
-        for r in report.failures()
+        for r in [*report.failures(), *held_results(report.results)]  # held: need an admin
     ]
     held = sum(h.count for h in report.planned.held)
     return CycleFacts(

@@ -29,7 +29,9 @@ class SchemaImport:
 def import_schema(schema_path: Path, base_path: Path | None) -> SchemaImport:
     """Translate the schema at `schema_path`, keeping the connection settings of `base_path`."""
     base = load_base(base_path) if base_path is not None else None
-    imported = translate_schema(read_schema(schema_path))
+    mappings = (base or {}).get("mappings")
+    link_field = mappings.get("link_field", "source") if isinstance(mappings, dict) else "source"
+    imported = translate_schema(read_schema(schema_path), link_field)
     return SchemaImport(render(imported, schema_path.name, base), imported)
 
 

@@ -22,11 +22,12 @@ FLOW_ACTIONS = {"add": "create", "update": "update", "delete": "disable"}
 _TABLE_FIELD = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def translate_schema(schema: Any) -> Imported:
+def translate_schema(schema: Any, link_field: str | None = "source") -> Imported:
     """Everything snsync can carry over from a schema, and what it cannot; raises ConfigError
-    when the document is not a synchronization schema at all."""
+    when the document is not a synchronization schema at all. `link_field` is the field snsync
+    stamps its link in (mappings.link_field), which no mapping may write."""
     rules = _rules(schema)
-    walk = _Walk()
+    walk = _Walk(link_field=link_field)
     for index, rule in enumerate(rules):
         walk.rule(rule, f"synchronizationRules[{index}]")
     return walk.result()
@@ -48,6 +49,7 @@ def _rules(schema: Any) -> list[Any]:
 class _Walk:
     """Accumulates what the rules translate to, first object mapping of each kind winning."""
 
+    link_field: str | None
     mappings: dict[ObjectType, list[Carried]] = field(default_factory=dict)
     filters: list[Carried] = field(default_factory=list)
     actions: dict[str, bool] = field(default_factory=dict)
@@ -157,6 +159,15 @@ class _Walk:
     def _add(self, carried: list[Carried], targets: set[str], done: Translated, where: str) -> None:
         assert done.item is not None
         target = str(done.item["target"])
+        if target == self.link_field:
+            self.not_carried.append(
+                NotCarried(
+                    where,
+                    f"maps '{target}', the field snsync stamps its link in (mappings.link_field); "
+                    "set link_field to another field or null to keep this mapping",
+                )
+            )
+            return
         if target in targets:
             self.not_carried.append(NotCarried(where, f"a second mapping to '{target}'"))
             return

@@ -4,7 +4,6 @@ the schema it came from."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import yaml
 
 from snsync.errors import ConfigError
 from snsync.migrate.model import Carried, Imported
+from snsync.printable import printable
 
 PLACEHOLDERS: Mapping[str, Any] = {
     "graph": {
@@ -27,8 +27,6 @@ PLACEHOLDERS: Mapping[str, Any] = {
     },
 }
 """Connection settings written when no --base config is given (fill them in, then validate)."""
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def load_base(path: Path) -> dict[str, Any]:
@@ -111,5 +109,6 @@ def _indent(text: str, spaces: int) -> list[str]:
 
 
 def _one_line(text: str) -> str:
-    # Schema text ends up in comments: a newline there would start a YAML line of its own.
-    return _CONTROL.sub(" ", text)
+    # Schema text ends up in comments: a line break there (YAML also breaks lines at NEL and
+    # U+2028/U+2029) would start a YAML line of its own.
+    return printable(text)

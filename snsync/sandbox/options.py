@@ -10,6 +10,8 @@ import click
 
 DEFAULT_CONCURRENCY = 8  # REST threads in all: 2 nodes x 4 API_INT threads
 DEFAULT_QUEUE = 50  # requests a node queues behind its busy threads
+DEFAULT_URL_LIMIT = 8192  # request line + headers: Tomcat's default maxHttpHeaderSize
+URL_LIMIT_RANGE = (8192, 23552)  # what instances are seen to run with (8 to 23 KB)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +57,14 @@ def servicenow_options(command: F) -> F:
             type=click.IntRange(min=1),
             default=None,
             help="ServiceNow requests per hour per account (a rate-limit rule); off by default.",
+        ),
+        click.option(
+            "--servicenow-url-limit",
+            "servicenow_url_limit",
+            type=click.IntRange(*URL_LIMIT_RANGE),
+            default=DEFAULT_URL_LIMIT,
+            show_default=True,
+            help="Bytes of request line and headers an instance takes; past it: HTML 400.",
         ),
     )
     for option in reversed(options):

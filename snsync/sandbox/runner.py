@@ -15,7 +15,7 @@ from snsync.sandbox.demo_instance import demo_instance
 from snsync.sandbox.demo_tenant import demo_tenant
 from snsync.sandbox.graph import GraphApp, GraphOptions, load_tenant_file
 from snsync.sandbox.graph_settings import DEFAULT_DELTA_LINK_LIFETIME_S, DEFAULT_RESOURCE_UNITS
-from snsync.sandbox.options import DEFAULT_CONCURRENCY, DEFAULT_QUEUE
+from snsync.sandbox.options import DEFAULT_CONCURRENCY, DEFAULT_QUEUE, DEFAULT_URL_LIMIT
 from snsync.sandbox.server import FaultPlan, SandboxServer
 from snsync.sandbox.servicenow import ServiceNowApp, load_instance_file
 from snsync.sandbox.tls import create_tls
@@ -47,6 +47,7 @@ class SandboxOptions:
     graph_resource_units: int = DEFAULT_RESOURCE_UNITS
     servicenow_queue: int | None = DEFAULT_QUEUE
     serialize_sessions: bool = True
+    servicenow_url_limit: int = DEFAULT_URL_LIMIT
 
 
 @dataclass
@@ -93,6 +94,7 @@ def start_sandbox(options: SandboxOptions) -> RunningSandbox:
         max_concurrent=options.servicenow_max_concurrent,
         queue=options.servicenow_queue,
         serialize_sessions=options.serialize_sessions,
+        url_limit_bytes=options.servicenow_url_limit,
     )
     if options.servicenow_latency_ms:
         sn_app.set_concurrency_latency(options.servicenow_latency_ms)

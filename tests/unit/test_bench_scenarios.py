@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import run
+from benchmarks import run, steps
 from benchmarks.bound import (
     LatencyProfile,
     Needed,
@@ -232,3 +232,21 @@ def test_runner_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         assert line in out
     assert "measured on 10 users, extrapolated" in out
     assert "FAILURES" not in out
+
+
+def test_step_check_flags_a_step_that_grows_faster_than_n() -> None:
+    sizes = [1000, 2000, 4000]
+    linear = ("/x/snsync/engine/a.py", 1, "linear")
+    square = ("/x/snsync/engine/b.py", 2, "square")
+    tiny = ("/x/snsync/engine/c.py", 3, "tiny")
+    runs = [{linear: 1.0 * k, square: 0.1 * k * k, tiny: 0.001 * k * k} for k in (1, 2, 4)]
+    rows = steps.growth(sizes, runs)
+    by_name = {row.name: row for row in rows}
+    assert by_name["snsync/engine/a.py:1(linear)"].exponent == pytest.approx(1.0)
+    assert by_name["snsync/engine/b.py:2(square)"].exponent == pytest.approx(2.0)
+    assert "snsync/engine/c.py:3(tiny)" not in by_name  # under 2% of the largest run
+    text = steps.report(sizes, rows)
+    assert text.splitlines()[-1].endswith("snsync/engine/b.py:2(square)")
+    assert steps.exponent([1000, 2000], [0.01, 0.04]) is None  # too small to tell
+    calm = steps.report(sizes, [row for row in rows if not row.faster_than_n])
+    assert calm.splitlines()[-1].startswith("no step grows faster than N")

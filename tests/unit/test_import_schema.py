@@ -344,17 +344,19 @@ def test_crafted_schema_text_cannot_add_config_keys(tmp_path: Path) -> None:
     must not start a YAML line of its own (here: one that would switch disables off)."""
     schema = copy.deepcopy(gallery())
     users = schema["synchronizationRules"][0]["objectMappings"][0]
-    users["scope"]["groups"][0]["name"] = "x\nsafety: {actions: {disable: false}}\n#"
+    injected = "safety: {actions: {disable: false}}"
+    users["scope"]["groups"][0]["name"] = f"x\n{injected}\n#"
+    users["scope"]["groups"][1]["name"] = f"y\u2028{injected}\u2028#\x85{injected}"
     users["attributeMappings"][11]["source"] = {
         "type": "Constant",
-        "expression": '"Redmond\\nsafety: {actions: {disable: false}}"',
+        "expression": '"Redmond\\nsafety: {actions: {disable: false}}\u2028x: 1\x85y"',
     }
     result, out = run_import(tmp_path, schema)
     assert result.exit_code == 0, result.stderr
     config = load_config(out, ENV)
     assert config.safety.actions.disable is True
     city = next(m for m in config.mappings.users if m.target == "city")
-    assert city.constant == "Redmond\\nsafety: {actions: {disable: false}}"
+    assert city.constant == "Redmond\\nsafety: {actions: {disable: false}}\u2028x: 1\x85y"
 
 
 def test_quiet_shows_only_the_error_line(tmp_path: Path) -> None:
@@ -382,3 +384,16 @@ def test_the_base_may_be_the_output_and_a_utf16_export_is_read(tmp_path: Path) -
     loaded = load_config(config, ENV)
     assert loaded.scope.excluded_app_roles == ["msiam_access"]
     assert [m.target for m in loaded.mappings.users][:2] == ["user_name", "email"]
+
+
+def test_a_mapping_to_the_link_field_is_not_carried(tmp_path: Path) -> None:
+    """snsync's ownership stamp lives in sys_user.source: a mapping must not overwrite it."""
+    schema = gallery()
+    attributes = user_mappings(schema)
+    attributes.append({**attributes[3], "targetAttributeName": "source"})
+    schema["synchronizationRules"][0]["objectMappings"][0]["attributeMappings"] = attributes
+    result, out = run_import(tmp_path, schema)
+    assert result.exit_code == 5
+    (only,) = not_carried(result)
+    assert only.startswith(f"not carried: {USERS}.attributeMappings[18]: maps 'source'")
+    assert "source" not in [m.target for m in load_config(out, ENV).mappings.users]

@@ -13,9 +13,13 @@ from snsync.sandbox.server import Request, Response
 from snsync.sandbox.servicenow.auth import Logins
 from snsync.sandbox.servicenow.batch import BATCH_TIME_LIMIT_S, BatchApi
 from snsync.sandbox.servicenow.failure import (
+    DEFAULT_URL_LIMIT,
+    HEADER_TOO_LARGE_PAGE,
     MAINTENANCE_PAGE,
     NOT_FOUND_PAGE,
+    URL_LIMIT_RANGE,
     Failure,
+    header_bytes,
     rate_limited,
 )
 from snsync.sandbox.servicenow.loader import load_instance
@@ -44,6 +48,7 @@ class ServiceNowApp:
         queue: int | None = DEFAULT_QUEUE,
         serialize_sessions: bool = True,
         batch_time_limit_s: float = BATCH_TIME_LIMIT_S,
+        url_limit_bytes: int = DEFAULT_URL_LIMIT,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         for name, value in (
@@ -54,6 +59,9 @@ class ServiceNowApp:
                 raise ValueError(f"{name} must be at least 1")
         if queue is not None and queue < 0:
             raise ValueError("queue must be at least 0")
+        if not URL_LIMIT_RANGE[0] <= url_limit_bytes <= URL_LIMIT_RANGE[1]:
+            raise ValueError("url_limit_bytes must be between 8192 and 23552")
+        self._url_limit = url_limit_bytes
         self._clock = clock or utc_now
         loaded = load_instance(instance, timestamp(self._clock()))
         self._store = Store(loaded.specs, loaded.rows)
@@ -69,6 +77,9 @@ class ServiceNowApp:
 
     def handle(self, request: Request) -> Response:
         """Answer one HTTP request inside its session and a thread of the session's node."""
+        if header_bytes(request) > self._url_limit:
+            # The web tier refuses it before any session or API code sees it (KB0826932).
+            return Response(400, HEADER_TOO_LARGE_PAGE, {"Content-Type": "text/html;charset=utf-8"})
         session, cookies = self._sessions.join(request.header("Cookie"))
         try:
             with self._sessions.serving(session), self._pool.slot(session.node):

@@ -30,6 +30,7 @@ from snsync.sandbox.servicenow.values import (
     input_text,
     new_sys_id,
     normalise,
+    stored_password,
 )
 
 
@@ -324,6 +325,8 @@ class RecordLoader:
             fixture_error(path, "must be a date-time 'YYYY-MM-DD HH:MM:SS' (UTC)")
         if column.kind is FieldKind.REFERENCE:
             return text.strip()
+        if column.dictionary_type == "password":
+            return stored_password(text)
         return text if key == "sys_id" else normalise(column.kind, text)
 
     def _resolve(self, spec: TableSpec, record: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ from snsync.sandbox.encoded_query import parse
 from snsync.sandbox.server import Request, Response
 from snsync.sandbox.servicenow.acl import OPERATION, Account, ReadRule, allowed
 from snsync.sandbox.servicenow.failure import Failure
-from snsync.sandbox.servicenow.render import View, field_list, link_header
+from snsync.sandbox.servicenow.render import DateStyle, View, field_list, link_header
 from snsync.sandbox.servicenow.schema import TableSpec
 from snsync.sandbox.servicenow.store import Store, WriteContext
 
@@ -100,7 +100,7 @@ class TableApi:
         offset = number_param(request.query.get("sysparm_offset"), 0, minimum=0)
         with self.lock:
             rows = self.store.select(spec.name, query)
-            render = View.of(request).renderer(self.store, spec)
+            render = self.view(request, account).renderer(self.store, spec)
             readable = self._readable(spec.name, account)
             # Row read rules run after sysparm_limit: a page can be short, or empty, mid-table.
             page = [render(row) for row in rows[offset : offset + limit] if readable(row)]
@@ -117,12 +117,14 @@ class TableApi:
         """GET on a record."""
         with self.lock:
             record = self.existing(spec, route.sys_id, account)
-            return Response(200, {"result": View.of(request).render(self.store, spec, record)})
+            return Response(
+                200, {"result": self.view(request, account).render(self.store, spec, record)}
+            )
 
     def create(self, spec: TableSpec, route: Route, request: Request, account: Account) -> Response:
-        """POST on a table."""
-        body = json_object(request)
-        view = View.of(request)
+        """POST on a table; no body at all inserts a record of defaults, as the platform does."""
+        body = json_object(request) if request.body.strip() else {}
+        view = self.view(request, account)
         with self.lock:
             record = self.store.create(spec, body, self.write_context(request, account))
             result = view.render(self.store, spec, record)
@@ -132,7 +134,7 @@ class TableApi:
     def update(self, spec: TableSpec, route: Route, request: Request, account: Account) -> Response:
         """PUT or PATCH on a record (both partial updates, as on the platform)."""
         body = json_object(request)
-        view = View.of(request)
+        view = self.view(request, account)
         with self.lock:
             self.existing(spec, route.sys_id, account)
             context = self.write_context(request, account)
@@ -181,6 +183,10 @@ class TableApi:
                 "Record doesn't exist or ACL restricts the record retrieval",
             )
         return record
+
+    def view(self, request: Request, account: Account) -> View:
+        """How this request shows records to this account (its date style included)."""
+        return View.of(request, DateStyle.of_user(self.store.find_user(account.user_name)))
 
     def _readable(self, table: str, account: Account) -> Callable[[dict[str, str]], bool]:
         rules = [r for r in self._read_rules if r.table == table and r.applies_to(account)]
