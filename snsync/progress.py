@@ -16,7 +16,7 @@ import requests
 
 from snsync.activity import ActivityFile
 from snsync.engine.cycle import TO_APPLY
-from snsync.engine.model import Result
+from snsync.model import Result
 from snsync.printable import printable
 from snsync.redact import redact
 

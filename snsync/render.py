@@ -9,13 +9,15 @@ import datetime as dt
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from snsync.activity import running_cycle
 from snsync.config import Config
-from snsync.engine.cycle import HELD_KEY, CyclePlan, CycleReport
-from snsync.engine.model import Change, PlanItem, Reason, Result, Status
+from snsync.engine.cycle import CycleReport
+from snsync.engine.plan import CyclePlan
 from snsync.errors import ExitCode
+from snsync.model import Change, PlanItem, Reason, Result, Status
 from snsync.printable import printable_lines
 from snsync.progress import progress_line
 from snsync.redact import redact
@@ -76,7 +78,7 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "reason": item.reason,
         "message": redact(item.message),
         "adopt": item.adopt,
-        "object_type": item.object_type,
+        "object_type": item.kind,
         "changes": [
             {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
         ],
@@ -88,7 +90,7 @@ def report_text(report: CycleReport) -> str:
     """The summary printed after `run --once`."""
     title = "Dry run" if report.dry_run else f"Cycle {report.cycle_id}"
     mode = cycle_mode(report)
-    reason = report.planned.reading.reason if report.planned.reading else ""
+    reason = report.mode_reason
     kind = f" ({mode}: {reason})" if mode == "full" and reason else f" ({mode})" if mode else ""
     lines = [f"{title}{kind} finished in {report.duration_s:.1f}s: {cycle_outcome(report)}."]
     counts = report.counts()
@@ -117,8 +119,7 @@ def report_text(report: CycleReport) -> str:
 
 def cycle_mode(report: CycleReport) -> str | None:
     """full | incremental (None when the cycle did not read, e.g. on demand)."""
-    reading = report.planned.reading
-    return reading.mode if reading is not None else None
+    return report.mode or None
 
 
 def cycle_outcome(report: CycleReport) -> str:
@@ -240,7 +241,7 @@ def dumps(data: Any) -> str:
 
 def _item_line(item: PlanItem) -> str:
     target = f" -> {item.sys_id}" if item.sys_id else ""
-    kind = "" if item.object_type == "user" else f"{item.object_type} "
+    kind = "" if item.kind == "user" else f"{item.kind} "
     note = f" [{item.reason}]" if item.reason else ""
     message = f" {item.message}" if item.message else ""
     status = "" if item.status is Status.SUCCESS else f" ({item.status.value})"
@@ -269,11 +270,10 @@ def _short(value: str | None) -> str:
 def status_json(state: State, config: Config) -> dict[str, Any]:
     """What `snsync status` shows, as plain data."""
     from snsync.engine.approvals import held_adoptions
-    from snsync.engine.supervisor import load_quarantine
 
     cycles = state.cycles(10)
     last_start = cycles[0]["started_at"] if cycles else None
-    quarantine = load_quarantine(state)
+    quarantine = state.quarantine()
     running = running_cycle(config.state.path)
     return {
         "running": None
@@ -307,7 +307,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             "reason": quarantine.reason,
             "clear_with": f"snsync --config {config.source_path} reset --quarantine",
         },
-        "held_disables": state.get(HELD_KEY) or [],
+        "held_disables": [asdict(h) for h in state.held_disables()],
         "held_adoptions": held_adoptions(state),
         "retrying": [
             {
@@ -322,11 +322,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             for e in state.escrow()
         ],
         "links": state.link_counts(),
-        "delta_links": {
-            key.split(":", 1)[1]: _iso(float(state.get(key)["saved_at"]))
-            for key in state.keys("watermark:")
-            if isinstance(state.get(key), dict) and "saved_at" in state.get(key)
-        },
+        "delta_links": {name: _iso(at) for name, at in state.watermark_ages().items()},
     }
 
 

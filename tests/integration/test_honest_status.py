@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 from snsync.sandbox.runner import RunningSandbox
 
@@ -77,3 +78,13 @@ def test_a_killed_run_is_not_shown_running(slow_sandbox: RunningSandbox) -> None
     assert status["running"] is None, "the activity file of a dead process is not believed"
     assert status["cycles"][0]["outcome"] == "interrupted"
     assert json.dumps(status)
+
+
+def test_metrics_say_full_then_incremental(snsync: Snsync, tmp_path: Path) -> None:
+    prom = tmp_path / "snsync.prom"
+    seen = []
+    for _ in range(2):
+        assert snsync("run", "--once", "--metrics-file", str(prom)).exit_code in (0, 1)
+        line = next(x for x in prom.read_text().splitlines() if x.startswith("snsync_cycle_full "))
+        seen.append(line.split()[1])
+    assert [float(v) for v in seen] == [1.0, 0.0]
