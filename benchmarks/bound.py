@@ -50,16 +50,29 @@ class LatencyProfile:
     graph_ms: float = 20.0
     cap: int = 16
     name: str = "custom"
+    # The sandbox's realism (issue 14): off in `today`, which is the kind sandbox of issue 11.
+    serialize_sessions: bool = False  # one request at a time per session cookie
+    queue: int | None = None  # requests a node queues before answering 429 (None: no limit)
+    graph_resource_units: int = 0  # Graph throttling budget per 10 s (0: off)
 
     def describe(self) -> str:
         """One line for the report."""
+        realism = [
+            "sessions serialised" if self.serialize_sessions else "no session serialisation",
+            f"node queue {self.queue}" if self.queue is not None else "unbounded queue",
+            f"Graph {self.graph_resource_units} RU per 10 s"
+            if self.graph_resource_units
+            else "no Graph throttling",
+        ]
         return (
             f"{self.name}: ServiceNow {self.servicenow_ms:g} ms per request inside a cap of "
-            f"{self.cap} concurrent requests; Graph {self.graph_ms:g} ms per request"
+            f"{self.cap} concurrent requests; Graph {self.graph_ms:g} ms per request; "
+            + ", ".join(realism)
         )
 
 
-# `today`: the profile main has been measured on so far (issue 11's figures).
+# `today`: the profile main has been measured on so far (issue 11's figures): a kind sandbox
+# (no session serialisation, no queue limit, no Graph throttling).
 PROFILES = {"today": LatencyProfile(50.0, 20.0, 16, "today")}
 
 

@@ -75,6 +75,9 @@ class _Registry:
             directory=setup.directory,
             retry_after=1,
             servicenow_max_concurrent=setup.profile.cap,
+            servicenow_queue=setup.profile.queue,
+            serialize_sessions=setup.profile.serialize_sessions,
+            graph_resource_units=setup.profile.graph_resource_units,
         )
         running = start_sandbox(options)
         key = len(self._running) + 1
