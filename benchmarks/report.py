@@ -158,7 +158,8 @@ def _notes(result: ScenarioResult, sample_label: str) -> list[str]:
         f"  needed writes: {result.need.writes.describe()}",
         f"  snsync process: peak RSS {_mib(cycle.peak_rss_bytes)} MiB (getrusage; "
         f"{_mib(cycle.start_rss_bytes)} MiB after start-up and imports), CPU "
-        f"{_secs(cycle.cpu_s)} s for {_secs(cycle.wall_s)} s of wall time",
+        f"{_secs(cycle.cpu_s)} s for {_secs(cycle.wall_s)} s of wall time; machine load average "
+        f"(1 min) {cycle.load[0]:.2f} before, {cycle.load[1]:.2f} after",
         *endpoint_lines(server.graph_endpoints, server.servicenow_endpoints),
     ]
     if result.incremental is not None and result.incremental_s is not None:

@@ -116,7 +116,7 @@ def test_graph_reads_needed_counts_pages() -> None:
     scenario = generate(ScenarioSpec(users=2500, groups=10))
     groups = len(scenario.assigned_groups)
     # users, assignments, one members page per assigned group, one page of all groups, token+app
-    assert graph_reads_needed(scenario) == math.ceil(2500 / 999) + 1 + groups + 1 + 2
+    assert graph_reads_needed(scenario) == math.ceil(2500 / 100) + 1 + groups + 1 + 2
 
 
 def test_bound_runs_servicenow_in_rounds_of_the_cap_and_graph_in_sequence() -> None:
