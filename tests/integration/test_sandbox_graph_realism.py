@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 
 from snsync.sandbox.demo_tenant import (
     DEMO_CLIENT_ID,
@@ -20,7 +22,8 @@ from snsync.sandbox.demo_tenant import (
     demo_tenant,
     demo_user_id,
 )
-from snsync.sandbox.graph import GraphApp
+from snsync.sandbox.graph import GraphApp, GraphOptions
+from snsync.sandbox.graph_settings import graph_cli_options
 from snsync.sandbox.runner import RunningSandbox, SandboxOptions, start_sandbox
 from snsync.sandbox.server import SandboxServer
 from snsync.sandbox.tls import SandboxTls
@@ -306,6 +309,7 @@ def test_post_group_with_members_odata_bind(
 
 
 def start(tmp_path: Path, tenant: dict[str, Any], **options: Any) -> RunningSandbox:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     tenant_file = tmp_path / "tenant.json"
     tenant_file.write_text(json.dumps(tenant), encoding="utf-8")
     return start_sandbox(
@@ -357,3 +361,31 @@ def test_snsync_falls_back_to_full_on_410_gone_too(tmp_path: Path) -> None:
         ] == ("CTO")
     finally:
         running.stop()
+
+
+def test_sandbox_options_reach_the_graph_app(tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    @click.command()
+    @graph_cli_options
+    def command(**graph: Any) -> None:
+        seen.update(graph)
+
+    args = ["--delta-link-lifetime", "60", "--delta-expired-status", "410"]
+    result = CliRunner().invoke(command, [*args, "--graph-resource-units", "0"])
+    assert result.exit_code == 0, result.output
+    running = start(tmp_path, demo_tenant(), **seen)
+    try:
+        options = running.graph_app.options
+        assert (options.delta_token_ttl_s, options.delta_expired_status) == (60, 410)
+        assert options.resource_units is None
+    finally:
+        running.stop()
+    defaults = start(tmp_path / "defaults", demo_tenant())
+    try:
+        assert defaults.graph_app.options == GraphOptions()
+        assert GraphOptions().resource_units == 8000 and GraphOptions().delta_page_size == 200
+    finally:
+        defaults.stop()
+    bad = CliRunner().invoke(command, ["--delta-expired-status", "404"])
+    assert bad.exit_code == 2 and "404" in bad.output
