@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from benchmarks.bound import FORMULA, LatencyProfile, Needed
+from benchmarks.bound import FORMULA, MODEL_FORMULA, LatencyProfile, Needed
 from benchmarks.endpoints import BATCH_PREFIX
 from benchmarks.measure import CycleFigures
 from benchmarks.naive import PARTS, NaiveFigures
@@ -60,7 +60,8 @@ class ScenarioResult:
 
 def header(lines: Sequence[str], profile: LatencyProfile) -> str:
     """The run's preamble: setup lines, the latency profile and the bound's formula."""
-    return "\n".join([*lines, f"latency profile: {profile.describe()}", *FORMULA, ""])
+    formula = MODEL_FORMULA if profile.sandbox_profile else FORMULA
+    return "\n".join([*lines, f"latency profile: {profile.describe()}", *formula, ""])
 
 
 def scenario_table(result: ScenarioResult, sample_label: str) -> str:

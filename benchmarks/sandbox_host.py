@@ -78,6 +78,7 @@ class _Registry:
             servicenow_queue=setup.profile.queue,
             serialize_sessions=setup.profile.serialize_sessions,
             graph_resource_units=setup.profile.graph_resource_units,
+            profile=setup.profile.sandbox_profile or None,
         )
         running = start_sandbox(options)
         key = len(self._running) + 1
@@ -96,6 +97,9 @@ class _Registry:
     def set_latency(self, key: int, profile: LatencyProfile) -> None:
         # ServiceNow's latency is spent holding a concurrency slot; Graph's before the app runs.
         running = self._running[key]
+        if profile.sandbox_profile is not None:  # lan, cloud: a latency model of the sandbox's own
+            running.set_profile(profile.sandbox_profile or None)  # "": quiet (setup steps)
+            return
         running.servicenow_app.set_concurrency_latency(profile.servicenow_ms)
         running.graph.latency_ms = profile.graph_ms
         running.servicenow.latency_ms = 0.0
