@@ -19,6 +19,7 @@ from snsync.engine.reading import (
     target_fields,
     watermark,
 )
+from snsync.graph.source import ALWAYS_SELECT, EXTENSIONS_PROPERTY, SYNTHESIZED
 from snsync.mapping.mapper import Mapper
 from snsync.masking import DIGESTS_KEY, MASKED_ATTRIBUTE, Masker
 from snsync.model import (
@@ -38,6 +39,11 @@ from snsync.state import CycleRecord, LinkChanges, Watermarks
 
 USER, GROUP, MEMBERSHIP = ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP
 KEPT = ObjectType.KEPT_MEMBERSHIP
+# Attributes snsync itself reads (identity, scope, names) or synthesizes others from: kept in
+# the cached picture even when only Redact() reads them.
+ALWAYS_KEPT = frozenset(
+    {*ALWAYS_SELECT, *SYNTHESIZED, "businessPhones", EXTENSIONS_PROPERTY, "members"}
+)
 
 
 @dataclass(frozen=True)
@@ -226,7 +232,7 @@ def _masked_objects(
 ) -> dict[str, dict[str, Any]]:
     if not mapper.redacted_targets:
         return {k: dict(v) for k, v in raw.items()}
-    masked = mapper.masked_attributes - needed  # scoping filters need the value itself
+    masked = mapper.masked_attributes - needed - ALWAYS_KEPT  # filters need the value itself
     result: dict[str, dict[str, Any]] = {}
     for object_id, attributes in raw.items():
         kept = {k: MASKED_ATTRIBUTE if k in masked else v for k, v in attributes.items()}

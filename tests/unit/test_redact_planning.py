@@ -74,3 +74,25 @@ def test_a_redacted_matching_value_matches_by_digest() -> None:
     target = TargetSnapshot({"s1": {"sys_id": "s1", "employee_number": MASKER.digest("e1")}})
     (item,) = plan_users([mapper.desired(user(employeeId="E1 "))], target, {}, options).items
     assert (item.action, item.sys_id, item.adopt) == (Action.UPDATE, "s1", True)
+
+
+def test_only_attributes_read_inside_redact_alone_are_left_out_of_the_cache() -> None:
+    mapper = Mapper(
+        [
+            AttributeMapping(target="u_a", expression='Join("-", Redact([employeeId]), [city])'),
+            AttributeMapping(target="u_b", expression="Redact([employeeType])"),
+            AttributeMapping(target="u_c", source="employeeType"),
+            AttributeMapping(target="u_d", expression="Redact(ToUpper([jobTitle]))"),
+        ]
+    )
+    assert mapper.masked_attributes == {"employeeId", "jobTitle"}
+    assert mapper.redacted_targets == {"u_a", "u_b", "u_d"}
+
+
+def test_a_cached_object_without_a_digest_plans_no_write_of_a_guess() -> None:
+    masked = user(employeeId=MASKED_ATTRIBUTE)
+    assert plan(masked, record("E1")) == [(Action.SKIP, Reason.REDACTED_NOT_CACHED)]
+    created = plan_users([MAPPER.desired(masked)], TargetSnapshot({}), {}, OPTIONS).items
+    (item,) = created
+    assert item.action is Action.CREATE and item.full_next
+    assert "employee_number" not in {c.field for c in item.changes}
