@@ -309,10 +309,11 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
 
     conns = _connect(config, read_only=options.dry_run)
     try:
+        running = None if options.dry_run else config.state.path
         with (
             STOP.cycle(config.schedule.max_cycle_time) as stop,
             _state(config, lock=not options.dry_run) as state,
-            _progress(output) as progress,
+            _progress(output, running) as progress,
         ):
             _check_services(config, conns, state, remember=not options.dry_run)
             report = supervised_cycle(

@@ -7,6 +7,7 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -162,11 +163,15 @@ def _state(config: Config, *, lock: bool) -> Iterator[Any]:
 
 
 @contextmanager
-def _progress(output: str) -> Iterator[Callable[[str, int], None] | None]:
+def _progress(
+    output: str, state_path: Path | None = None
+) -> Iterator[Callable[[str, int], None] | None]:
     """Progress while a cycle reads and applies: a terminal line for text output (not with
-    -q or JSON logs), and the -v phase lines."""
+    -q or JSON logs), the -v phase lines, and (for a cycle that holds the lock) the activity
+    file beside `state_path` that `snsync status` shows."""
     from snsync.progress import cycle_progress
 
     console = _console()
-    with cycle_progress(output == "text" and not (console.quiet or console.json)) as progress:
+    terminal = output == "text" and not (console.quiet or console.json)
+    with cycle_progress(terminal, state_path) as progress:
         yield progress

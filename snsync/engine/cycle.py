@@ -37,6 +37,8 @@ class CycleReport:
     planned: CyclePlan
     results: tuple[Result, ...]
     requests: dict[str, int] = field(default_factory=dict)
+    mode: str = ""  # full | incremental ("" on demand, which reads one object)
+    mode_reason: str = ""  # why a full cycle was full
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Results by object type and action, then by status (keys like 'user Create')."""
@@ -156,7 +158,10 @@ def cycle(
         on_result=on_result,
     )
     duration = time.monotonic() - started
-    report = CycleReport(cycle_id, dry_run, duration, planned, tuple(results), ports.requests())
+    report = CycleReport(
+        cycle_id, dry_run, duration, planned, tuple(results), ports.requests(),
+        reading.mode, reading.reason,
+    )  # fmt: skip
     if cycle_id is not None:
         outcome = Outcome(cycle_id, duration, report.results, report.requests, ports.clock())
         state.record_cycle(cycle_record(config, planned, reading, outcome))

@@ -228,7 +228,7 @@ def _metrics(
     counts: dict[str, Any] = report.counts() if report else {}
     metrics = CycleMetrics(
         duration_s=finished - started,
-        full=True,
+        full=report is not None and report.mode == "full",
         counts=counts,
         failures=len(report.failures()) if report else 0,
         held_disables=sum(h.count for h in report.planned.held) if report else 0,

@@ -22,10 +22,9 @@ from snsync.errors import (
     error_for_status,
 )
 from snsync.http import HttpClient, JsonAnswer
+from snsync.model import Record
 from snsync.redact import redact, register
 from snsync.stop import STOP
-
-Record = dict[str, str]
 
 
 class TableClient:
