@@ -120,14 +120,15 @@ def test_the_benchmark_host_passes_a_sandbox_profile(tmp_path: Path) -> None:
     (tmp_path / "i.json").write_text(json.dumps(demo_instance()))
     host = ThreadHost()
     try:
-        timed = LatencyProfile(50.0, 20.0, 16, "today")
-        setup = SandboxSetup(tmp_path / "t.json", tmp_path / "i.json", tmp_path / "s", timed, "lan")
+        timed = LatencyProfile(50.0, 20.0, 16, "lan", sandbox_profile="lan")
+        setup = SandboxSetup(tmp_path / "t.json", tmp_path / "i.json", tmp_path / "s", timed)
         sandbox = Sandbox(host, setup)
         running = host._registry._running[sandbox.key]
         assert running.graph.service_ms == PROFILES["lan"].graph_page_ms
-        sandbox.set_latency(LatencyProfile(0.0, 0.0, 16, "quiet"))  # setup steps: no latency
+        quiet = LatencyProfile(0.0, 0.0, 16, "quiet", sandbox_profile="")
+        sandbox.set_latency(quiet)  # setup steps: no latency
         assert (running.graph.service_ms, running.servicenow.latency_ms) == (0.0, 0.0)
-        sandbox.set_latency(timed)  # timed steps: the sandbox profile again, not `today`
+        sandbox.set_latency(timed)  # timed steps: the sandbox profile again
         assert running.servicenow.latency_ms == PROFILES["lan"].servicenow_network_ms
     finally:
         host.close()
