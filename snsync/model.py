@@ -73,6 +73,7 @@ class Reason(StrEnum):
     INVALID_LOOKUP = "InvalidLookupReference"
     MANAGER_NOT_PROVISIONED = "ManagerNotProvisioned"
     EXPRESSION_FAILED = "ExpressionEvaluationFailed"
+    ATTRIBUTE_TOO_LONG = "AttributeValueTooLong"  # over limits.max_attribute_length: refused
     ACTION_SWITCHED_OFF = "ActionSwitchedOff"
     NOT_ACTIVE = "SourceUserNotActive"
     OUT_OF_SCOPE_KEPT = "SkipOutOfScopeDeletions"
@@ -147,6 +148,7 @@ class SourceObject:
     attributes: Mapping[str, Any]
     in_scope: bool
     scope_reason: str
+    refused: str | None = None  # why the object is refused as a whole (an over-long value)
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ class Desired:
     references: Mapping[str, tuple[str, str]]  # field -> (table, display value or directory id)
     matching: tuple[tuple[str, str], ...]  # (field, value) in precedence order
     error: str | None = None  # an expression failed: the object fails, the others go on
+    error_reason: Reason | None = None  # the reason code of `error` (default: expression)
 
 
 @dataclass(frozen=True)

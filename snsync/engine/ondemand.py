@@ -12,7 +12,7 @@ from typing import Any
 from snsync.config import Config
 from snsync.connections import Connections
 from snsync.engine.cycle import CycleReport, plan_trusted
-from snsync.engine.directory import build_snapshot, source_user
+from snsync.engine.directory import build_snapshot, refuse_over_long, source_user
 from snsync.engine.executor import execute
 from snsync.engine.memberships import MembershipPlan
 from snsync.engine.plan import (
@@ -74,7 +74,9 @@ def provision(
     app = ports.directory.app_scope()
     decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
     say("scope", ("in scope: " if decision.in_scope else "not in scope: ") + decision.reason)
-    user = build_snapshot([raw], app, config.scope, whole_directory=False).users[str(raw["id"])]
+    bounded, refused = refuse_over_long([raw], config.limits.max_attribute_length)
+    snapshot = build_snapshot(bounded, app, config.scope, whole_directory=False, refused=refused)
+    user = snapshot.users[str(raw["id"])]
     links = ports.state.links(USER)
     target = _target_for(config, ports, user.id, user.attributes, links)
     found = ", ".join(f"{r.get('user_name')} ({s})" for s, r in target.users.items()) or "none"

@@ -210,7 +210,7 @@ def _may_match(want: Desired) -> bool:
 def _plan_linked(want: Desired, sys_id: str, ctx: _Context) -> PlanItem | None:
     record = ctx.records[sys_id]
     if want.error:
-        return _failure(want, sys_id, Reason.EXPRESSION_FAILED, want.error)
+        return _failure(want, sys_id, want.error_reason or Reason.EXPRESSION_FAILED, want.error)
     if not want.in_scope:
         return _plan_gone(want.directory_id, sys_id, record, ctx.options, want.display_name)
     labels: dict[str, str] = {}
@@ -225,7 +225,7 @@ def _plan_unlinked(want: Desired, ctx: _Context) -> PlanItem | None:
     if not want.in_scope:
         return None  # never provisioned and not wanted: nothing of ours to touch
     if want.error:
-        return _failure(want, None, Reason.EXPRESSION_FAILED, want.error)
+        return _failure(want, None, want.error_reason or Reason.EXPRESSION_FAILED, want.error)
     if not want.active:
         return _skip(
             want,
