@@ -321,6 +321,8 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
                 on_result=result_logger(progress),
                 metrics_file=options.metrics_file,
             )
+            if not options.dry_run:
+                _prune_log(config, state)
     except requests.RequestException as exc:  # a cycle of the loop must end in one line too
         raise request_error(exc, config) from None
     finally:
@@ -331,6 +333,13 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
         ok = report.exit_code is ExitCode.OK
         _console().summary(report_text(report), ok=ok, fields=summary_fields(report))
     return report.exit_code
+
+
+def _prune_log(config: Config, state: Any) -> None:
+    """Retention: provisioning-log rows older than state.keep_log go after each cycle."""
+    pruned = state.prune_log(time.time() - config.state.keep_log)
+    if pruned:
+        log.info("pruned %d provisioning-log rows older than state.keep_log", pruned)
 
 
 def _stop_on_signals() -> None:

@@ -391,6 +391,11 @@ class State:
     def log_entries(self, query: LogFilter) -> list[LogEntry]:
         return read_log(self.db, query)
 
+    def prune_log(self, before: float) -> int:
+        """Drop provisioning-log rows older than `before`; how many went."""
+        with self.transaction():
+            return int(self.db.execute("DELETE FROM log WHERE time<?", (before,)).rowcount)
+
     # small named values, one JSON document each
     def _get(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
