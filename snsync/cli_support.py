@@ -14,7 +14,7 @@ import click
 import requests
 
 from snsync.config import Config, find_config, load_config
-from snsync.errors import ConfigError, SnsyncError
+from snsync.errors import ConfigError, ExitCode, SnsyncError
 from snsync.logsetup import Console
 from snsync.preflight import request_error
 from snsync.printable import printable
@@ -58,8 +58,31 @@ def handled(func: F) -> F:
         except KeyboardInterrupt:
             _console().error("interrupted")
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # the last resort, also under CliRunner
+            sys.exit(int(internal_error(exc)))
 
     return wrapper  # type: ignore[return-value]
+
+
+def internal_error(exc: BaseException) -> ExitCode:
+    """Print one line for an unexpected exception (and the traceback with -vv); exit code 70."""
+    import logging
+    import traceback
+
+    from snsync.redact import redact
+
+    if logging.getLogger("snsync").isEnabledFor(logging.DEBUG):
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    click.echo(
+        printable(
+            redact(f"internal error: {type(exc).__name__}: {text}; run with -vv for the traceback")
+        ),
+        err=True,
+    )
+    return ExitCode.INTERNAL
 
 
 def _config(ctx: click.Context) -> Config:

@@ -16,11 +16,10 @@ import requests
 
 from snsync.activity import ActivityFile
 from snsync.engine.cycle import TO_APPLY
-from snsync.model import Result
+from snsync.model import Progress, Result
 from snsync.printable import printable
 from snsync.redact import redact
 
-Progress = Callable[[str, int], None]
 APPLIED = "applied"
 log = logging.getLogger("snsync.progress")
 requests_log = logging.getLogger("snsync.requests")
