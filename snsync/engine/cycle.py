@@ -25,6 +25,7 @@ from snsync.engine.guards import (
     incomplete_target,
     wait_for_backoff,
 )
+from snsync.engine.journal import journaling
 from snsync.engine.memberships import MEMBERSHIP_TABLE, MembershipPlan, plan_memberships
 from snsync.engine.model import (
     Action,
@@ -382,6 +383,11 @@ def run_cycle(
         raise
     if cycle_id is not None and planned.reading is not None:
         state.set_cycle_kind(cycle_id, planned.reading.mode)
+    if cycle_id is not None:
+        # Until this cycle records what it saw and wrote, the next one reads everything: a
+        # killed cycle's writes are invisible to an incremental read (they are snsync's own).
+        require_full_next(state)
+        on_result = journaling(state, on_result)
     concurrency = config.servicenow.max_concurrency
 
     def run(items: Sequence[PlanItem], object_type: str) -> list[Result]:
