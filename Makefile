@@ -41,7 +41,7 @@ demo: $(STAMP)
 	$(BIN)/python -m snsync.demo
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.$(or $(BENCH),run) $(BENCH_ARGS)
 
 # Re-pin after changing dependencies: installs fresh and writes constraints.txt.
 lock:

@@ -1,23 +1,27 @@
-"""Run one snsync cycle in this process against a sandbox and measure it: wall time, requests
-(snsync's own counters and the servers'), actions, failures and memory."""
+"""Run one snsync cycle in a fresh child process (`benchmarks/snsync_child.py`), as
+`snsync run --once` would, and measure it:
+wall time, client CPU seconds and peak RSS of that process (`resource.getrusage`), requests
+(snsync's own counters and the servers'), actions and failures.
+
+The child runs nothing but snsync (the sandbox is served by another process), so its CPU time and
+its high-water RSS are snsync's own: interpreter and imports included, as in production.
+"""
 
 from __future__ import annotations
 
-import resource
-import time
-import tracemalloc
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from benchmarks.sandbox_host import Sandbox, ServerCounts
-from snsync.config import Config, load_config
-from snsync.connections import connect
-from snsync.engine.cycle import CycleReport, run_cycle
-from snsync.state import State
 
-MAX_FAILURES_SHOWN = 3
+CHILD_TIMEOUT_S = 6 * 3600
+ROOT = Path(__file__).resolve().parents[1]  # where `python -m benchmarks...` imports from
 
 
 @dataclass(frozen=True)
@@ -25,56 +29,46 @@ class CycleFigures:
     """What one measured snsync cycle did and cost."""
 
     wall_s: float
+    cpu_s: float  # user + system CPU of the snsync process during the cycle
+    peak_rss_bytes: int  # high-water RSS of the snsync process (imports included)
+    start_rss_bytes: int  # its RSS high-water mark before the cycle (interpreter and imports)
     requests: dict[str, int]  # snsync's counters: graph_reads, servicenow_reads/_writes, retries
     server: ServerCounts  # what the sandbox saw during the cycle
     actions: dict[str, dict[str, int]]  # results by action, then status
     unchanged: int
     failures: tuple[str, ...]
     failure_count: int
-    peak_bytes: int | None  # tracemalloc peak (Python heap) of the cycle; None when not traced
-    max_rss_bytes: int  # the benchmark process's high-water RSS so far
 
 
-def bench_config(path: Path, cap: int) -> Config:
-    """The sandbox's config.yaml with servicenow.max_concurrency set to the cap, loaded."""
+def bench_config(path: Path, settings: dict[str, dict[str, Any]]) -> Path:
+    """Merge `settings` (section -> keys) into the sandbox's config.yaml; returns its path."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["servicenow"]["max_concurrency"] = cap
+    for section, values in settings.items():
+        data.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return load_config(path)
+    return path
 
 
-def run_snsync(sandbox: Sandbox, config: Config, *, trace_memory: bool = True) -> CycleFigures:
-    """One full cycle (connect, read, plan, write, record), as `snsync run --once` makes it."""
+def run_snsync(
+    sandbox: Sandbox,
+    config_path: Path,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    cprofile: Path | None = None,
+) -> CycleFigures:
+    """One cycle (connect, read, plan, write, record) in a fresh child process."""
     before = sandbox.counts()
-    if trace_memory:
-        tracemalloc.start()
-    started = time.perf_counter()
-    try:
-        report = _cycle(config)
-    finally:
-        wall = time.perf_counter() - started
-        peak = tracemalloc.get_traced_memory()[1] if trace_memory else None
-        if trace_memory:
-            tracemalloc.stop()
-    failures = [f"{r.item.display_name}: {r.message}" for r in report.failures()]
-    return CycleFigures(
-        wall_s=wall,
-        requests=dict(report.requests),
-        server=sandbox.counts().since(before),
-        actions=report.counts(),
-        unchanged=report.planned.unchanged,
-        failures=tuple(failures[:MAX_FAILURES_SHOWN]),
-        failure_count=len(failures),
-        peak_bytes=peak,
-        max_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    command = [sys.executable, "-m", "benchmarks.snsync_child", str(config_path)]
+    command += ["--dry-run"] if dry_run else []
+    command += ["--full"] if full else []
+    command += ["--cprofile", str(cprofile)] if cprofile else []
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False, cwd=ROOT
     )
-
-
-def _cycle(config: Config) -> CycleReport:
-    conns = connect(config, read_only=False)
-    state = State(config.state.path)
-    try:
-        return run_cycle(config, conns, state)
-    finally:
-        conns.close()
-        state.close()
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the snsync child process failed (exit {done.returncode}): {last}")
+    value = json.loads(done.stdout.strip().splitlines()[-1])
+    value["failures"] = tuple(value["failures"])
+    return CycleFigures(server=sandbox.counts().since(before), **value)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from benchmarks.ideal import FORMULA, LatencyProfile, Needed
+from benchmarks.bound import FORMULA, LatencyProfile, Needed
+from benchmarks.endpoints import BATCH_PREFIX
 from benchmarks.measure import CycleFigures
 from benchmarks.naive import PARTS, NaiveFigures
 
@@ -18,9 +19,10 @@ SUMMARY_HEADER = (
     "SN reads",
     "SN writes",
     "wall s",
-    "ideal s",
-    "wall/ideal",
-    "peak MiB",
+    "bound s",
+    "wall/bound",
+    "CPU s",
+    "RSS MiB",
     "naive s",
     "speed-up",
     "naive users-only s",
@@ -36,7 +38,7 @@ class ScenarioResult:
     title: str
     users: int
     need: Needed
-    ideal_s: float
+    bound_s: float
     snsync: CycleFigures
     naive: NaiveFigures | None
     incremental: Needed | None = None  # a repeat run that reads only changes
@@ -44,8 +46,8 @@ class ScenarioResult:
 
     @property
     def ratio(self) -> float | None:
-        """Wall time over ideal time (None when the profile allows no time at all)."""
-        return _over(self.snsync.wall_s, self.ideal_s)
+        """Wall time over the bound (None when the profile allows no time at all)."""
+        return _over(self.snsync.wall_s, self.bound_s)
 
     def naive_s(self, parts: tuple[str, ...] = PARTS) -> float | None:
         """The naive script's time for every object of `parts`."""
@@ -57,7 +59,7 @@ class ScenarioResult:
 
 
 def header(lines: Sequence[str], profile: LatencyProfile) -> str:
-    """The run's preamble: setup lines, the latency profile and the ideal-time formula."""
+    """The run's preamble: setup lines, the latency profile and the bound's formula."""
     return "\n".join([*lines, f"latency profile: {profile.describe()}", *FORMULA, ""])
 
 
@@ -66,7 +68,7 @@ def scenario_table(result: ScenarioResult, sample_label: str) -> str:
     cycle, need, naive = result.snsync, result.need, result.naive
     reads, writes = naive.requests_for_all() if naive else (0, 0)
     rows = [
-        ("", "snsync", "needed / ideal", "naive script"),
+        ("", "snsync", "needed / bound", "naive script"),
         ("users", _int(result.users), _int(result.users), _int(naive.users_total) if naive else ""),
         (
             "Graph requests",
@@ -87,14 +89,15 @@ def scenario_table(result: ScenarioResult, sample_label: str) -> str:
             _int(writes) if naive else "",
         ),
         ("retries", _int(cycle.requests.get("retries", 0)), "", ""),
-        ("wall time (s)", _secs(cycle.wall_s), _secs(result.ideal_s), _secs(result.naive_s())),
+        ("wall time (s)", _secs(cycle.wall_s), _secs(result.bound_s), _secs(result.naive_s())),
         (
-            "wall / ideal",
+            "wall / bound",
             _times(result.ratio),
             "1.00x",
-            _times(_over(result.naive_s(), result.ideal_s)),
+            _times(_over(result.naive_s(), result.bound_s)),
         ),
-        ("peak memory (MiB)", _mib(cycle.peak_bytes), "", ""),
+        ("client CPU (s)", _secs(cycle.cpu_s), "", ""),
+        ("peak RSS (MiB)", _mib(cycle.peak_rss_bytes), "", ""),
         ("speed-up vs naive", _times(result.speedup()), "", ""),
         ("speed-up vs naive, users only", _times(result.speedup(USERS_ONLY)), "", ""),
     ]
@@ -114,9 +117,10 @@ def summary_table(results: Sequence[ScenarioResult]) -> str:
                 _int(r.snsync.requests.get("servicenow_reads", 0)),
                 _int(r.snsync.requests.get("servicenow_writes", 0)),
                 _secs(r.snsync.wall_s),
-                _secs(r.ideal_s),
+                _secs(r.bound_s),
                 _times(r.ratio),
-                _mib(r.snsync.peak_bytes),
+                _secs(r.snsync.cpu_s),
+                _mib(r.snsync.peak_rss_bytes),
                 _secs(r.naive_s()),
                 _times(r.speedup()),
                 _secs(r.naive_s(USERS_ONLY)),
@@ -152,15 +156,17 @@ def _notes(result: ScenarioResult, sample_label: str) -> list[str]:
         f"{_int(server.sys_user_rows)} rows",
         f"  snsync results: {actions or 'none'}; unchanged {_int(cycle.unchanged)}",
         f"  needed writes: {result.need.writes.describe()}",
-        f"  memory: peak {_mib(cycle.peak_bytes)} MiB (tracemalloc, Python heap, the same cycle on "
-        f"the untimed twin); benchmark process max RSS so far {_mib(cycle.max_rss_bytes)} MiB",
+        f"  snsync process: peak RSS {_mib(cycle.peak_rss_bytes)} MiB (getrusage; "
+        f"{_mib(cycle.start_rss_bytes)} MiB after start-up and imports), CPU "
+        f"{_secs(cycle.cpu_s)} s for {_secs(cycle.wall_s)} s of wall time",
+        *endpoint_lines(server.graph_endpoints, server.servicenow_endpoints),
     ]
     if result.incremental is not None and result.incremental_s is not None:
         inc = result.incremental
         notes.append(
-            f"  incremental ideal: Graph {_int(inc.graph_reads)} + ServiceNow "
+            f"  incremental bound: Graph {_int(inc.graph_reads)} + ServiceNow "
             f"{_int(inc.servicenow_reads)} reads, {_int(inc.servicenow_writes)} writes -> "
-            f"{_secs(result.incremental_s)} s; wall / incremental ideal "
+            f"{_secs(result.incremental_s)} s; wall / incremental bound "
             f"{_times(_over(cycle.wall_s, result.incremental_s))}"
         )
     if result.naive is not None:
@@ -168,6 +174,19 @@ def _notes(result: ScenarioResult, sample_label: str) -> list[str]:
     if cycle.failure_count:
         notes.append(f"  FAILURES: {_int(cycle.failure_count)}, e.g. " + " | ".join(cycle.failures))
     return notes
+
+
+def endpoint_lines(graph: dict[str, int], servicenow: dict[str, int]) -> list[str]:
+    """Requests by endpoint, Graph then ServiceNow, batch sub-requests under their batch."""
+    lines = ["  requests by endpoint (as the sandbox saw them):"]
+    for service, counts in (("Graph", graph), ("ServiceNow", servicenow)):
+        outer = {k: n for k, n in counts.items() if not k.startswith(BATCH_PREFIX)}
+        inner = {k[len(BATCH_PREFIX) :]: n for k, n in counts.items() if k.startswith(BATCH_PREFIX)}
+        for name, count in sorted(outer.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {service:<10} {_int(count):>8}  {name}")
+        for name, count in sorted(inner.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {service:<10} {_int(count):>8}    inside batches: {name}")
+    return lines
 
 
 def _naive_notes(naive: NaiveFigures, sample_label: str) -> list[str]:

@@ -1,11 +1,13 @@
 """`make bench`: snsync against the sandbox under a latency profile, scenario by scenario, next to
-the ideal time the profile allows and a naive per-user script.
+the bound the profile allows and a naive per-user script.
 
-Scenarios: `empty` (N users into an empty instance), `half` (half of them already present),
-`nochange` (the same sync again, nothing changed) and `changed` (again, 1% of users changed in the
-directory). `nochange` and `changed` run on the sandbox `half` left behind; the naive script runs
-against a fresh sandbox with the same scenario and profile each time. Memory is measured on an
-untimed twin of each sandbox (tracemalloc slows Python down, so it never runs in a timed cycle).
+Workloads: `w20k` (10,000 users, 200 groups: about 21,800 objects with the memberships):
+`empty` (a first sync into an empty instance), `half` (half of the users already present),
+`nochange` (the same sync again, nothing changed) and `changed` (again, 1% of users changed in
+the directory), the last two on the sandbox `half` left behind. `w100k` (100,000 users, 2,000
+groups): `empty`, then `nochange` on the sandbox it left behind. The naive script runs against a
+fresh sandbox with the same scenario and profile each time. snsync runs in a fresh child process
+per cycle, so that its CPU time and peak RSS are its own.
 """
 
 from __future__ import annotations
@@ -19,22 +21,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from benchmarks.graph_admin import patch_users
-from benchmarks.ideal import (
+from benchmarks.bound import (
+    PROFILES,
     LatencyProfile,
     Rows,
     Writes,
-    ideal_seconds,
+    bound_seconds,
     needed,
     needed_incremental,
 )
+from benchmarks.graph_admin import patch_users
 from benchmarks.measure import bench_config, run_snsync
 from benchmarks.naive import NaiveFigures, run_naive
 from benchmarks.report import ScenarioResult, header, scenario_table, summary_table
 from benchmarks.sandbox_host import Host, Sandbox, SandboxSetup, make_host
 from benchmarks.scenarios import Scenario, ScenarioSpec, generate, user_changes
-from snsync.config import Config
 
 SCENARIOS = ("empty", "half", "nochange", "changed")
 SHARE_PRESENT = {"empty": 0.0, "half": 0.5}
@@ -42,6 +45,22 @@ SHARE_CHANGED = 0.01
 QUICK_USERS, QUICK_GROUPS = 1000, 20
 Changes = dict[str, dict[str, str]]
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A size and the chains of scenarios run on it: (first sync, the repeat runs after it)."""
+
+    name: str
+    users: int
+    groups: int
+    chains: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+WORKLOADS = {
+    "w20k": Workload("w20k", 10_000, 200, (("empty", ()), ("half", ("nochange", "changed")))),
+    "w100k": Workload("w100k", 100_000, 2_000, (("empty", ("nochange",)),)),
+}
 
 
 @dataclass(frozen=True)
@@ -53,14 +72,15 @@ class Options:
     scenarios: tuple[str, ...]
     profile: LatencyProfile
     baseline_sample: int | None  # None: the naive script runs on every user
-    trace_memory: bool
+    baseline: bool  # False: no naive runs at all (scaling runs)
     sandbox: str
+    workload: Workload
     workdir: Path
     seed: int
 
     @property
     def quiet(self) -> LatencyProfile:
-        """The profile without latency (same cap), for setup steps and the memory twin."""
+        """The profile without latency (same cap), for setup steps."""
         return replace(self.profile, servicenow_ms=0.0, graph_ms=0.0)
 
 
@@ -79,35 +99,60 @@ class Step:
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--users", type=int, help="users in the tenant (default 10000)")
-    parser.add_argument("--groups", type=int, help="groups in the tenant (default 200)")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="w20k")
+    parser.add_argument("--users", type=int, help="users in the tenant (default: the workload's)")
+    parser.add_argument("--groups", type=int, help="groups in the tenant (default: the workload's)")
     parser.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
-    parser.add_argument("--sn-latency-ms", type=float, default=50.0)
-    parser.add_argument("--graph-latency-ms", type=float, default=20.0)
-    parser.add_argument("--cap", type=int, default=16, help="ServiceNow concurrent requests")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="today")
+    parser.add_argument("--sn-latency-ms", type=float, help="override the profile's")
+    parser.add_argument("--graph-latency-ms", type=float, help="override the profile's")
+    parser.add_argument("--cap", type=int, help="ServiceNow concurrent requests (the profile's)")
     parser.add_argument("--baseline-sample", type=int, default=300)
     parser.add_argument("--full-baseline", action="store_true", help="naive script on all users")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the naive script")
     parser.add_argument("--quick", action="store_true", help="1000 users, 20 groups: a smoke run")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sandbox", choices=("process", "thread"), default="process")
-    parser.add_argument("--no-tracemalloc", action="store_true", help="skip the memory twin")
     parser.add_argument("--workdir", type=Path, default=Path(".bench"))
     args = parser.parse_args(argv)
-    users = args.users or (QUICK_USERS if args.quick else 10_000)
-    groups = args.groups if args.groups is not None else (QUICK_GROUPS if args.quick else 200)
-    if users < 1 or args.cap < 1 or args.baseline_sample < 1:
+    workload = WORKLOADS[args.workload]
+    users = args.users or (QUICK_USERS if args.quick else workload.users)
+    groups = (
+        args.groups
+        if args.groups is not None
+        else (QUICK_GROUPS if args.quick else workload.groups)
+    )
+    profile = _profile(args)
+    if users < 1 or profile.cap < 1 or args.baseline_sample < 1:
         parser.error("--users, --cap and --baseline-sample must be at least 1")
+    offered = {"all", *(name for first, rest in workload.chains for name in (first, *rest))}
+    if args.scenario not in offered:
+        parser.error(f"--scenario {args.scenario} is not part of --workload {args.workload}")
     return Options(
         users=users,
         groups=groups,
-        scenarios=SCENARIOS if args.scenario == "all" else (args.scenario,),
-        profile=LatencyProfile(args.sn_latency_ms, args.graph_latency_ms, args.cap),
+        scenarios=tuple(sorted(offered - {"all"})) if args.scenario == "all" else (args.scenario,),
+        profile=profile,
         baseline_sample=None if args.full_baseline else args.baseline_sample,
-        trace_memory=not args.no_tracemalloc,
+        baseline=not args.no_baseline,
         sandbox=args.sandbox,
+        workload=workload,
         workdir=args.workdir.resolve(),
         seed=args.seed,
     )
+
+
+def _profile(args: argparse.Namespace) -> LatencyProfile:
+    base = PROFILES[args.profile]
+    changed = {
+        "servicenow_ms": args.sn_latency_ms,
+        "graph_ms": args.graph_latency_ms,
+        "cap": args.cap,
+    }
+    overrides = {k: v for k, v in changed.items() if v is not None}
+    if not overrides:
+        return base
+    return replace(base, name=f"{base.name} (overridden)", **overrides)
 
 
 class Bench:
@@ -145,48 +190,39 @@ class Bench:
     def chain(
         self, kind: str, steps: Sequence[Step], emit: Callable[[ScenarioResult], None]
     ) -> None:
-        """Run `steps` one after another on one timed sandbox (and its untimed memory twin)."""
+        """Run `steps` one after another on one sandbox."""
         scenario = self.scenario(kind)
-        timed = self.start(kind, f"{kind}-snsync", self.options.profile)
-        twin = self.start(kind, f"{kind}-memory", self.options.quiet) if self._traced else None
+        sandbox = self.start(kind, f"{kind}-snsync", self.options.profile)
         try:
-            timed_config = bench_config(timed.config_path, self.options.profile.cap)
-            twin_config = bench_config(twin.config_path, self.options.profile.cap) if twin else None
+            config = bench_config(sandbox.config_path, snsync_settings(self.options))
             for step in steps:
                 if step.changes:
-                    self._change(timed, step.changes)
-                    if twin:
-                        patch_users(twin.info, step.changes)
-                result = self.measure(step, scenario, timed, timed_config)
-                if twin and twin_config:
-                    self.log(f"[{step.name}] memory: the same cycle on the twin, traced ...")
-                    peak = run_snsync(twin, twin_config, trace_memory=True).peak_bytes
-                    result = replace(result, snsync=replace(result.snsync, peak_bytes=peak))
+                    self._change(sandbox, step.changes)
+                result = self.measure(step, scenario, sandbox, config)
                 if step.report:
-                    emit(replace(result, naive=self.naive(step, kind)))
+                    naive = self.naive(step, kind) if self.options.baseline else None
+                    emit(replace(result, naive=naive))
                 else:
                     self.log(f"[{step.name}] done as setup (not reported)")
         finally:
-            timed.stop()
-            if twin:
-                twin.stop()
+            sandbox.stop()
 
     def measure(
-        self, step: Step, scenario: Scenario, sandbox: Sandbox, config: Config
+        self, step: Step, scenario: Scenario, sandbox: Sandbox, config: Path
     ) -> ScenarioResult:
-        """One timed snsync cycle, next to what it needed (the naive figures come later)."""
+        """One snsync cycle in a child process, next to what it needed (naive figures later)."""
         need = needed(scenario, starting_rows(scenario, sandbox), step.writes)
         self.log(f"[{step.name}] snsync cycle over {self.options.users:,} users ...")
-        figures = run_snsync(sandbox, config, trace_memory=False)
+        figures = run_snsync(sandbox, config)
         self.log(f"[{step.name}] snsync done in {figures.wall_s:.2f} s")
-        ideal = ideal_seconds(need, self.options.profile)
+        bound = bound_seconds(need, self.options.profile)
         result = ScenarioResult(
-            step.name, step.title, self.options.users, need, ideal, figures, None
+            step.name, step.title, self.options.users, need, bound, figures, None
         )
         if not step.resync:
             return result
         incremental = needed_incremental(scenario, len(step.changes or {}), step.writes)
-        seconds = ideal_seconds(incremental, self.options.profile)
+        seconds = bound_seconds(incremental, self.options.profile)
         return replace(result, incremental=incremental, incremental_s=seconds)
 
     def naive(self, step: Step, kind: str) -> NaiveFigures:
@@ -207,10 +243,6 @@ class Bench:
             return figures
         finally:
             sandbox.stop()
-
-    @property
-    def _traced(self) -> bool:
-        return self.options.trace_memory
 
     def _change(self, sandbox: Sandbox, changes: Changes) -> None:
         with _quiet(sandbox, self.options):
@@ -233,16 +265,25 @@ def starting_rows(scenario: Scenario, sandbox: Sandbox) -> Rows:
     return Rows(counts.sys_user_rows, counts.group_rows, counts.membership_rows - fixture)
 
 
-def half_steps(bench: Bench, wanted: set[str]) -> list[Step]:
-    """`half`, then `nochange` and `changed` on the sandbox it leaves behind."""
-    scenario = bench.scenario("half")
+def snsync_settings(options: Options) -> dict[str, dict[str, Any]]:
+    """Config keys the benchmark sets in the sandbox's config.yaml."""
+    return {"servicenow": {"max_concurrency": options.profile.cap}}
+
+
+def chain_steps(bench: Bench, kind: str, repeats: Sequence[str]) -> list[Step]:
+    """A first sync of scenario `kind`, then the repeat runs `repeats` on what it left behind."""
+    wanted = set(bench.options.scenarios)
+    scenario = bench.scenario(kind)
     users = f"{bench.options.users:,}"
-    title = f"{users} users, half of them already in ServiceNow"
-    steps = [Step("half", title, first_sync(scenario), report="half" in wanted)]
-    if "nochange" in wanted:
+    title = {
+        "empty": f"{users} users into an empty instance",
+        "half": f"{users} users, half of them already in ServiceNow",
+    }[kind]
+    steps = [Step(kind, title, first_sync(scenario), report=kind in wanted)]
+    if "nochange" in repeats and "nochange" in wanted:
         title = "the same sync again, nothing changed"
         steps.append(Step("nochange", title, Writes(), report=True, resync=True))
-    if "changed" in wanted:
+    if "changed" in repeats and "changed" in wanted:
         changes = user_changes(scenario, SHARE_CHANGED)
         title = f"again, with {SHARE_CHANGED:.0%} of users changed in the directory"
         writes = Writes(users=len(changes))
@@ -263,13 +304,10 @@ def run(options: Options, log: Log, out: Callable[[str], None]) -> list[Scenario
     host = make_host(options.sandbox)
     try:
         bench = Bench(options, host, log)
-        wanted = set(options.scenarios)
-        if "empty" in wanted:
-            title = f"{options.users:,} users into an empty instance"
-            step = Step("empty", title, first_sync(bench.scenario("empty")), True)
-            bench.chain("empty", [step], emit)
-        if wanted - {"empty"}:
-            bench.chain("half", half_steps(bench, wanted), emit)
+        for kind, repeats in options.workload.chains:
+            steps = chain_steps(bench, kind, repeats)
+            if any(step.report for step in steps):
+                bench.chain(kind, steps, emit)
     finally:
         host.close()
     out(summary_table(results))
@@ -297,17 +335,18 @@ def _quiet(sandbox: Sandbox, options: Options) -> Iterator[None]:
 
 def _preamble(options: Options) -> list[str]:
     where = "a child process" if options.sandbox == "process" else "threads of this process"
-    memory = (
-        "tracemalloc peak of the same cycle run again on an untimed twin sandbox without latency"
-        if options.trace_memory
-        else "not measured (--no-tracemalloc)"
-    )
     return [
-        f"snsync benchmark: {options.users:,} users, {options.groups:,} groups, seed "
-        f"{options.seed}; sandbox served by {where}",
-        f"snsync: one in-process cycle per scenario (connect, read, plan, write, record) with "
-        f"servicenow.max_concurrency = {options.profile.cap}; users, groups and memberships",
-        f"peak memory: {memory} (Python heap only)",
+        f"snsync benchmark: workload {options.workload.name}, {options.users:,} users, "
+        f"{options.groups:,} groups, seed {options.seed}; sandbox served by {where}",
+        "snsync: one cycle per scenario (connect, read, plan, write, record), each in a fresh "
+        "child process that runs nothing else; users, groups and memberships; config: "
+        + ", ".join(
+            f"{section}.{key} = {value}"
+            for section, keys in snsync_settings(options).items()
+            for key, value in keys.items()
+        ),
+        "CPU and peak RSS: resource.getrusage of the snsync process (RSS includes the "
+        "interpreter and imports)",
         "naive script: list assigned users and groups from Graph, then one request at a time: per "
         "user GET sys_user by user_name, then POST or PATCH (the issue's baseline, 'users only'); "
         "per group GET by name, POST if missing; per membership GET the user, GET the row, POST "

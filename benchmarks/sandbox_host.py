@@ -11,7 +11,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-from benchmarks.ideal import LatencyProfile
+from benchmarks.bound import LatencyProfile
+from benchmarks.endpoints import EndpointCounter, difference
 from snsync.sandbox.runner import RunningSandbox, SandboxOptions, start_sandbox
 
 
@@ -36,6 +37,8 @@ class ServerCounts:
     sys_user_rows: int = 0
     group_rows: int = 0
     membership_rows: int = 0
+    graph_endpoints: dict[str, int] = field(default_factory=dict)
+    servicenow_endpoints: dict[str, int] = field(default_factory=dict)
 
     def since(self, before: ServerCounts) -> ServerCounts:
         """The requests made between `before` and this count (rows as they are now)."""
@@ -52,6 +55,8 @@ class ServerCounts:
             self.sys_user_rows,
             self.group_rows,
             self.membership_rows,
+            difference(self.graph_endpoints, before.graph_endpoints),
+            difference(self.servicenow_endpoints, before.servicenow_endpoints),
         )
 
 
@@ -60,6 +65,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self._running: dict[int, RunningSandbox] = {}
+        self._counters: dict[int, tuple[EndpointCounter, EndpointCounter]] = {}
         self._stopping: list[threading.Thread] = []
 
     def start(self, setup: SandboxSetup) -> tuple[int, dict[str, Any]]:
@@ -75,6 +81,12 @@ class _Registry:
         while key in self._running:
             key += 1
         self._running[key] = running
+        graph, servicenow = (
+            EndpointCounter(running.graph.app),
+            EndpointCounter(running.servicenow.app),
+        )
+        running.graph.app, running.servicenow.app = graph, servicenow
+        self._counters[key] = (graph, servicenow)
         self.set_latency(key, setup.profile)
         return key, dict(running.info)
 
@@ -95,10 +107,13 @@ class _Registry:
             sys_user_rows=len(running.servicenow_app.records("sys_user")),
             group_rows=len(running.servicenow_app.records("sys_user_group")),
             membership_rows=len(running.servicenow_app.records("sys_user_grmember")),
+            graph_endpoints=self._counters[key][0].counts(),
+            servicenow_endpoints=self._counters[key][1].counts(),
         )
 
     def stop(self, key: int) -> None:
         # A server takes up to half a second to notice it should stop: let it, in the background.
+        self._counters.pop(key, None)
         stopping = threading.Thread(target=self._running.pop(key).stop, daemon=True)
         stopping.start()
         self._stopping.append(stopping)

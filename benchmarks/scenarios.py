@@ -80,7 +80,7 @@ class ScenarioSpec:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A generated tenant and instance fixture, with the facts the ideal time is computed from."""
+    """A generated tenant and instance fixture, with the facts the bound is computed from."""
 
     spec: ScenarioSpec
     tenant: dict[str, Any]

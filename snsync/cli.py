@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import click
+import requests
 
 from snsync import __version__
+from snsync.cli_support import (
+    _check_services,
+    _config,
+    _connect,
+    _console,
+    _done,
+    _progress,
+    _show_warning,
+    _state,
+    handled,
+    output_option,
+)
+from snsync.cli_tools import expression, logs
 from snsync.clickgroup import SnsyncGroup
-from snsync.config import Config, LiteralSecretWarning, find_config, load_config, parse_duration
+from snsync.config import Config, LiteralSecretWarning
 from snsync.engine.executor import STOP
 from snsync.errors import ExitCode, SnsyncError
+from snsync.preflight import request_error
 from snsync.printable import printable
+from snsync.sandbox.graph_settings import graph_cli_options
+from snsync.sandbox.options import servicenow_options
 
-if TYPE_CHECKING:
-    from snsync.connections import Connections
-    from snsync.logsetup import Console
-
-F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("snsync")
 
 
@@ -49,19 +58,30 @@ def main() -> None:
     metavar="PATH",
     help="Config file (default: $SNSYNC_CONFIG, ./config.yaml, ~/.config/snsync/config.yaml).",
 )
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="One log line per phase of a cycle; -vv also one per request and per write.",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Nothing on stdout or stderr unless something is wrong (an error, a failed cycle).",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="Log lines for people (text) or for log collectors (json, one object a line).",
+    help="Log lines for people (text) or for log collectors (json: every stderr line one "
+    "JSON object, errors and the cycle summary included).",
 )
 @click.option(
     "--log-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the log to this file (created mode 600).",
+    help="Also write the log to this file (mode 600, never through a symbolic link).",
 )
 @click.pass_context
 def cli(
@@ -86,58 +106,59 @@ def cli(
     warnings.showwarning = _show_warning
 
 
-def _console() -> Console:
-    from snsync.logsetup import Console
-
-    ctx = click.get_current_context(silent=True)
-    console = (ctx.find_root().obj or {}).get("console") if ctx else None
-    return console if isinstance(console, Console) else Console()
-
-
-def _show_warning(message: Any, category: Any, *_: Any, **__: Any) -> None:
-    _console().warning(str(message))
-
-
-def handled(func: F) -> F:
-    """Turn snsync errors into one line on stderr and their exit code; never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SnsyncError as exc:
-            _console().error(str(exc))
-            sys.exit(int(exc.exit_code))
-        except KeyboardInterrupt:
-            _console().error("interrupted")
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _config(ctx: click.Context) -> Config:
-    path = find_config(ctx.obj.get("config_path"))
-    return load_config(path)
-
-
-output_option = click.option(
-    "--output",
-    "output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Text for people, JSON for scripts.",
-)
-
-
 @cli.command()
 @click.pass_context
 @handled
 def validate(ctx: click.Context) -> None:
-    """Check the config file (keys, types, secrets, expressions) without connecting anywhere."""
+    """Check the config (keys, types, secrets, expressions, directory attributes, reference
+    tables) without connecting anywhere."""
     config = _config(ctx)
     users, groups = len(config.mappings.users), len(config.mappings.groups)
-    click.echo(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
+    _done(f"{config.source_path}: valid ({users} user mappings, {groups} group mappings)")
+
+
+@cli.command("import-schema")
+@click.argument("schema", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the config here (mode 600) instead of to stdout.",
+)
+@click.option(
+    "--base",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the connection settings (graph, servicenow, state, ...) of this config.",
+)
+@handled
+def import_schema(schema: Path, output_file: Path | None, base: Path | None) -> None:
+    """Write snsync's config from an exported Entra synchronization schema (JSON).
+
+    Each construct the config cannot reproduce is one 'not carried' line with its path in the
+    schema, and the exit code is 5; the config is written either way. Exit 0: everything was
+    carried over. See docs/migration.md.
+    """
+    from snsync.migrate.command import import_schema as run_import
+    from snsync.migrate.command import write_config
+
+    result = run_import(schema, base)
+    if output_file is None:
+        click.echo(result.text, nl=False)
+    else:
+        write_config(output_file, result.text)
+    console = _console()
+    for problem in result.imported.not_carried:
+        console.warning(f"not carried: {problem}")
+    left = len(result.imported.not_carried)
+    where = output_file or "stdout"
+    if not left:
+        console.note(f"wrote {where}; everything in {schema.name} was carried over")
+        return
+    console.error(
+        f"wrote {where}, but {left} construct(s) of {schema.name} were not carried over "
+        "(the 'not carried' lines, also '# NOT CARRIED' comments at the top of the config)"
+    )
+    sys.exit(int(ExitCode.NOT_CARRIED))
 
 
 @cli.command("test-connection")
@@ -155,7 +176,7 @@ def test_connection(ctx: click.Context, output: str) -> None:
     for check in run_checks(config, conns):
         results.append(check)
         if output == "text":
-            mark = "ok  " if check.ok else "FAIL"
+            mark = "ok  " if check.ok else "skip" if check.skipped else "FAIL"
             click.echo(printable(f"[{mark}] {check.name}: {check.detail}"))
     conns.close()
     failed = [c for c in results if not c.ok]
@@ -178,6 +199,7 @@ def plan(ctx: click.Context, output: str) -> None:
     config = _config(ctx)
     conns = _connect(config, read_only=True)
     with _state(config, lock=False) as state, _progress(output) as progress:
+        _check_services(config, conns, state, remember=False)
         planned = read_and_plan(config, conns, state, progress)
     click.echo(dumps(plan_json(planned)) if output == "json" else plan_text(planned))
 
@@ -281,36 +303,30 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
     from snsync.render import dumps, report_json, report_text, summary_fields
 
     conns = _connect(config, read_only=options.dry_run)
-    with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
-        report = supervised_cycle(
-            config,
-            conns,
-            state,
-            dry_run=options.dry_run,
-            allow_disables=options.allow_disables,
-            force_full=options.full,
-            progress=progress,
-            on_result=result_logger(progress),
-            metrics_file=options.metrics_file,
-        )
-    conns.close()
+    try:
+        with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
+            _check_services(config, conns, state, remember=not options.dry_run)
+            report = supervised_cycle(
+                config,
+                conns,
+                state,
+                dry_run=options.dry_run,
+                allow_disables=options.allow_disables,
+                force_full=options.full,
+                progress=progress,
+                on_result=result_logger(progress),
+                metrics_file=options.metrics_file,
+            )
+    except requests.RequestException as exc:  # a cycle of the loop must end in one line too
+        raise request_error(exc, config) from None
+    finally:
+        conns.close()
     if output == "json":
         click.echo(dumps(report_json(report)))
     else:
         ok = report.exit_code is ExitCode.OK
         _console().summary(report_text(report), ok=ok, fields=summary_fields(report))
     return report.exit_code
-
-
-def _connect(config: Config, *, read_only: bool) -> Connections:
-    """The clients a command needs; with -vv every request they make is logged."""
-    from snsync.connections import connect
-    from snsync.progress import trace_requests
-
-    conns = connect(config, read_only=read_only)
-    trace_requests(conns.graph_http.session, "graph")
-    trace_requests(conns.servicenow_http.session, "servicenow")
-    return conns
 
 
 def _stop_on_signals() -> None:
@@ -374,7 +390,7 @@ def reset(
             for kind, count in state.link_counts().items():
                 state.drop_links(kind, state.links(kind))
                 done.append(f"{count} {kind} links forgotten")
-    click.echo("; ".join(done) + ".")
+    _done("; ".join(done) + ".")
 
 
 @cli.command()
@@ -413,41 +429,6 @@ def provision(ctx: click.Context, user: str, dry_run: bool) -> None:
 
 
 @cli.command()
-@click.option("--user", help="UPN, display name or object id.")
-@click.option("--action", help="Create, Update, Disable, Enable or Skip.")
-@click.option("--status", help="Success, Failure, Skipped or Warning.")
-@click.option("--cycle", type=int, help="Cycle number.")
-@click.option("--since", help="Only entries newer than this, e.g. 2h, 30m, 1d.")
-@click.option("--limit", type=int, default=200, show_default=True)
-@output_option
-@click.pass_context
-@handled
-def logs(
-    ctx: click.Context,
-    user: str | None,
-    action: str | None,
-    status: str | None,
-    cycle: int | None,
-    since: str | None,
-    limit: int,
-    output: str,
-) -> None:
-    """Read the provisioning log: one row per object per action."""
-    from snsync.render import dumps, log_json, log_text
-    from snsync.state import LogFilter
-
-    config = _config(ctx)
-    try:
-        since_ts = time.time() - parse_duration(since) if since else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
-    query = LogFilter(user, action, status, cycle, since_ts, limit)
-    with _state(config, lock=False) as state:
-        entries = state.log_entries(query)
-    click.echo(dumps(log_json(entries)) if output == "json" else log_text(entries))
-
-
-@cli.command()
 @click.option(
     "--tenant",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -470,6 +451,8 @@ def logs(
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@graph_cli_options
+@servicenow_options
 @handled
 def sandbox(
     tenant: Path | None,
@@ -481,46 +464,41 @@ def sandbox(
     latency_ms: float,
     fault_rate: float,
     seed: int,
+    **extra: Any,
 ) -> None:
     """Serve a local HTTPS Graph + token service + ServiceNow for tests and demos."""
+    from snsync.preflight import check_sandbox_options, sandbox_start_error
     from snsync.sandbox.runner import SandboxOptions, start_sandbox
 
+    check_sandbox_options(host, directory)
     options = SandboxOptions(
-        tenant, instance, directory, host, graph_port, servicenow_port, latency_ms, fault_rate, seed
+        tenant,
+        instance,
+        directory,
+        host,
+        graph_port,
+        servicenow_port,
+        latency_ms,
+        fault_rate,
+        seed,
+        **extra,
     )
-    running = start_sandbox(options)
+    try:
+        running = start_sandbox(options)
+    except OSError as exc:
+        ports = {"--graph-port": graph_port, "--servicenow-port": servicenow_port}
+        raise sandbox_start_error(exc, host, ports) from None
     info = running.info
     click.echo(f"Graph and token service: {info['graph_url']} (tenant {info['tenant_id']})")
     click.echo(f"ServiceNow:              {info['servicenow_url']}")
     if running.directory:
         click.echo(f"CA, config and details:  {running.directory}")
-    click.echo("Serving until interrupted (Ctrl-C).", err=True)
+    _console().note("Serving until interrupted (Ctrl-C).")
     try:
         running.wait()
     finally:
         running.stop()
 
 
-@contextmanager
-def _state(config: Config, *, lock: bool) -> Iterator[Any]:
-    from snsync.state import RunLock, State
-
-    run_lock = RunLock(config.state.path).acquire() if lock else None
-    state = State(config.state.path)
-    try:
-        yield state
-    finally:
-        state.close()
-        if run_lock:
-            run_lock.release()
-
-
-@contextmanager
-def _progress(output: str) -> Iterator[Callable[[str, int], None] | None]:
-    """Progress while a cycle reads and applies: a terminal line for text output (not with
-    -q or JSON logs), and the -v phase lines."""
-    from snsync.progress import cycle_progress
-
-    console = _console()
-    with cycle_progress(output == "text" and not (console.quiet or console.json)) as progress:
-        yield progress
+cli.add_command(logs)
+cli.add_command(expression)

@@ -98,3 +98,13 @@ def _global_width(arg: str) -> int:
     if GLOBAL_FLAGS.fullmatch(arg) or arg.startswith(tuple(f"{o}=" for o in GLOBAL_VALUED)):
         return 1
     return 2 if arg in GLOBAL_VALUED else 0
+
+
+class NamedChoice(click.Choice[str]):
+    """A case-insensitive choice whose error lists the values as they are spelled."""
+
+    def __init__(self, choices: Sequence[str]) -> None:
+        super().__init__(choices, case_sensitive=False)
+
+    def get_invalid_choice_message(self, value: Any, ctx: click.Context | None) -> str:
+        return f"'{value}' is not one of: {', '.join(map(str, self.choices))}"

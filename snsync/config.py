@@ -198,7 +198,9 @@ class ScopeConfig(_Section):
     @field_validator("filters")
     @classmethod
     def _known_attributes(cls, value: list[list[ScopeClause]]) -> list[list[ScopeClause]]:
-        return _check_filter_attributes(value)
+        from snsync.mapping.sources import filter_attributes
+
+        return filter_attributes(value)
 
 
 class AttributeMapping(_Section):
@@ -256,55 +258,6 @@ class _ExpressionError(ValueError):
     """An expression syntax error, reported at the `expression` key."""
 
 
-class _LocatedError(ValueError):
-    """A problem found by a list's validator, reported at the key path `where` inside it."""
-
-    def __init__(self, where: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.where = where
-
-
-def _check_sources(mappings: list[AttributeMapping], kind: str) -> list[AttributeMapping]:
-    """Every directory attribute the mappings read, spelled as snsync reads it from Graph (the
-    provisioning service's names translated); an unknown one is an error at its key."""
-    from snsync.mapping.catalog import (
-        UnknownAttributeError,
-        expression_attributes,
-        mapping_attribute,
-    )
-
-    object_type: Literal["user", "group"] = "group" if kind == "group" else "user"
-    checked: list[AttributeMapping] = []
-    for index, m in enumerate(mappings):
-        key = "expression" if m.kind == "expression" else "source"
-        try:
-            if m.kind == "direct" and m.source:
-                m = m.model_copy(update={"source": mapping_attribute(m.source, object_type)})
-            elif m.kind == "expression" and m.expression:
-                text = expression_attributes(m.expression, object_type)
-                m = m.model_copy(update={"expression": text})
-        except UnknownAttributeError as exc:
-            raise _LocatedError((index, key), str(exc)) from None
-        checked.append(m)
-    return checked
-
-
-def _check_filter_attributes(filters: list[list[ScopeClause]]) -> list[list[ScopeClause]]:
-    from snsync.mapping.catalog import UnknownAttributeError, filter_attribute
-
-    checked: list[list[ScopeClause]] = []
-    for i, clauses in enumerate(filters):
-        group: list[ScopeClause] = []
-        for j, clause in enumerate(clauses):
-            try:
-                name = filter_attribute(clause.attribute)
-            except UnknownAttributeError as exc:
-                raise _LocatedError((i, j, "attribute"), str(exc)) from None
-            group.append(clause.model_copy(update={"attribute": name}))
-        checked.append(group)
-    return checked
-
-
 def _default_user_mappings() -> list[AttributeMapping]:
     from snsync.mapping.defaults import DEFAULT_USER_MAPPINGS
 
@@ -328,12 +281,16 @@ class MappingsConfig(_Section):
     @field_validator("users")
     @classmethod
     def _users_match(cls, value: list[AttributeMapping]) -> list[AttributeMapping]:
-        return _check_mapping_list(_check_sources(value, "user"))
+        from snsync.mapping.sources import mapping_sources
+
+        return _check_mapping_list(mapping_sources(value, "user"))
 
     @field_validator("groups")
     @classmethod
     def _groups_match(cls, value: list[AttributeMapping]) -> list[AttributeMapping]:
-        return _check_mapping_list(_check_sources(value, "group"))
+        from snsync.mapping.sources import mapping_sources
+
+        return _check_mapping_list(mapping_sources(value, "group"))
 
 
 def _check_mapping_list(mappings: list[AttributeMapping]) -> list[AttributeMapping]:
@@ -600,8 +557,10 @@ def _first_problem(exc: ValidationError) -> str:
         message = f"{message[0].lower()}{message[1:]}"
     if _is_expr(error):
         loc = (*loc, "expression")
+    from snsync.mapping.sources import LocatedError
+
     located = (error.get("ctx") or {}).get("error")
-    if isinstance(located, _LocatedError):
+    if isinstance(located, LocatedError):
         loc = (*loc, *located.where)
     return f"{_dotted(loc)}: {message}"
 

@@ -15,6 +15,7 @@ import requests
 from snsync.sandbox.demo_instance import DEMO_PASSWORD
 
 DEMO_DIR = Path(".demo")
+HINT_USER = "adele.vance@contoso.example"
 FIELDS = "user_name,first_name,last_name,title,department,manager,active"
 
 
@@ -49,12 +50,36 @@ def main() -> int:
                 return 1
             if args == ["run", "--once"] and title.startswith("Sync once"):
                 _show_rows(info)
-        _banner("Done. Try: snsync --config .demo/sandbox/config.yaml provision <upn>")
+        _banner("Done. The sandbox is stopped now; to try more, start a fresh one:")
+        sandbox_cmd, provision_cmd = closing_hint()
+        print(f"  {sandbox_cmd}     # leave it running; in a second terminal:")
+        print(f"  {provision_cmd}")
         return 0
     finally:
         server.terminate()
         server.wait(timeout=10)
         log.close()
+
+
+def closing_hint() -> tuple[str, str]:
+    """Two commands that work as printed from the current folder: start a sandbox in a fresh
+    folder, then provision one of its users step by step."""
+    script = Path(sys.executable).with_name("snsync")
+    snsync = (
+        _relative(script) if script.is_file() else f"{_relative(Path(sys.executable))} -m snsync"
+    )
+    folder = DEMO_DIR / "try"
+    return (
+        f"{snsync} sandbox --dir {folder}",
+        f"{snsync} --config {folder / 'config.yaml'} provision {HINT_USER}",
+    )
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _wait_for(path: Path, server: subprocess.Popen[bytes]) -> dict[str, str]:

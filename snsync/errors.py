@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     CONFIG = 2
     CONNECTION = 3
     HELD = 4
+    NOT_CARRIED = 5
     LOCKED = 75
     LOCAL_FILE = 73
 

@@ -4,7 +4,9 @@ reaches the terminal as a control sequence."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -156,6 +158,31 @@ def log_text(entries: Sequence[LogEntry]) -> str:
         )
         lines += [f"      {_change(Change(**c))}" for c in e.changes]
     return printable_lines(lines)
+
+
+LOG_CSV_COLUMNS = (
+    "time", "cycle_id", "object_type", "directory_id", "display_name", "sys_id", "action",
+    "status", "reason", "message", "changes",
+)  # fmt: skip
+
+
+def log_csv(entries: Sequence[LogEntry]) -> str:
+    """The log as CSV (RFC 4180, a header row; changes as `field: old -> new` joined by '; ').
+    A cell that a spreadsheet would run as a formula is prefixed with a quote."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(LOG_CSV_COLUMNS)
+    for e in entries:
+        when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        changes = "; ".join(_change(Change(**c)) for c in e.changes)
+        row = [when, e.cycle_id, e.object_type, e.directory_id, e.display_name, e.sys_id,
+               e.action, e.status, e.reason, e.message, changes]  # fmt: skip
+        writer.writerow(["" if v is None else _cell(str(v)) for v in row])
+    return buffer.getvalue()
+
+
+def _cell(text: str) -> str:
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def log_json(entries: Sequence[LogEntry]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from snsync.config import AttributeMapping, Config
 from snsync.connections import Connections
 from snsync.engine.model import Action, Record, Result, SourceSnapshot, Status, TargetSnapshot
-from snsync.errors import NotFoundError
+from snsync.errors import BadRequestError, NotFoundError
 from snsync.graph import source
 from snsync.graph.delta import (
     SYNC_STATE_GONE,
@@ -139,7 +139,7 @@ def read_incremental(
     try:
         users_round = conns.graph.delta(state.get(USERS_LINK)["link"])
         groups_round = conns.graph.delta(state.get(GROUPS_LINK)["link"])
-    except NotFoundError as exc:
+    except (NotFoundError, BadRequestError) as exc:  # Graph sends 400 (or 410) syncStateNotFound
         if exc.code == SYNC_STATE_GONE or exc.status == 410:
             raise DeltaExpired(str(exc)) from None
         raise

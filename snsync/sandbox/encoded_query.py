@@ -5,12 +5,17 @@ is `a AND (b OR c)`), `^NQ` starts a new query ORed with the others, `^^` is a l
 String comparisons are case-insensitive, as the platform's database collation makes them.
 A condition on a field the table does not have, or with an operator not understood, is dropped,
 so a typo widens the match instead of failing it (the platform's default).
+
+Two terms reach other tables: `RLQUERY<table>.<field>,<op><n>^...^ENDRLQUERY` keeps records
+that have (`>=1`), lack (`=0`) or have so many related rows matching the inner query, and
+`JOIN<table>.<field>=<other>.<other_field>!<condition>` keeps records whose field equals the
+other field of some row of the other table matching the condition.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, TypeVar
@@ -38,6 +43,7 @@ class Condition:
     field: str
     operator: str
     value: str = ""
+    related: EncodedQuery | None = None  # the inner query of RLQUERY and JOIN
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,13 @@ class Fields(Protocol):
         """A function reading the value the field sorts by (a reference sorts by display value)."""
         ...
 
+    def related_counts(self, table: str, field: str, query: EncodedQuery) -> Counts | None:
+        """How many rows of another table match the query, by their (lower-cased) value of
+        `field`; None when the table or field does not exist."""
+        ...
+
+
+Counts = Mapping[str, int]
 
 OPERATORS = (
     "=",
@@ -101,20 +114,25 @@ OPERATORS = (
 
 def parse(text: str) -> EncodedQuery:
     """Parse an encoded query; never fails (what is not understood is kept as a dropped term)."""
+    return _parse_pieces(iter(_split(text)))
+
+
+def _parse_pieces(pieces: Iterator[str], *, until: str = "") -> EncodedQuery:
     segments: list[list[list[Condition]]] = [[]]
     order: list[OrderBy] = []
-    in_related_list = False
-    for piece in _split(text):
-        if in_related_list:
-            in_related_list = piece != "ENDRLQUERY"
-            continue
+    for piece in pieces:
+        if until and piece == until:
+            break
         if piece.startswith("NQ"):
             segments.append([])
             piece = piece[2:]
         if piece in ("", "EQ") or piece.startswith("GROUPBY"):
             continue
         if piece.startswith("RLQUERY"):
-            in_related_list = True
+            inner = _parse_pieces(pieces, until="ENDRLQUERY")
+            segments[-1].append([_related_list(piece[len("RLQUERY") :], inner)])
+        elif piece.startswith("JOIN"):
+            segments[-1].append([_join(piece[len("JOIN") :])])
         elif piece.startswith("ORDERBYDESC"):
             order.append(OrderBy(piece[len("ORDERBYDESC") :], descending=True))
         elif piece.startswith("ORDERBY"):
@@ -177,6 +195,10 @@ class MappingFields:
         """Flat records sort by their stored values."""
         return self.getter(path)
 
+    def related_counts(self, table: str, field: str, query: EncodedQuery) -> Counts | None:
+        """Flat records have no other tables: RLQUERY and JOIN terms are dropped."""
+        return None
+
 
 _CONDITION = re.compile(
     r"([a-z0-9_][a-z0-9_.]*)"
@@ -186,6 +208,7 @@ _CONDITION = re.compile(
 )
 _ALIASES = {"NOTLIKE": "NOT LIKE", "CONTAINS": "LIKE", "DOES NOT CONTAIN": "NOT LIKE"}
 _UNARY = ("ISEMPTY", "ISNOTEMPTY", "EMPTYSTRING", "ANYTHING")
+_COUNT = re.compile(r"(>=|<=|!=|>|<|=)([0-9]+)")
 # The form the platform's own condition builder writes a date-time in.
 _DATE_GENERATE = re.compile(r"javascript:gs\.dateGenerate\('([0-9-]+)','([0-9:]+)'\)")
 
@@ -223,6 +246,25 @@ def _condition(term: str) -> Condition:
     return Condition(field, operator, "" if operator in _UNARY else value)
 
 
+def _related_list(head: str, inner: EncodedQuery) -> Condition:
+    # `sys_user_grmember.user,>=1` (an optional `,m2m` after the count is ignored)
+    target, _, count = head.partition(",")
+    count = count.split(",")[0].strip()
+    if not _COUNT.fullmatch(count) or "." not in target:
+        return Condition(head, "")
+    return Condition(target, "RLQUERY", count, inner)
+
+
+def _join(body: str) -> Condition:
+    # `sys_user.sys_id=sys_user_grmember.user!group=<sys_id>`
+    link, _, condition = body.partition("!")
+    this, _, other = link.partition("=")
+    this_field = this.partition(".")[2]
+    if not this_field or "." not in other:
+        return Condition(body, "")
+    return Condition(this_field, "JOIN", other, parse(condition))
+
+
 def _always(record: Record) -> bool:
     return True
 
@@ -248,6 +290,8 @@ def _compile_clause(clause: Clause, fields: Fields) -> Predicate | None:
 
 
 def _compile_condition(condition: Condition, fields: Fields) -> Predicate | None:
+    if condition.operator in ("RLQUERY", "JOIN") and condition.related is not None:
+        return _compile_related(condition, condition.related, fields)
     kind = fields.kind(condition.field)
     if kind is None or not condition.operator:
         return None
@@ -256,6 +300,38 @@ def _compile_condition(condition: Condition, fields: Fields) -> Predicate | None
         return _same_as(condition, kind, read, fields)
     test = _test(condition.operator, kind, condition.value)
     return lambda record: test(read(record))
+
+
+def _compile_related(condition: Condition, inner: EncodedQuery, fields: Fields) -> Predicate | None:
+    if condition.operator == "RLQUERY":
+        table, _, field = condition.field.partition(".")
+        found = _COUNT.fullmatch(condition.value)
+        related = fields.related_counts(table, field, inner)
+        if related is None or found is None:
+            return None
+        counts: Counts = related
+        test = _count_test(found.group(1), int(found.group(2)))
+        own = fields.getter("sys_id")
+        return lambda record: test(counts.get(own(record).lower(), 0))
+    table, _, field = condition.value.partition(".")
+    joined = fields.related_counts(table, field, inner)
+    if joined is None or fields.kind(condition.field) is None:
+        return None
+    matched: Counts = joined
+    read = fields.getter(condition.field)
+    return lambda record: matched.get(read(record).lower(), 0) > 0
+
+
+def _count_test(operator: str, wanted: int) -> Callable[[int], bool]:
+    tests: dict[str, Callable[[int], bool]] = {
+        ">": lambda n: n > wanted,
+        ">=": lambda n: n >= wanted,
+        "<": lambda n: n < wanted,
+        "<=": lambda n: n <= wanted,
+        "=": lambda n: n == wanted,
+        "!=": lambda n: n != wanted,
+    }
+    return tests[operator]
 
 
 def _same_as(

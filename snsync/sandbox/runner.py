@@ -13,7 +13,9 @@ from typing import Any
 
 from snsync.sandbox.demo_instance import demo_instance
 from snsync.sandbox.demo_tenant import demo_tenant
-from snsync.sandbox.graph import GraphApp, load_tenant_file
+from snsync.sandbox.graph import GraphApp, GraphOptions, load_tenant_file
+from snsync.sandbox.graph_settings import DEFAULT_DELTA_LINK_LIFETIME_S, DEFAULT_RESOURCE_UNITS
+from snsync.sandbox.options import DEFAULT_CONCURRENCY, DEFAULT_QUEUE, DEFAULT_URL_LIMIT
 from snsync.sandbox.server import FaultPlan, SandboxServer
 from snsync.sandbox.servicenow import ServiceNowApp, load_instance_file
 from snsync.sandbox.tls import create_tls
@@ -36,8 +38,16 @@ class SandboxOptions:
     seed: int = 0
     retry_after: int = 1
     servicenow_rate_limit: int | None = None
-    servicenow_max_concurrent: int | None = None
+    servicenow_max_concurrent: int | None = DEFAULT_CONCURRENCY
     servicenow_latency_ms: float = 0.0
+    # Graph side (docs/sandbox-graph.md, "Realism"): delta link lifetime, the status of an
+    # expired link (400 or 410), resource units per app and tenant per 10 s (0 = off).
+    delta_link_lifetime_s: int = DEFAULT_DELTA_LINK_LIFETIME_S
+    delta_expired_status: int = 400
+    graph_resource_units: int = DEFAULT_RESOURCE_UNITS
+    servicenow_queue: int | None = DEFAULT_QUEUE
+    serialize_sessions: bool = True
+    servicenow_url_limit: int = DEFAULT_URL_LIMIT
 
 
 @dataclass
@@ -77,11 +87,14 @@ def start_sandbox(options: SandboxOptions) -> RunningSandbox:
     directory.mkdir(parents=True, exist_ok=True)
     directory = directory.resolve()
     tls = create_tls(directory / "tls", hosts=(options.host,))
-    graph_app = GraphApp(tenant)
+    graph_app = GraphApp(tenant, options=graph_options(options))
     sn_app = ServiceNowApp(
         instance,
         rate_limit_per_hour=options.servicenow_rate_limit,
         max_concurrent=options.servicenow_max_concurrent,
+        queue=options.servicenow_queue,
+        serialize_sessions=options.serialize_sessions,
+        url_limit_bytes=options.servicenow_url_limit,
     )
     if options.servicenow_latency_ms:
         sn_app.set_concurrency_latency(options.servicenow_latency_ms)
@@ -110,6 +123,15 @@ def start_sandbox(options: SandboxOptions) -> RunningSandbox:
     info = _info(tenant, instance, graph.base_url, servicenow.base_url, ca)
     _write_files(directory, info)
     return RunningSandbox(graph, servicenow, graph_app, sn_app, directory, info)
+
+
+def graph_options(options: SandboxOptions) -> GraphOptions:
+    """The Graph behaviours a `SandboxOptions` asks for."""
+    return GraphOptions(
+        delta_token_ttl_s=options.delta_link_lifetime_s,
+        delta_expired_status=options.delta_expired_status,
+        resource_units=options.graph_resource_units or None,
+    )
 
 
 def _info(

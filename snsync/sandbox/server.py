@@ -51,6 +51,7 @@ class Response:
     status: int
     body: Any = None  # dict/list -> JSON, bytes/str as is, None -> empty
     headers: dict[str, str] = field(default_factory=dict)
+    cookies: tuple[str, ...] = ()  # Set-Cookie values, one header each
 
     def encoded(self) -> tuple[bytes, str]:
         """The body bytes and their content type."""
@@ -262,6 +263,8 @@ def _handler_class(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
             for name, value in response.headers.items():
                 if name.lower() != "content-type":
                     self.send_header(name, value)
+            for cookie in response.cookies:
+                self.send_header("Set-Cookie", cookie)
             if content_type:
                 self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))

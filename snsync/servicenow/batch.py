@@ -14,6 +14,7 @@ import base64
 import binascii
 import itertools
 import json
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -103,13 +104,10 @@ def write_batched(
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
     sender = _Sender(client, on_result, stop)
-    chunks = [
-        list(range(i, min(i + batch_size, len(requests))))
-        for i in range(0, len(requests), batch_size)
-    ]
+    chunks = even_chunks(len(requests), batch_size, max(concurrency, 1))
     results: list[WriteResult | None] = [None] * len(requests)
 
-    def run(chunk: list[int]) -> None:
+    def run(chunk: range) -> None:
         for index, result in zip(chunk, sender.send([requests[i] for i in chunk]), strict=True):
             results[index] = result
 
@@ -120,6 +118,25 @@ def write_batched(
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="snsync-batch") as pool:
             list(pool.map(run, chunks))
     return [r for r in results if r is not None]
+
+
+def even_chunks(count: int, batch_size: int, concurrency: int) -> list[range]:
+    """Index ranges of at most `batch_size`, as even as possible, in a number of batches that is
+    a multiple of `concurrency` (when there are enough items), so that the last round of batches
+    does not leave workers idle while one long batch finishes: a batch's sub-requests run one
+    after another on the instance."""
+    if count <= 0:
+        return []
+    batches = math.ceil(count / batch_size)
+    if concurrency > 1:
+        batches = min(count, math.ceil(batches / concurrency) * concurrency)
+    size, extra = divmod(count, batches)
+    chunks, start = [], 0
+    for i in range(batches):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(range(start, end))
+        start = end
+    return chunks
 
 
 class _Sender:

@@ -132,7 +132,7 @@ def test_mistyped_mapping_target_stops_before_writing(
     )
     result = snsync("run", "--once")
     assert result.exit_code == 2
-    assert "mapping target 'job_titel' is not a field of sys_user" in result.stderr
+    assert "mappings.users[1].target: 'job_titel' is not a field of sys_user" in result.stderr
     assert sandbox.servicenow_app.write_count() == 0
 
 

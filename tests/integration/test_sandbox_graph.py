@@ -925,8 +925,19 @@ def test_soft_delete_shows_in_groups_delta(graph: Graph) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_users_delta_rounds(graph: Graph, app: GraphApp) -> None:
-    select = {"$select": "displayName,jobTitle,accountEnabled,manager", "$top": "10"}
+def graph_of(server: SandboxServer, app: GraphApp, ca: str) -> Graph:
+    """A Graph client with a token from `app` (for tests that build their own app)."""
+    return Graph(
+        server.base_url, ca, token_for(server, app, ca, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    )
+
+
+def test_users_delta_rounds(
+    server: SandboxServer, make_app: Callable[..., GraphApp], ca: str
+) -> None:
+    app = make_app(delta_page_size=10)  # the service's page size; the client's $top is ignored
+    graph = graph_of(server, app, ca)
+    select = {"$select": "displayName,jobTitle,accountEnabled,manager", "$top": "5"}
     items, pages, delta_link = graph.all_pages("users/delta", **select)
     assert (len(items), pages) == (30, 3)
     assert "$deltatoken=" in delta_link
@@ -988,22 +999,41 @@ def test_groups_delta_members(graph: Graph) -> None:
     assert list(changes) == [AGENTS]
     agents = changes[AGENTS]
     assert agents["displayName"] == "ServiceNow Agents"
-    assert agents["members@delta"] == [
+    expected = [
         {"@odata.type": "#microsoft.graph.user", "id": ALEX},
         {"@odata.type": "#microsoft.graph.user", "id": ADELE, "@removed": {"reason": "deleted"}},
     ]
+    assert agents["members@delta"] == sorted(expected, key=lambda m: m["id"])
 
 
-def test_expired_delta_tokens_are_410(graph: Graph, app: GraphApp) -> None:
+def test_expired_delta_tokens_are_400_sync_state_not_found(
+    server: SandboxServer, make_app: Callable[..., GraphApp], ca: str
+) -> None:
+    graph = graph_of(server, app := make_app(delta_page_size=5), ca)
     _, _, delta_link = graph.all_pages("users/delta", **{"$select": "displayName"})
-    first_page = graph.ok("users/delta", **{"$top": "5"})
+    first_page = graph.ok("users/delta")
     app.expire_delta_tokens()
     for stale in (delta_link, first_page["@odata.nextLink"]):
         gone = graph.get(stale)
-        assert gone.status_code == 410
+        assert gone.status_code == 400
         assert error_of(gone)["code"] == "syncStateNotFound"
+        assert "must be synchronized again" in error_of(gone)["message"]
     _, _, fresh_link = graph.all_pages("users/delta", **{"$select": "displayName"})
     assert graph.get(fresh_link).status_code == 200
+
+
+def test_expired_delta_tokens_can_be_410_with_a_location(
+    server: SandboxServer, make_app: Callable[..., GraphApp], ca: str
+) -> None:
+    graph = graph_of(server, app := make_app(delta_expired_status=410), ca)
+    _, _, delta_link = graph.all_pages("users/delta", **{"$select": "displayName,jobTitle"})
+    app.expire_delta_tokens()
+    gone = graph.get(delta_link)
+    assert (gone.status_code, error_of(gone)["code"]) == (410, "syncStateNotFound")
+    restart = gone.headers["Location"]
+    assert "token" not in restart and restart.startswith(f"{server.base_url}/v1.0/users/delta")
+    items, _, _ = graph.all_pages(restart)
+    assert len(items) == 30 and set(items[0]) == {"id", "displayName", "jobTitle"}
 
 
 def test_delta_tokens_expire_after_ttl(
@@ -1017,7 +1047,7 @@ def test_delta_tokens_expire_after_ttl(
     assert graph.get(delta_link).status_code == 200
     clock.advance(2 * 24 * 3600)
     gone = graph.get(delta_link)
-    assert gone.status_code == 410
+    assert gone.status_code == 400
     assert error_of(gone)["code"] == "syncStateNotFound"
 
 

@@ -1,27 +1,31 @@
-"""The benchmark's scenario generator and ideal-time arithmetic, and a smoke run of the runner."""
+"""The benchmark's scenario generator, bound arithmetic, endpoint counting, and a smoke run of the
+runner (snsync measured in a child process)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from benchmarks import run
-from benchmarks.ideal import (
+from benchmarks import run, steps
+from benchmarks.bound import (
     LatencyProfile,
     Needed,
     Rows,
     Writes,
+    bound_seconds,
     graph_reads_needed,
-    ideal_seconds,
     needed,
     needed_incremental,
 )
+from benchmarks.endpoints import BATCH_PREFIX, EndpointCounter, difference, endpoint
 from benchmarks.scenarios import STALE_TITLE, ScenarioSpec, depths, generate, user_changes
 from snsync.sandbox.demo_instance import demo_instance
 from snsync.sandbox.graph import GraphApp
+from snsync.sandbox.server import Request
 from snsync.sandbox.servicenow import ServiceNowApp
 
 DEMO_ROWS = len(demo_instance()["tables"]["sys_user"])
@@ -115,12 +119,12 @@ def test_graph_reads_needed_counts_pages() -> None:
     assert graph_reads_needed(scenario) == math.ceil(2500 / 999) + 1 + groups + 1 + 2
 
 
-def test_ideal_time_runs_servicenow_in_rounds_of_the_cap_and_graph_in_sequence() -> None:
+def test_bound_runs_servicenow_in_rounds_of_the_cap_and_graph_in_sequence() -> None:
     profile = LatencyProfile(servicenow_ms=50, graph_ms=20, cap=16)
     need = Needed(graph_reads=174, servicenow_reads=2, writes=Writes(users=10_000))
-    assert ideal_seconds(need, profile) == pytest.approx(626 * 0.05 + 174 * 0.02)
+    assert bound_seconds(need, profile) == pytest.approx(626 * 0.05 + 174 * 0.02)
     nothing = Needed(graph_reads=10, servicenow_reads=11, writes=Writes())
-    assert ideal_seconds(nothing, profile) == pytest.approx(0.05 + 0.2)
+    assert bound_seconds(nothing, profile) == pytest.approx(0.05 + 0.2)
 
 
 def test_needed_reads_pages_of_users_groups_memberships_and_departments() -> None:
@@ -132,13 +136,68 @@ def test_needed_reads_pages_of_users_groups_memberships_and_departments() -> Non
     assert again.servicenow_writes == 0
 
 
-def test_incremental_ideal_reads_one_page_of_changes_per_table() -> None:
+def test_incremental_bound_reads_one_page_of_changes_per_table() -> None:
     scenario = generate(ScenarioSpec(users=2000, groups=10))
     need = needed_incremental(scenario, 20, Writes(users=20))
     assert need.graph_reads == 2 + 1 + 1 + 1
     assert need.servicenow_reads == 4
     profile = LatencyProfile(servicenow_ms=50, graph_ms=20, cap=16)
-    assert ideal_seconds(need, profile) == pytest.approx(2 * 0.05 + 5 * 0.02)
+    assert bound_seconds(need, profile) == pytest.approx(2 * 0.05 + 5 * 0.02)
+
+
+def test_endpoints_name_paths_with_ids_replaced() -> None:
+    sys_id = "a" * 32
+    guid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    assert endpoint("get", f"/api/now/table/sys_user/{sys_id}?x=1") == (
+        "GET /api/now/table/sys_user/{id}"
+    )
+    assert endpoint("GET", f"/v1.0/groups/{guid}/members") == "GET /v1.0/groups/{id}/members"
+    assert endpoint("GET", "/v1.0/users/adele@contoso.example") == "GET /v1.0/users/{id}"
+    assert endpoint("POST", "/api/now/v1/batch") == "POST /api/now/v1/batch"
+
+
+def test_endpoint_counter_counts_batch_sub_requests_and_passes_requests_on() -> None:
+    app = ServiceNowApp(demo_instance())
+    counter = EndpointCounter(app)
+    body = {
+        "batch_request_id": "1",
+        "rest_requests": [
+            {"id": "1", "method": "PATCH", "url": f"/api/now/table/sys_user/{'b' * 32}"},
+            {"id": "2", "method": "POST", "url": "/api/now/table/sys_user_grmember?a=b"},
+            {"id": "3", "method": "POST", "url": "/api/now/table/sys_user_grmember"},
+        ],
+    }
+    request = Request(
+        "POST",
+        "/api/now/v1/batch",
+        "/api/now/v1/batch",
+        {},
+        {"content-type": "application/json"},
+        json.dumps(body).encode(),
+        "https://x",
+    )
+    answer = counter.handle(request)
+    assert answer.status == 401  # no credentials: the app itself answered
+    assert counter.counts() == {
+        "POST /api/now/v1/batch": 1,
+        f"{BATCH_PREFIX}PATCH /api/now/table/sys_user/{{id}}": 1,
+        f"{BATCH_PREFIX}POST /api/now/table/sys_user_grmember": 2,
+    }
+    assert difference({"a": 3, "b": 1}, {"a": 1, "b": 1}) == {"a": 2}
+
+
+def test_workload_and_profile_options() -> None:
+    default = run.parse_args([])
+    assert (default.users, default.groups, default.profile.name) == (10_000, 200, "today")
+    assert default.scenarios == ("changed", "empty", "half", "nochange")
+    big = run.parse_args(["--workload=w100k"])
+    assert (big.users, big.groups, big.scenarios) == (100_000, 2_000, ("empty", "nochange"))
+    custom = run.parse_args(["--sn-latency-ms=5", "--cap=4"])
+    assert (custom.profile.servicenow_ms, custom.profile.cap) == (5.0, 4)
+    assert custom.profile.graph_ms == 20.0 and "overridden" in custom.profile.name
+    assert default.baseline and not run.parse_args(["--no-baseline"]).baseline
+    with pytest.raises(SystemExit):
+        run.parse_args(["--workload=w100k", "--scenario=half"])
 
 
 def test_runner_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,7 +208,6 @@ def test_runner_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         "--graph-latency-ms=0",
         "--baseline-sample=10",
         "--sandbox=thread",
-        "--no-tracemalloc",
         f"--workdir={tmp_path}",
     ]
     assert run.main(argv) == 0
@@ -157,9 +215,38 @@ def test_runner_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     for scenario in ("empty", "half", "nochange", "changed"):
         assert f"== {scenario}:" in out
     summary = out.split("== summary ==")[1].splitlines()[1]
-    for column in ("users", "Graph req", "SN writes", "wall s", "ideal s", "wall/ideal"):
+    for column in ("users", "Graph req", "SN writes", "wall s", "bound s", "wall/bound"):
         assert column in summary
-    for column in ("peak MiB", "naive s", "speed-up"):
+    for column in ("CPU s", "RSS MiB", "naive s", "speed-up"):
         assert column in summary
+    rows = {
+        line.split()[0]: line.split() for line in out.split("== summary ==")[1].splitlines()[2:6]
+    }
+    cpu, rss = float(rows["empty"][8]), float(rows["empty"][9].replace(",", ""))
+    assert cpu > 0 and 20 < rss < 2000  # a real snsync process: interpreter, imports, the cycle
+    for line in (
+        "GET /v1.0/users",
+        "inside batches: GET /v1.0/groups/{id}",
+        "GET /api/now/table/sys_user",
+    ):
+        assert line in out
     assert "measured on 10 users, extrapolated" in out
     assert "FAILURES" not in out
+
+
+def test_step_check_flags_a_step_that_grows_faster_than_n() -> None:
+    sizes = [1000, 2000, 4000]
+    linear = ("/x/snsync/engine/a.py", 1, "linear")
+    square = ("/x/snsync/engine/b.py", 2, "square")
+    tiny = ("/x/snsync/engine/c.py", 3, "tiny")
+    runs = [{linear: 1.0 * k, square: 0.1 * k * k, tiny: 0.001 * k * k} for k in (1, 2, 4)]
+    rows = steps.growth(sizes, runs)
+    by_name = {row.name: row for row in rows}
+    assert by_name["snsync/engine/a.py:1(linear)"].exponent == pytest.approx(1.0)
+    assert by_name["snsync/engine/b.py:2(square)"].exponent == pytest.approx(2.0)
+    assert "snsync/engine/c.py:3(tiny)" not in by_name  # under 2% of the largest run
+    text = steps.report(sizes, rows)
+    assert text.splitlines()[-1].endswith("snsync/engine/b.py:2(square)")
+    assert steps.exponent([1000, 2000], [0.01, 0.04]) is None  # too small to tell
+    calm = steps.report(sizes, [row for row in rows if not row.faster_than_n])
+    assert calm.splitlines()[-1].startswith("no step grows faster than N")

@@ -98,9 +98,21 @@ def test_parse_aliases_and_spacing_of_negative_operators() -> None:
     assert parse("titleCONTAINSx").segments[0][0][0].operator == "LIKE"
 
 
-def test_parse_skips_related_list_subqueries() -> None:
-    query = parse("active=true^RLQUERYsys_user_has_role.user,>0^role=x^ENDRLQUERY")
-    assert query.segments == (((Condition("active", "=", "true"),),),)
+def test_parse_keeps_related_list_subqueries_as_one_term() -> None:
+    query = parse("active=true^RLQUERYsys_user_has_role.user,>0^role=x^ENDRLQUERY^title=y")
+    inner = EncodedQuery((((Condition("role", "=", "x"),),),))
+    assert query.segments == (
+        (
+            (Condition("active", "=", "true"),),
+            (Condition("sys_user_has_role.user", "RLQUERY", ">0", inner),),
+            (Condition("title", "=", "y"),),
+        ),
+    )
+
+
+def test_related_terms_are_dropped_where_no_other_tables_exist() -> None:
+    query = parse("RLQUERYsys_user_has_role.user,>0^role=x^ENDRLQUERY^JOINsys_user.sys_id=t.u!a=b")
+    assert [r for r in PEOPLE if matches(query, r, FIELDS)] == list(PEOPLE)
 
 
 @pytest.mark.parametrize(

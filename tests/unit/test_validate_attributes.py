@@ -185,8 +185,8 @@ def test_synthesized_attributes_cannot_be_tested_by_a_scoping_filter() -> None:
 
 def test_every_synthesized_and_default_name_is_known() -> None:
     for object_type in ("user", "group"):
-        for name in SYNTHESIZED[object_type]:  # type: ignore[index]
-            assert mapping_attribute(name, object_type) == name  # type: ignore[arg-type]
+        for name in SYNTHESIZED[object_type]:
+            assert mapping_attribute(name, object_type) == name
     for m in DEFAULT_USER_MAPPINGS:
         if "source" in m:
             assert m["source"] in known_names("user")

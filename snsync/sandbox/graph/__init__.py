@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from snsync.sandbox.graph.catalog import (
@@ -31,13 +32,16 @@ from snsync.sandbox.graph.catalog import (
     USER_PROPERTIES,
 )
 from snsync.sandbox.graph.fixture import load_directory, load_tenant_file
+from snsync.sandbox.graph.options import GraphOptions
 from snsync.sandbox.graph.service import GraphService
 from snsync.sandbox.graph.tokens import TokenService
+from snsync.sandbox.graph_settings import DEFAULT_RESOURCE_UNITS
 from snsync.sandbox.server import Request, Response
 
 __all__ = [
     "ASSIGNMENT_PROPERTIES",
     "DEFAULT_ACCESS_ROLE_ID",
+    "DEFAULT_RESOURCE_UNITS",
     "GRAPH_APP_ID",
     "GRAPH_RESOURCE",
     "GROUP_DEFAULT_SELECT",
@@ -48,6 +52,7 @@ __all__ = [
     "USER_DEFAULT_SELECT",
     "USER_PROPERTIES",
     "GraphApp",
+    "GraphOptions",
     "load_tenant_file",
 ]
 
@@ -60,21 +65,18 @@ class GraphApp:
         tenant: Mapping[str, Any],
         *,
         token_lifetime_s: int = 3599,
-        throttle_every: int | None = None,
-        delta_token_ttl_s: int = 7 * 24 * 3600,
         clock: Callable[[], float] | None = None,
+        options: GraphOptions | None = None,
+        **behaviour: Any,
     ) -> None:
+        """`options` (or `GraphOptions` fields as keywords, e.g. `delta_page_size=10`) tune the
+        service's behaviours; the defaults are the real service's."""
         self._clock = clock or time.time
         self._directory = load_directory(tenant, self._clock)
         self.tenant_id = self._directory.tenant_id
         self._tokens = TokenService(self._directory, token_lifetime_s, self._clock)
-        self._graph = GraphService(
-            self._directory,
-            self._tokens,
-            throttle_every=throttle_every,
-            delta_token_ttl_s=delta_token_ttl_s,
-            clock=self._clock,
-        )
+        self.options = replace(options or GraphOptions(), **behaviour)
+        self._graph = GraphService(self._directory, self._tokens, self.options, self._clock)
 
     def handle(self, request: Request) -> Response:
         """Answer one request: Graph under /v1.0 (and /beta), the token service elsewhere."""
@@ -88,7 +90,8 @@ class GraphApp:
         return self._graph.fault(status, retry_after)
 
     def expire_delta_tokens(self) -> None:
-        """Make every delta token (and delta paging token) issued so far answer 410 when used."""
+        """Make every delta token (and delta paging token) issued so far answer syncStateNotFound
+        (400, or 410 with `delta_expired_status=410`) when used."""
         self._graph.expire_delta_tokens()
 
     def request_count(self) -> int:

@@ -163,3 +163,8 @@ ASSIGNMENT_CATALOG = _catalog(ASSIGNMENT_PROPERTIES)
 DIRECTORY_OBJECT_CATALOG = _catalog(USER_PROPERTIES, GROUP_PROPERTIES)
 USER_NAMES = frozenset(USER_PROPERTIES)
 GROUP_NAMES = frozenset(GROUP_PROPERTIES)
+
+# users/delta as clients write it; the SDKs use the fully qualified function name.
+DELTA_SEGMENTS = frozenset({"delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"})
+# Members one POST or PATCH of a group may add through members@odata.bind.
+MAX_MEMBER_BINDS = 20

@@ -7,10 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from snsync.sandbox.graph.catalog import (
+    DELTA_SEGMENTS,
     DIRECTORY_OBJECT_CATALOG,
     GROUP_CATALOG,
     GROUP_DEFAULT_SELECT,
     GROUP_READ_ONLY,
+    MAX_MEMBER_BINDS,
     READ_DIRECTORY_OBJECTS,
     READ_GROUPS,
     WRITE_GROUPS,
@@ -41,7 +43,7 @@ class GroupRoutes(RouteBase):
                 return self._create_group()
             return self._list_groups()
         key, tail = rest[0], rest[1:]
-        if key.lower() in ("delta", "delta()") and not tail:
+        if key.lower() in DELTA_SEGMENTS and not tail:
             self.method("GET")
             self.require(READ_GROUPS)
             return Delta(self, "groups").answer()
@@ -89,14 +91,17 @@ class GroupRoutes(RouteBase):
             return Response(200, body)
         self.require(WRITE_GROUPS)
         if method == "PATCH":
-            self.directory.update_group(group["id"], self._group_changes(self.body_object()))
+            body, binds = self._member_binds(self.write_body("Group"), group["id"])
+            self.directory.update_group(group["id"], self._group_changes(body))
+            for member_id in binds:
+                self.directory.add_member(group["id"], member_id)
         else:
             self.directory.delete_group(group["id"])
         return Response(204)
 
     def _create_group(self) -> Response:
         self.require(WRITE_GROUPS)
-        body = self.body_object()
+        body, binds = self._member_binds(self.write_body("Group"), None)
         for name in ("displayName", "mailEnabled", "mailNickname", "securityEnabled"):
             if body.get(name) in (None, ""):
                 raise GraphError(
@@ -108,9 +113,43 @@ class GroupRoutes(RouteBase):
         group = group_defaults({"id": str(uuid.uuid4()), **changes}, changes["displayName"])
         group["createdDateTime"] = iso(self.service.now())
         self.directory.add_group(group, [])
+        for member_id in binds:  # logged one by one, so delta rounds see the new members
+            self.directory.add_member(group["id"], member_id)
         answer = {"@odata.context": self.context("groups/$entity")}
         answer.update(render_props(group, GROUP_DEFAULT_SELECT))
         return Response(201, answer)
+
+    def _member_binds(
+        self, body: dict[str, Any], group_id: str | None
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The body without `members@odata.bind`, and the member ids that list binds (checked:
+        existing, not already members, at most 20, as Graph allows in one request)."""
+        raw = body.pop("members@odata.bind", None)
+        if raw is None:
+            return body, []
+        if not isinstance(raw, list) or not all(isinstance(url, str) for url in raw):
+            raise GraphError(
+                400, "BadRequest", "'members@odata.bind' must be a list of directoryObject URLs."
+            )
+        if len(raw) > MAX_MEMBER_BINDS:
+            raise GraphError(
+                400,
+                "Request_BadRequest",
+                f"The request adds more than {MAX_MEMBER_BINDS} members in one request.",
+            )
+        members = [reference_id({"@odata.id": url}) for url in raw]
+        current = self.directory.members.get(group_id, {}) if group_id else {}
+        for member_id in members:
+            if self.directory.kind_of(member_id) is None:
+                raise not_found(member_id)
+            if member_id == group_id or member_id in current or members.count(member_id) > 1:
+                raise GraphError(
+                    400,
+                    "Request_BadRequest",
+                    "One or more added object references already exist for the following "
+                    "modified properties: 'members'.",
+                )
+        return body, members
 
     def _group_changes(self, body: Mapping[str, Any]) -> dict[str, Any]:
         changes: dict[str, Any] = {}

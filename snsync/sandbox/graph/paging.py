@@ -31,6 +31,8 @@ class Pager:
     def answer(self, render: Callable[[Any], dict[str, Any]]) -> Response:
         call = self.routes.call
         top = parse_top(call.query)
+        if "$expand" in call.query:  # Graph caps pages of expanded directory objects
+            top = min(top, self.routes.service.options.expand_page_cap)
         after = ""
         if "$skiptoken" in call.query:
             after = str(

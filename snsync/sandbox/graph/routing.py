@@ -75,6 +75,21 @@ class RouteBase:
             raise GraphError(400, "BadRequest", "Invalid request body: expected a JSON object.")
         return self.call.body
 
+    def write_body(self, resource: str) -> dict[str, Any]:
+        """A write's JSON object without its `@odata.type`, which Graph (and its SDKs, which
+        always send it) may name only the resource's own type."""
+        body = dict(self.body_object())
+        odata_type = body.pop("@odata.type", None)
+        expected = f"#microsoft.graph.{resource[0].lower()}{resource[1:]}"
+        if odata_type is not None and str(odata_type).lower() != expected.lower():
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"A type named '{str(odata_type).lstrip('#')}' could not be resolved for "
+                f"resource '{resource}'; expected '{expected}'.",
+            )
+        return body
+
     def no_query_options(self, *allowed: str) -> None:
         for name in self.call.query:
             if name.startswith("$") and name.lower() not in allowed:

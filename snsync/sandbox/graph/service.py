@@ -9,15 +9,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from snsync.sandbox.graph.catalog import GRAPH_APP_ID, MAX_BATCH
+from snsync.sandbox.graph.batch import Batch
+from snsync.sandbox.graph.catalog import GRAPH_APP_ID
 from snsync.sandbox.graph.directory import Directory
+from snsync.sandbox.graph.options import GraphOptions
 from snsync.sandbox.graph.routes import Routes
+from snsync.sandbox.graph.throttle import ResourceBudget
 from snsync.sandbox.graph.tokens import TokenService
 from snsync.sandbox.graph.wire import (
-    GRAPH_CONTENT_TYPE,
-    METHOD_NOT_ALLOWED,
     Call,
     GraphError,
     Sealer,
@@ -35,16 +35,20 @@ class GraphService:
         self,
         directory: Directory,
         tokens: TokenService,
-        *,
-        throttle_every: int | None,
-        delta_token_ttl_s: int,
+        options: GraphOptions,
         clock: Callable[[], float],
     ) -> None:
         self.directory = directory
+        self.options = options
         self._tokens = tokens
-        self._throttle_every = throttle_every
-        self._delta_ttl_s = delta_token_ttl_s
         self._clock = clock
+        self._budget = (
+            ResourceBudget(
+                options.resource_units, options.resource_window_s, directory.tenant_id, clock
+            )
+            if options.resource_units
+            else None
+        )
         self._sealer = Sealer()
         self._generation = 0
         self._count = 0
@@ -57,12 +61,12 @@ class GraphService:
         try:
             call = self._call(request, request_id)
             batch = call.path.lower() == "$batch"
-            reply = self._batch(call) if batch else self._operation(call)
+            reply = Batch(self).answer(call) if batch else self.operation(call)
         except GraphError as exc:
-            reply = self._error_reply(exc, request_id, client_request_id)
+            reply = self.error_reply(exc, request_id, client_request_id)
         except Exception as exc:  # a sandbox bug: answer 500 rather than drop the connection
             error = GraphError(500, "generalException", f"snsync sandbox: {exc!r}")
-            reply = self._error_reply(error, request_id, client_request_id)
+            reply = self.error_reply(error, request_id, client_request_id)
         return encode_reply(reply, request_id, client_request_id)
 
     def fault(self, status: int, retry_after: int) -> Response:
@@ -73,9 +77,7 @@ class GraphService:
         }.get(status, ("generalException", "An unexpected error occurred."))
         request_id = str(uuid.uuid4())
         error = GraphError(status, code, message, {"Retry-After": str(retry_after)})
-        return encode_reply(
-            self._error_reply(error, request_id, request_id), request_id, request_id
-        )
+        return encode_reply(self.error_reply(error, request_id, request_id), request_id, request_id)
 
     def expire_delta_tokens(self) -> None:
         with self.directory.lock:
@@ -105,22 +107,23 @@ class GraphService:
             request_id=request_id,
         )
 
-    def _operation(self, call: Call) -> Response:
-        """Count, maybe throttle, then route one operation under the directory lock."""
+    def operation(self, call: Call) -> Response:
+        """Count, maybe throttle, then route one operation under the directory lock; a served
+        operation is charged its resource units (failed ones cost nothing)."""
+        every = self.options.throttle_every
         with self._count_lock:
             self._count += 1
-            throttled = bool(self._throttle_every and self._count % self._throttle_every == 0)
+            throttled = bool(every and self._count % every == 0)
         if throttled:
-            raise GraphError(
-                429,
-                "TooManyRequests",
-                "Too many requests.",
-                {"Retry-After": "1"},
-            )
+            raise GraphError(429, "TooManyRequests", "Too many requests.", {"Retry-After": "1"})
+        cost = self._budget.check(call) if self._budget else 0
         with self.directory.lock:
-            return Routes(self, call).dispatch()
+            reply = Routes(self, call).dispatch()
+        if self._budget and reply.status < 400:
+            reply.headers.update(self._budget.charge(call, cost))
+        return reply
 
-    def _error_reply(self, exc: GraphError, request_id: str, client_request_id: str) -> Response:
+    def error_reply(self, exc: GraphError, request_id: str, client_request_id: str) -> Response:
         body = {
             "error": {
                 "code": exc.code,
@@ -142,80 +145,6 @@ class GraphService:
             )
         return Response(exc.status, body, headers)
 
-    # -- $batch -------------------------------------------------------------------------------
-
-    def _batch(self, call: Call) -> Response:
-        if call.method != "POST":
-            raise GraphError(405, "Request_BadRequest", METHOD_NOT_ALLOWED)
-        items = call.body.get("requests") if isinstance(call.body, dict) else None
-        if not isinstance(items, list) or not items:
-            raise GraphError(400, "BadRequest", "Invalid batch payload format.")
-        if len(items) > MAX_BATCH:
-            raise GraphError(
-                400,
-                "BadRequest",
-                f"Invalid batch payload format. The number of requests in a batch cannot exceed "
-                f"{MAX_BATCH}.",
-            )
-        ids = [item.get("id") if isinstance(item, dict) else None for item in items]
-        if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
-            raise GraphError(400, "BadRequest", "Batch request ids must be unique strings.")
-        statuses: dict[str, int] = {}
-        responses = [self._batch_item(call, item, statuses) for item in items]
-        return Response(200, {"responses": responses})
-
-    def _batch_item(
-        self, envelope: Call, item: dict[str, Any], statuses: dict[str, int]
-    ) -> dict[str, Any]:
-        request_id = str(uuid.uuid4())
-        try:
-            depends = item.get("dependsOn") or []
-            if any(statuses.get(d, 424) >= 400 for d in depends):
-                raise GraphError(424, "BadRequest", "Failed dependency")
-            reply = self._operation(self._item_call(envelope, item, request_id))
-        except GraphError as exc:
-            reply = self._error_reply(exc, request_id, request_id)
-        statuses[item["id"]] = reply.status
-        headers = {k: v for k, v in reply.headers.items() if k.lower() != "www-authenticate"}
-        if reply.body is not None:
-            headers["Content-Type"] = GRAPH_CONTENT_TYPE
-        answer: dict[str, Any] = {"id": item["id"], "status": reply.status, "headers": headers}
-        if reply.body is not None:
-            answer["body"] = reply.body
-        return answer
-
-    def _item_call(self, envelope: Call, item: Mapping[str, Any], request_id: str) -> Call:
-        method, url = item.get("method"), item.get("url")
-        if not isinstance(method, str) or not isinstance(url, str) or not url:
-            raise GraphError(400, "BadRequest", "A batch request needs a method and a url.")
-        if "://" in url:
-            raise GraphError(
-                400, "BadRequest", "Batch request urls must be relative, e.g. '/users'."
-            )
-        parts = urlsplit(url)
-        raw_headers = item.get("headers") or {}
-        if not isinstance(raw_headers, dict):
-            raise GraphError(400, "BadRequest", "Batch request headers must be an object.")
-        headers = {str(k).lower(): str(v) for k, v in raw_headers.items()}
-        body = item.get("body")
-        if body is not None and "content-type" not in headers:
-            raise GraphError(
-                400, "BadRequest", "Content-Type header must be specified when a body is present."
-            )
-        if unquote(parts.path).lstrip("/").lower() == "$batch":
-            raise GraphError(400, "BadRequest", "A batch request cannot contain a batch.")
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        return Call(
-            method=method.upper(),
-            path=unquote(parts.path).lstrip("/"),
-            query=query,
-            headers=headers,
-            body=body,
-            base_url=envelope.base_url,
-            principal=envelope.principal,
-            request_id=request_id,
-        )
-
     # -- shared helpers for routes ------------------------------------------------------------
 
     def seal(self, payload: Mapping[str, Any]) -> str:
@@ -230,10 +159,6 @@ class GraphService:
     @property
     def generation(self) -> int:
         return self._generation
-
-    @property
-    def delta_ttl_s(self) -> int:
-        return self._delta_ttl_s
 
     def now(self) -> float:
         return self._clock()

@@ -8,6 +8,7 @@ from typing import Any
 
 from snsync.sandbox.graph.catalog import (
     DELETE_USERS,
+    DELTA_SEGMENTS,
     READ_ASSIGNMENTS,
     READ_DIRECTORY_OBJECTS,
     READ_USERS,
@@ -41,7 +42,7 @@ class UserRoutes(RouteBase):
                 return self._create_user()
             return self._list_users()
         key, tail = rest[0], [s.lower() for s in rest[1:]]
-        if key.lower() in ("delta", "delta()") and not tail:
+        if key.lower() in DELTA_SEGMENTS and not tail:
             self.method("GET")
             self.require(READ_USERS)
             return Delta(self, "users").answer()
@@ -99,7 +100,9 @@ class UserRoutes(RouteBase):
             return Response(200, body)
         if method == "PATCH":
             self.require(WRITE_USERS)
-            self.directory.update_user(user["id"], self._user_changes(self.body_object(), user))
+            self.directory.update_user(
+                user["id"], self._user_changes(self.write_body("User"), user)
+            )
             return Response(204)
         self.require(DELETE_USERS)
         self.directory.soft_delete_user(user["id"])
@@ -107,7 +110,7 @@ class UserRoutes(RouteBase):
 
     def _create_user(self) -> Response:
         self.require(WRITE_USERS)
-        body = self.body_object()
+        body = self.write_body("User")
         for name in USER_REQUIRED_ON_CREATE:
             if body.get(name) in (None, ""):
                 raise GraphError(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from snsync.sandbox.encoded_query import EncodedQuery
+
 
 @dataclass(frozen=True)
 class Account:
@@ -12,7 +14,25 @@ class Account:
     roles: frozenset[str]
 
 
+@dataclass(frozen=True)
+class ReadRule:
+    """A row-level read rule: on `table`, the account may read only rows matching `query`.
+    It applies to `accounts` when given, else to every account without the admin role."""
+
+    table: str
+    condition: str
+    query: EncodedQuery
+    accounts: frozenset[str] | None = None
+
+    def applies_to(self, account: Account) -> bool:
+        """Whether the rule restricts this account."""
+        if self.accounts is not None:
+            return account.user_name in self.accounts
+        return "admin" not in account.roles
+
+
 ROLE_ACCESS: dict[str, dict[str, str]] = {
+    "personalize_dictionary": {"sys_dictionary": "r"},
     "user_admin": {
         "sys_user": "rw",
         "sys_user_group": "rw",
@@ -23,6 +43,9 @@ ROLE_ACCESS: dict[str, dict[str, str]] = {
         "cmn_department": "r",
         "cmn_location": "r",
         "core_company": "r",
+        "cmn_cost_center": "r",
+        "cmn_building": "r",
+        "cmn_schedule": "r",
     },
     "itil": {
         "sys_user": "r",
@@ -31,6 +54,9 @@ ROLE_ACCESS: dict[str, dict[str, str]] = {
         "cmn_department": "r",
         "cmn_location": "r",
         "core_company": "r",
+        "cmn_cost_center": "r",
+        "cmn_building": "r",
+        "cmn_schedule": "r",
     },
 }
 

@@ -14,17 +14,26 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from snsync.sandbox.server import Request, Response
 from snsync.sandbox.servicenow.acl import Account
 from snsync.sandbox.servicenow.failure import Failure
-from snsync.sandbox.servicenow.pool import Gate, RateLimiter
+from snsync.sandbox.servicenow.pool import NodePool, RateLimiter
 from snsync.sandbox.servicenow.routes import Route, TableApi, json_object, parse_route
+
+BATCH_TIME_LIMIT_S = 30.0  # after this long, the rest of a batch comes back unserviced
 
 
 class BatchApi:
     """Answers POST /api/now/v1/batch."""
 
-    def __init__(self, api: TableApi, limiter: RateLimiter, gate: Gate) -> None:
+    def __init__(
+        self,
+        api: TableApi,
+        limiter: RateLimiter,
+        pool: NodePool,
+        time_limit_s: float = BATCH_TIME_LIMIT_S,
+    ) -> None:
         self._api = api
         self._limiter = limiter
-        self._gate = gate
+        self._pool = pool
+        self._time_limit_s = time_limit_s
 
     def answer(self, request: Request, account: Account) -> Response:
         """Run the batch's sub-requests in order and report each."""
@@ -36,11 +45,13 @@ class BatchApi:
             raise Failure(400, "Exception while reading request", "rest_requests must be a list")
         serviced: list[dict[str, Any]] = []
         unserviced: list[str] = []
+        started = time.monotonic()
         for item in items:
-            if not self._limiter.take(account.user_name):
+            late = time.monotonic() - started >= self._time_limit_s
+            if late or not self._limiter.take(account.user_name):
                 unserviced.append(str(item.get("id", "")))
                 continue
-            self._gate.pause()  # sub-requests run one after another on the node
+            self._pool.pause()  # sub-requests run one after another on the node
             serviced.append(self._sub_request(item, request, account))
         if items and not serviced:
             raise self._limiter.rejection(account.user_name)

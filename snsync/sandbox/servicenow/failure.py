@@ -4,7 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from snsync.sandbox.server import Response
+from snsync.sandbox.options import DEFAULT_URL_LIMIT, URL_LIMIT_RANGE
+from snsync.sandbox.server import Request, Response
+
+__all__ = ["DEFAULT_URL_LIMIT", "HEADER_TOO_LARGE_PAGE", "URL_LIMIT_RANGE", "Failure"]
+
+# The request line and headers an instance's web tier (Tomcat) takes: 8 KB is Tomcat's default
+# maxHttpHeaderSize, the smallest instances run with (up to about 23 KB is seen); past it the
+# answer is Tomcat's HTML "Request header is too large" page (KB0826932).
+HEADER_TOO_LARGE_PAGE = (
+    '<!doctype html><html lang="en"><head><title>HTTP Status 400 \u2013 Bad Request</title>'
+    '</head><body><h1>HTTP Status 400 \u2013 Bad Request</h1><hr class="line" />'
+    "<p><b>Type</b> Exception Report</p><p><b>Message</b> Request header is too large</p>"
+    "<p><b>Description</b> The server cannot or will not process the request due to something "
+    "that is perceived to be a client error (e.g., malformed request syntax, invalid request "
+    'message framing, or deceptive request routing).</p><hr class="line" /></body></html>'
+)
+
+
+def header_bytes(request: Request) -> int:
+    """The size of the request line and headers as sent."""
+    line = len(request.method) + len(request.raw_path) + len(" HTTP/1.1\r\n") + 1
+    return line + sum(len(k) + len(v) + 4 for k, v in request.headers.items())
+
 
 MAINTENANCE_PAGE = (
     "<html><head><title>Service Unavailable</title></head><body><h1>Service Unavailable</h1>"

@@ -10,10 +10,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from snsync.errors import FixtureError
-from snsync.sandbox.encoded_query import FieldKind
-from snsync.sandbox.servicenow.acl import Account
+from snsync.sandbox.encoded_query import FieldKind, parse
+from snsync.sandbox.servicenow.acl import Account, ReadRule
 from snsync.sandbox.servicenow.roles import Stamp, grant_fixture_roles
-from snsync.sandbox.servicenow.schema import SYSTEM_FIELDS, TABLES, FieldSpec, TableSpec
+from snsync.sandbox.servicenow.schema import (
+    GENERATED_TABLES,
+    SYSTEM_FIELDS,
+    TABLES,
+    FieldSpec,
+    TableSpec,
+    dictionary_rows,
+    with_columns,
+)
 from snsync.sandbox.servicenow.store import apply_rules
 from snsync.sandbox.servicenow.tokens import OAuthClient
 from snsync.sandbox.servicenow.values import (
@@ -22,6 +30,7 @@ from snsync.sandbox.servicenow.values import (
     input_text,
     new_sys_id,
     normalise,
+    stored_password,
 )
 
 
@@ -46,6 +55,8 @@ def load_instance_file(path: Path) -> dict[str, Any]:
 
 
 TABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+FIXTURE_KEYS = ("accounts", "oauth_clients", "tables", "columns", "read_rules")
+COLUMN_KINDS = {kind.value: kind for kind in FieldKind}
 DEFAULT_CREATOR = "admin"  # sys_created_by of fixture records that do not name their creator
 ROLE_HOLDERS = ("sys_user", "sys_user_group")
 
@@ -56,14 +67,15 @@ class Instance:
     clients: dict[str, OAuthClient]
     specs: dict[str, TableSpec]
     rows: dict[str, dict[str, dict[str, str]]]
+    read_rules: tuple[ReadRule, ...] = ()
 
 
 def load_instance(instance: Mapping[str, Any], now: str) -> Instance:
     if not isinstance(instance, Mapping):
         fixture_error("", "must be a JSON object")
-    unknown = sorted(set(instance) - {"accounts", "oauth_clients", "tables"})
+    unknown = sorted(set(instance) - set(FIXTURE_KEYS))
     if unknown:
-        fixture_error(unknown[0], "unknown key (expected accounts, oauth_clients, tables)")
+        fixture_error(unknown[0], f"unknown key (expected {', '.join(FIXTURE_KEYS)})")
     accounts = load_accounts(instance.get("accounts", []))
     clients = load_clients(instance.get("oauth_clients", []), accounts)
     tables = instance.get("tables", {})
@@ -75,10 +87,46 @@ def load_instance(instance: Mapping[str, Any], now: str) -> Instance:
             fixture_error(f"tables.{name}", "table names are lowercase letters, digits and _")
         if not isinstance(records, list):
             fixture_error(f"tables.{name}", "must be a list of records")
+        if name in GENERATED_TABLES:
+            fixture_error(f"tables.{name}", "generated from the tables (declare fields in columns)")
         if name not in specs:
             specs[name] = custom_table(name, records)
+    for name, columns in load_columns(instance.get("columns", {}), specs).items():
+        specs[name] = with_columns(specs[name], columns)
     rows = RecordLoader(specs, now).load(tables, accounts)
-    return Instance(accounts, clients, specs, rows)
+    rows["sys_dictionary"] = {}
+    for entry in dictionary_rows(specs):
+        record = {column.name: column.default for column in specs["sys_dictionary"].fields}
+        record.update(entry, sys_id=new_sys_id(), sys_created_on=now, sys_updated_on=now)
+        record.update(sys_created_by=DEFAULT_CREATOR, sys_updated_by=DEFAULT_CREATOR)
+        rows["sys_dictionary"][record["sys_id"]] = record
+    rules = load_read_rules(instance.get("read_rules", []), specs, accounts)
+    return Instance(accounts, clients, specs, rows, rules)
+
+
+def load_read_rules(
+    raw: Any, specs: Mapping[str, TableSpec], accounts: Mapping[str, Account]
+) -> tuple[ReadRule, ...]:
+    """The fixture's `read_rules`: [{"table", "condition", "accounts"?}]."""
+    if not isinstance(raw, list):
+        fixture_error("read_rules", "must be a list of {table, condition}")
+    rules: list[ReadRule] = []
+    for index, entry in enumerate(raw):
+        path = f"read_rules[{index}]"
+        table = required_text(entry, path, "table")
+        if table not in specs:
+            fixture_error(f"{path}.table", f"no table {table!r}")
+        condition = entry.get("condition")
+        if not isinstance(condition, str):
+            fixture_error(f"{path}.condition", "must be an encoded query string")
+        names = entry.get("accounts")
+        if names is not None and (
+            not isinstance(names, list) or not all(n in accounts for n in names)
+        ):
+            fixture_error(f"{path}.accounts", "must be a list of account user_names")
+        chosen = frozenset(names) if names is not None else None
+        rules.append(ReadRule(table, condition, parse(condition), chosen))
+    return tuple(rules)
 
 
 def fixture_error(path: str, problem: str) -> NoReturn:
@@ -127,6 +175,44 @@ def required_text(entry: Any, path: str, key: str) -> str:
     if not isinstance(value, str) or not value:
         fixture_error(f"{path}.{key}", "must be a non-empty string")
     return value
+
+
+def load_columns(raw: Any, specs: Mapping[str, TableSpec]) -> dict[str, tuple[FieldSpec, ...]]:
+    """The fixture's `columns`: table -> extra fields, each a name (a string field) or
+    {"name", "type", "reference"}."""
+    if not isinstance(raw, Mapping):
+        fixture_error("columns", "must be an object of table name to list of field names")
+    declared: dict[str, tuple[FieldSpec, ...]] = {}
+    for table, entries in raw.items():
+        path = f"columns.{table}"
+        if table not in specs or table in GENERATED_TABLES:
+            fixture_error(path, "no such table (declare it under tables)")
+        if not isinstance(entries, list):
+            fixture_error(path, "must be a list of field names")
+        fields = [_column(f"{path}[{i}]", entry, specs) for i, entry in enumerate(entries)]
+        names = [column.name for column in fields]
+        for index, name in enumerate(names):
+            if name in specs[table].by_name or name in names[:index]:
+                fixture_error(f"{path}[{index}]", f"{table} already has a field {name!r}")
+        declared[table] = tuple(fields)
+    return declared
+
+
+def _column(path: str, entry: Any, specs: Mapping[str, TableSpec]) -> FieldSpec:
+    given = {"name": entry} if isinstance(entry, str) else entry
+    if not isinstance(given, Mapping) or not isinstance(given.get("name"), str):
+        fixture_error(path, "must be a field name or {name, type, reference}")
+    name, kind_name = given["name"], given.get("type", "string")
+    if not TABLE_NAME.fullmatch(name):
+        fixture_error(path, "field names are lowercase letters, digits and _")
+    kind = COLUMN_KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        fixture_error(f"{path}.type", f"must be one of {', '.join(COLUMN_KINDS)}")
+    reference = given.get("reference", "")
+    if (kind is FieldKind.REFERENCE) != bool(reference) or (reference and reference not in specs):
+        fixture_error(f"{path}.reference", "a reference names an existing table (and only then)")
+    default = "false" if kind is FieldKind.BOOLEAN else ""
+    return FieldSpec(name, kind, reference=str(reference), default=default)
 
 
 def custom_table(name: str, records: list[Any]) -> TableSpec:
@@ -239,6 +325,8 @@ class RecordLoader:
             fixture_error(path, "must be a date-time 'YYYY-MM-DD HH:MM:SS' (UTC)")
         if column.kind is FieldKind.REFERENCE:
             return text.strip()
+        if column.dictionary_type == "password":
+            return stored_password(text)
         return text if key == "sys_id" else normalise(column.kind, text)
 
     def _resolve(self, spec: TableSpec, record: dict[str, str]) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from snsync.sandbox.encoded_query import FieldKind
 from snsync.sandbox.server import Request
 from snsync.sandbox.servicenow.schema import FieldSpec, TableSpec
 from snsync.sandbox.servicenow.store import Store
+from snsync.sandbox.servicenow.values import DATETIME_FORMAT, PASSWORD_MASK
 
 
 def field_list(text: str) -> list[str]:
@@ -37,6 +40,43 @@ def link_header(request: Request, total: int, limit: int, offset: int) -> str:
 
 
 @dataclass(frozen=True)
+class DateStyle:
+    """How the reading account sees date-times: its time zone and date format (sys_user
+    `time_zone`, `date_format`; empty means the system's, UTC and yyyy-MM-dd here)."""
+
+    time_zone: str = ""
+    date_format: str = ""
+
+    @classmethod
+    def of_user(cls, user: Mapping[str, str] | None) -> DateStyle:
+        """The style of an account's sys_user row (the system's without one)."""
+        if user is None:
+            return cls()
+        return cls(user.get("time_zone", ""), user.get("date_format", ""))
+
+    def show(self, value: str) -> str:
+        """A stored UTC date-time as this account's display value."""
+        if not value or (not self.time_zone and not self.date_format):
+            return value
+        try:
+            moment = datetime.strptime(value, DATETIME_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            return value
+        local = moment.astimezone(_zone(self.time_zone))
+        pattern = self.date_format or "yyyy-MM-dd"
+        for java, python in (("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d")):
+            pattern = pattern.replace(java, python)
+        return local.strftime(f"{pattern} %H:%M:%S")
+
+
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name) if name else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC  # an unknown zone shows the system's, as the platform does
+
+
+@dataclass(frozen=True)
 class View:
     """How a response renders records: sysparm_display_value, links and sysparm_fields."""
 
@@ -44,9 +84,10 @@ class View:
     links: bool
     fields: tuple[str, ...]
     base_url: str
+    dates: DateStyle = field(default_factory=lambda: DateStyle())
 
     @classmethod
-    def of(cls, request: Request) -> View:
+    def of(cls, request: Request, dates: DateStyle | None = None) -> View:
         display = request.query.get("sysparm_display_value", "false").lower()
         excluded = request.query.get("sysparm_exclude_reference_link", "").lower() == "true"
         return cls(
@@ -54,6 +95,7 @@ class View:
             not excluded,
             tuple(field_list(request.query.get("sysparm_fields", ""))),
             request.base_url,
+            dates or DateStyle(),
         )
 
     def render(self, store: Store, spec: TableSpec, record: Mapping[str, str]) -> dict[str, Any]:
@@ -80,6 +122,8 @@ class View:
         if column.kind is FieldKind.REFERENCE:
             return self._reference(store, column.reference, value)
         shown = display_text(column, value)
+        if column.kind is FieldKind.DATETIME:
+            shown = self.dates.show(value)
         if self.display == "all":
             return {"display_value": shown, "value": value}
         return shown if self.display == "true" else value
@@ -98,6 +142,11 @@ class View:
 
 
 def display_text(column: FieldSpec, value: str) -> str:
+    """A value as the platform displays it: choice labels, integers with grouping."""
+    if column.dictionary_type == "password":
+        return PASSWORD_MASK if value else ""
+    if column.choices:
+        return next((label for key, label in column.choices if key == value), value)
     if column.kind is FieldKind.INTEGER and value.strip().lstrip("-").isdigit():
         return f"{int(value):,}"  # integers display with grouping, as the platform formats them
     return value

@@ -11,16 +11,16 @@ from typing import Any
 
 from snsync.sandbox.encoded_query import parse
 from snsync.sandbox.server import Request, Response
-from snsync.sandbox.servicenow.acl import OPERATION, Account, allowed
+from snsync.sandbox.servicenow.acl import OPERATION, Account, ReadRule, allowed
 from snsync.sandbox.servicenow.failure import Failure
-from snsync.sandbox.servicenow.render import View, field_list, link_header
+from snsync.sandbox.servicenow.render import DateStyle, View, field_list, link_header
 from snsync.sandbox.servicenow.schema import TableSpec
 from snsync.sandbox.servicenow.store import Store, WriteContext
 
 DEFAULT_LIMIT = 10_000
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
-TABLE_PATH = re.compile(r"/api/now/(?:v[12]/)?table/([^/]+)(?:/([^/]+))?/?")
+TABLE_PATH = re.compile(r"/api/now/(?:(v[12])/)?table/([^/]+)(?:/([^/]+))?/?")
 STATS_PATH = re.compile(r"/api/now/(?:v1/)?stats/([^/]+)/?")
 BATCH_PATH = re.compile(r"/api/now/(?:v1/)?batch/?")
 
@@ -32,6 +32,7 @@ class Route:
     kind: str  # table | record | stats | batch | oauth | unknown | none
     table: str = ""
     sys_id: str = ""
+    version: str = ""  # v1, v2 or "" (unversioned)
 
 
 def parse_route(path: str) -> Route:
@@ -41,8 +42,8 @@ def parse_route(path: str) -> Route:
     if BATCH_PATH.fullmatch(path):
         return Route("batch")
     if found := TABLE_PATH.fullmatch(path):
-        table, sys_id = found.group(1), found.group(2)
-        return Route("record", table, sys_id) if sys_id else Route("table", table)
+        version, table, sys_id = found.group(1) or "", found.group(2), found.group(3)
+        return Route("record" if sys_id else "table", table, sys_id or "", version)
     if found := STATS_PATH.fullmatch(path):
         return Route("stats", found.group(1))
     if path.startswith("/api/"):
@@ -54,11 +55,18 @@ class TableApi:
     """Answers Table and Stats API requests of an authenticated account; one lock guards the
     store for every thread."""
 
-    def __init__(self, store: Store, lock: threading.RLock, now: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        lock: threading.RLock,
+        now: Callable[[], str],
+        read_rules: tuple[ReadRule, ...] = (),
+    ) -> None:
         self.store = store
         self.lock = lock
         self._now = now
         self._writes = 0
+        self._read_rules = read_rules
 
     def write_count(self) -> int:
         """Successful POST/PUT/PATCH/DELETE calls so far."""
@@ -92,8 +100,12 @@ class TableApi:
         offset = number_param(request.query.get("sysparm_offset"), 0, minimum=0)
         with self.lock:
             rows = self.store.select(spec.name, query)
-            render = View.of(request).renderer(self.store, spec)
-            page = [render(row) for row in rows[offset : offset + limit]]
+            render = self.view(request, account).renderer(self.store, spec)
+            readable = self._readable(spec.name, account)
+            # Row read rules run after sysparm_limit: a page can be short, or empty, mid-table.
+            page = [render(row) for row in rows[offset : offset + limit] if readable(row)]
+        if route.version == "v1" and not page:
+            raise Failure(404, "No Record found", "Records not found")
         headers: dict[str, str] = {}
         if request.query.get("sysparm_no_count", "").lower() != "true":
             headers["X-Total-Count"] = str(len(rows))
@@ -104,13 +116,15 @@ class TableApi:
     def read(self, spec: TableSpec, route: Route, request: Request, account: Account) -> Response:
         """GET on a record."""
         with self.lock:
-            record = self.existing(spec, route.sys_id)
-            return Response(200, {"result": View.of(request).render(self.store, spec, record)})
+            record = self.existing(spec, route.sys_id, account)
+            return Response(
+                200, {"result": self.view(request, account).render(self.store, spec, record)}
+            )
 
     def create(self, spec: TableSpec, route: Route, request: Request, account: Account) -> Response:
-        """POST on a table."""
-        body = json_object(request)
-        view = View.of(request)
+        """POST on a table; no body at all inserts a record of defaults, as the platform does."""
+        body = json_object(request) if request.body.strip() else {}
+        view = self.view(request, account)
         with self.lock:
             record = self.store.create(spec, body, self.write_context(request, account))
             result = view.render(self.store, spec, record)
@@ -120,9 +134,9 @@ class TableApi:
     def update(self, spec: TableSpec, route: Route, request: Request, account: Account) -> Response:
         """PUT or PATCH on a record (both partial updates, as on the platform)."""
         body = json_object(request)
-        view = View.of(request)
+        view = self.view(request, account)
         with self.lock:
-            self.existing(spec, route.sys_id)
+            self.existing(spec, route.sys_id, account)
             context = self.write_context(request, account)
             record = self.store.update(spec, route.sys_id, body, context)
             return Response(200, {"result": view.render(self.store, spec, record)})
@@ -130,7 +144,7 @@ class TableApi:
     def delete(self, spec: TableSpec, route: Route, request: Request, account: Account) -> Response:
         """DELETE on a record, with the cascade."""
         with self.lock:
-            self.existing(spec, route.sys_id)
+            self.existing(spec, route.sys_id, account)
             self.store.delete(spec.name, route.sys_id)
         return Response(204)
 
@@ -159,16 +173,27 @@ class TableApi:
         ]
         return Response(200, {"result": result})
 
-    def existing(self, spec: TableSpec, sys_id: str) -> dict[str, str]:
-        """The stored record, or the 404 an instance answers."""
+    def existing(self, spec: TableSpec, sys_id: str, account: Account) -> dict[str, str]:
+        """The stored record the account may read, or the 404 an instance answers."""
         record = self.store.rows[spec.name].get(sys_id)
-        if record is None:
+        if record is None or not self._readable(spec.name, account)(record):
             raise Failure(
                 404,
                 "No Record found",
                 "Record doesn't exist or ACL restricts the record retrieval",
             )
         return record
+
+    def view(self, request: Request, account: Account) -> View:
+        """How this request shows records to this account (its date style included)."""
+        return View.of(request, DateStyle.of_user(self.store.find_user(account.user_name)))
+
+    def _readable(self, table: str, account: Account) -> Callable[[dict[str, str]], bool]:
+        rules = [r for r in self._read_rules if r.table == table and r.applies_to(account)]
+        if not rules:
+            return lambda record: True
+        tests = [self.store.predicate(table, rule.query) for rule in rules]
+        return lambda record: all(test(record) for test in tests)
 
     def write_context(self, request: Request, account: Account) -> WriteContext:
         """Who writes, when, and how references in the body are read."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from snsync.sandbox.encoded_query import (
+    Counts,
     EncodedQuery,
     FieldKind,
     Getter,
@@ -25,7 +26,14 @@ from snsync.sandbox.servicenow.roles import (
     inherited_rows,
 )
 from snsync.sandbox.servicenow.schema import CASCADE_DELETE, FieldSpec, TableSpec
-from snsync.sandbox.servicenow.values import SYS_ID, input_text, new_sys_id, normalise
+from snsync.sandbox.servicenow.values import (
+    OWN_SYS_ID,
+    SYS_ID,
+    input_text,
+    new_sys_id,
+    normalise,
+    stored_password,
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,10 @@ class Store:
     def __init__(self, specs: dict[str, TableSpec], rows: dict[str, dict[str, dict[str, str]]]):
         self.specs = specs
         self.rows = rows
-        self._sorted = {table: sorted(records) for table, records in rows.items()}
+        # sys_ids compare without case, as the database does; `_sorted` holds them lower-cased
+        # and `_ids` maps each back to the id as stored (an insert may bring its own, any case).
+        self._ids = {table: {i.lower(): i for i in records} for table, records in rows.items()}
+        self._sorted = {table: sorted(ids) for table, ids in self._ids.items()}
         # Unique fields are indexed (lower-cased, as the database compares them), so that
         # uniqueness checks and account look-ups stay cheap on large tables.
         self._unique: dict[tuple[str, str], dict[str, str]] = {
@@ -87,7 +98,8 @@ class Store:
         if table == "sys_user" and (user := self.find_user(wanted)):
             return user["sys_id"]
         key = self.specs[table].display_field
-        for sys_id in self._sorted[table]:
+        for lowered in self._sorted[table]:
+            sys_id = self._ids[table][lowered]
             if self.rows[table][sys_id].get(key, "").lower() == wanted:
                 return sys_id
         return ""
@@ -96,6 +108,10 @@ class Store:
         """The sys_user row with this user_name, if there is one."""
         sys_id = self._unique[("sys_user", "user_name")].get(user_name.lower(), "")
         return self.rows["sys_user"].get(sys_id)
+
+    def predicate(self, table: str, query: EncodedQuery) -> Callable[[Mapping[str, str]], bool]:
+        """A compiled test of whether a record of the table matches the query."""
+        return compile_query(query, TableFields(self, table))
 
     def select(self, table: str, query: EncodedQuery) -> list[dict[str, str]]:
         """The records matching a query, in its order (sys_id order by default)."""
@@ -112,8 +128,8 @@ class Store:
         record = {column.name: column.default for column in spec.fields}
         record.update(self._input(spec, body, context.by_display_value))
         sys_id = str(body.get("sys_id") or "")
-        duplicate_id = sys_id in self.rows[spec.name]
-        record["sys_id"] = sys_id if SYS_ID.fullmatch(sys_id) else new_sys_id()
+        duplicate_id = sys_id.lower() in self._ids[spec.name]
+        record["sys_id"] = sys_id if OWN_SYS_ID.fullmatch(sys_id) else new_sys_id()
         for name in ("created", "updated"):
             record[f"sys_{name}_on"], record[f"sys_{name}_by"] = context.now, context.user_name
         record["sys_mod_count"] = "0"
@@ -145,7 +161,8 @@ class Store:
     def add(self, table: str, record: dict[str, str]) -> None:
         """Store a complete record."""
         self.rows[table][record["sys_id"]] = record
-        bisect.insort(self._sorted[table], record["sys_id"])
+        self._ids[table][record["sys_id"].lower()] = record["sys_id"]
+        bisect.insort(self._sorted[table], record["sys_id"].lower())
         self._index(table, record)
 
     def delete(self, table: str, sys_id: str) -> None:
@@ -155,7 +172,8 @@ class Store:
                 self.delete(USER_ROLE, inherited)
         self._unindex(table, self.rows[table].pop(sys_id))
         ordered = self._sorted[table]
-        del ordered[bisect.bisect_left(ordered, sys_id)]
+        del self._ids[table][sys_id.lower()]
+        del ordered[bisect.bisect_left(ordered, sys_id.lower())]
         for spec in self.specs.values():
             for column in spec.fields:
                 if column.reference == table:
@@ -202,7 +220,9 @@ class Store:
             if column is None or column.read_only:
                 continue  # unknown fields are ignored silently, as the platform does
             text = input_text(raw)
-            if column.kind is FieldKind.REFERENCE:
+            if column.dictionary_type == "password":
+                values[name] = stored_password(text)
+            elif column.kind is FieldKind.REFERENCE:
                 values[name] = self._reference_input(column.reference, text, by_display)
             else:
                 values[name] = normalise(column.kind, text)
@@ -216,7 +236,9 @@ class Store:
             found = self.find_by_display(table, text)
             return found or (text if text in self.rows[table] else "")
         # A sys_id is stored as given, even one that points nowhere (the platform does too).
-        return text if SYS_ID.fullmatch(text) else self.find_by_display(table, text)
+        if SYS_ID.fullmatch(text) or text in self.rows[table]:
+            return text
+        return self.find_by_display(table, text)
 
     def _collides(self, spec: TableSpec, record: Mapping[str, str]) -> bool:
         for name in spec.unique:
@@ -239,6 +261,10 @@ class Store:
     def _candidates(self, table: str, query: EncodedQuery) -> list[str]:
         # The sys_ids that can match, in sys_id order: an AND-ed `sys_id=X` or `unique_field=X`
         # is answered from an index, and keyset paging (`sys_id>X`) starts at X, not at the top.
+        ids = self._ids[table]
+        return [ids[lowered] for lowered in self._candidate_keys(table, query)]
+
+    def _candidate_keys(self, table: str, query: EncodedQuery) -> list[str]:
         ordered = self._sorted[table]
         if len(query.segments) != 1:
             return ordered
@@ -248,10 +274,10 @@ class Store:
                 continue
             value = condition.value.lower()
             if condition.operator == "=" and condition.field == "sys_id":
-                return [value] if value in self.rows[table] else []
+                return [value] if value in self._ids[table] else []
             index = self._unique.get((table, condition.field))
             if condition.operator == "=" and index is not None and value:
-                return [index[value]] if value in index else []
+                return [index[value].lower()] if value in index else []
             if condition.field == "sys_id" and condition.operator in (">", ">="):
                 find = bisect.bisect_right if condition.operator == ">" else bisect.bisect_left
                 start = max(start, find(ordered, value))
@@ -273,6 +299,17 @@ class TableFields:
         if "." not in path:
             return lambda record: record.get(path, "")
         return lambda record: self.store.value_at(self.table, record, path)
+
+    def related_counts(self, table: str, field: str, query: EncodedQuery) -> Counts | None:
+        """Rows of another table matching the query, counted by their value of `field`."""
+        if table not in self.store.specs or self.store.column(table, field) is None:
+            return None
+        counts: dict[str, int] = {}
+        read = TableFields(self.store, table).getter(field)
+        for row in self.store.select(table, query):
+            key = read(row).lower()
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def sort_getter(self, path: str) -> Getter:
         column = self.store.column(self.table, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from datetime import UTC, datetime
@@ -13,6 +14,9 @@ DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 SYS_ID = re.compile(r"[0-9a-f]{32}")
+# A sys_id an insert brings itself: any 32 printable characters but "/" (it goes in URLs).
+OWN_SYS_ID = re.compile(r"[!-.0-~]{32}")
+PASSWORD_MASK = "********"
 
 
 def utc_now() -> datetime:
@@ -65,3 +69,10 @@ def datetime_text(text: str) -> str | None:
         except ValueError:
             continue
     return None
+
+
+def stored_password(text: str) -> str:
+    """A password as the instance keeps it: a one-way hash, never the text ("" stays "")."""
+    if not text:
+        return ""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

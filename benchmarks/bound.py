@@ -1,4 +1,5 @@
-"""The latency profile and the ideal time it allows for the requests a sync really needs.
+"""Latency profiles and the bound (the least time a profile allows) for the requests a sync really
+needs.
 
 "Really needed" is computed from the scenario, not from what snsync did: the records that must be
 created or changed (users, the assigned groups, their memberships) and the pages that must be read
@@ -21,7 +22,7 @@ REFERENCE_TABLES = 1  # cmn_department, which the default user mappings resolve
 INCREMENTAL_TABLES = ("sys_user", "sys_user_group", "sys_user_grmember", "cmn_department")
 
 FORMULA = (
-    "ideal = ceil((SN reads + SN writes) / cap) x SN latency + Graph reads x Graph latency",
+    "bound = ceil((SN reads + SN writes) / cap) x SN latency + Graph reads x Graph latency",
     "  SN writes   = user creates + users whose desired record differs",
     "                + assigned groups to create + memberships to add",
     "  SN reads    = ceil(sys_user rows / 1000) + 1 (cmn_department) + ceil(sys_user_group rows"
@@ -31,7 +32,9 @@ FORMULA = (
     "                + sum over assigned groups of ceil(members / 999)",
     "                + min(ceil(groups / 999), ceil(assigned groups / 20)) + 2 (token, app)",
     "  (ServiceNow requests run `cap` at a time; Graph requests one after another)",
-    "incremental ideal (repeat runs, shown as a note): the same, reading only changes:",
+    "  (a write costs its latency whether it travels alone or inside a Batch API request:"
+    " the sandbox serves sub-requests one after another in one slot, as ServiceNow does)",
+    "incremental bound (repeat runs, shown as a note): the same, reading only changes:",
     "  Graph reads = 2 (token, app) + ceil(assignments / 999) + ceil(changed users / 999)"
     " + 1 (groups delta)",
     "  SN reads    = 1 page of changed rows per table (sys_user, sys_user_group,"
@@ -46,13 +49,18 @@ class LatencyProfile:
     servicenow_ms: float = 50.0
     graph_ms: float = 20.0
     cap: int = 16
+    name: str = "custom"
 
     def describe(self) -> str:
         """One line for the report."""
         return (
-            f"ServiceNow {self.servicenow_ms:g} ms per request inside a cap of {self.cap} "
-            f"concurrent requests; Graph {self.graph_ms:g} ms per request"
+            f"{self.name}: ServiceNow {self.servicenow_ms:g} ms per request inside a cap of "
+            f"{self.cap} concurrent requests; Graph {self.graph_ms:g} ms per request"
         )
+
+
+# `today`: the profile main has been measured on so far (issue 11's figures).
+PROFILES = {"today": LatencyProfile(50.0, 20.0, 16, "today")}
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,7 @@ def needed_incremental(scenario: Scenario, changed_users: int, writes: Writes) -
     return Needed(graph, len(INCREMENTAL_TABLES), writes)
 
 
-def ideal_seconds(need: Needed, profile: LatencyProfile) -> float:
+def bound_seconds(need: Needed, profile: LatencyProfile) -> float:
     """The time the profile allows: ServiceNow in rounds of `cap`, Graph one after another."""
     rounds = math.ceil(need.servicenow / profile.cap)
     return rounds * profile.servicenow_ms / 1000.0 + need.graph_reads * profile.graph_ms / 1000.0
