@@ -108,6 +108,22 @@ def test_email_matched_admin_is_held_not_taken_over_until_approved(
     assert adopted["user_name"] == LEE and adopted["source"] == f"entra:{demo_user_id('lee.gu')}"
 
 
+def test_admin_role_inherited_through_a_group_holds_the_adoption(
+    snsync: Snsync, sn_admin: ServiceNowAdmin
+) -> None:
+    boss = sn_admin.insert("sys_user", {"user_name": LEE})
+    admins = sn_admin.insert("sys_user_group", {"name": "Platform Admins"})
+    role = sn_admin.insert("sys_user_role", {"name": "security_admin"})["sys_id"]
+    sn_admin.insert("sys_group_has_role", {"group": admins["sys_id"], "role": role})
+    sn_admin.insert("sys_user_grmember", {"group": admins["sys_id"], "user": boss["sys_id"]})
+    before = snapshot(sn_admin, "sys_user", f"user_name={LEE}")
+    code, done = results(snsync, "run", "--once")
+    assert code == 4
+    (held,) = [r for r in done if r["directory_id"] == demo_user_id("lee.gu")]
+    assert held["reason"] == "AdoptionHeld" and "security_admin" in held["message"]
+    assert snapshot(sn_admin, "sys_user", f"user_name={LEE}") == before
+
+
 def test_inactive_record_matched_by_user_name_is_held(
     snsync: Snsync, sn_admin: ServiceNowAdmin
 ) -> None:
