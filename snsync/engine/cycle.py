@@ -232,12 +232,16 @@ def plan_trusted(
     snapshot: SourceSnapshot,
     target: TargetSnapshot,
     links: Mapping[str, Mapping[str, str]],
+    whole_directory: bool = True,
 ) -> CyclePlan:
     """Plan; when an adoption waits on roles, read who holds which role and plan again (so a
     cycle that adopts nothing reads no role table)."""
-    planned = plan_from(config, snapshot, target, links, trust_from_config(config, state))
+    trust = replace(trust_from_config(config, state), whole_directory=whole_directory)
+    planned = plan_from(config, snapshot, target, links, trust)
     if any(i.reason == Reason.ADOPTION_HELD for i in planned.items()):
-        trust = read_trust(config, conns.servicenow, state)
+        trust = replace(
+            read_trust(config, conns.servicenow, state), whole_directory=whole_directory
+        )
         planned = plan_from(config, snapshot, target, links, trust)
     return planned
 

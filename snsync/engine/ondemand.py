@@ -69,9 +69,8 @@ def provision_user(
     target = _target_for(config, conns, user.id, user.attributes, links)
     found = ", ".join(f"{r.get('user_name')} ({s})" for s, r in target.users.items()) or "none"
     say("match", f"ServiceNow records considered: {found}")
-    planned = plan_trusted(
-        config, conns, state, SourceSnapshot({user.id: user}), target, {USER: links}
-    )
+    alone = SourceSnapshot({user.id: user})
+    planned = plan_trusted(config, conns, state, alone, target, {USER: links}, False)
     items = tuple(i for i in planned.users.plan.items if i.directory_id == user.id)
     if not items:
         say("action", "nothing to do: the ServiceNow record already matches")

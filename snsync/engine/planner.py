@@ -53,6 +53,7 @@ class PlanOptions:
     account: str = ""  # the integration account: never written; its records' stamps are trusted
     privileged: Roles | None = field(default_factory=dict)  # sys_id -> roles; None: unread
     approved: Mapping[str, str] = field(default_factory=dict)  # directory id -> approved sys_id
+    whole_directory: bool = True  # False: a later matching attribute's claim cannot be weighed
 
 
 @dataclass
@@ -76,6 +77,7 @@ def with_trust(options: PlanOptions, trust: Trust) -> PlanOptions:
         protected_names=trust.protected_users if users else trust.protected_groups,
         privileged=trust.user_roles if users else trust.group_roles,
         approved=trust.approved.get(options.object_type, {}),
+        whole_directory=trust.whole_directory,
     )
 
 
@@ -365,6 +367,11 @@ def _plan_adoption(
     changes = _diff(values, record, labels)
     approved = options.approved.get(want.directory_id) == match.sys_id
     held = hold_why(match.sys_id, record, options.privileged)
+    if not held and match.rank > 0 and not options.whole_directory:
+        held = (
+            f"was matched through {match.field} while only this {options.object_type} was read "
+            "(another may match it through an earlier attribute; a full cycle weighs them all)"
+        )
     if held and not approved:
         message = (
             f"matches existing {options.object_type} '{name}' ({match.sys_id}) through "

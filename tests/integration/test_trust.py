@@ -124,6 +124,17 @@ def test_admin_role_inherited_through_a_group_holds_the_adoption(
     assert snapshot(sn_admin, "sys_user", f"user_name={LEE}") == before
 
 
+def test_provision_on_demand_does_not_adopt_through_a_later_attribute(
+    snsync: Snsync, sn_admin: ServiceNowAdmin
+) -> None:
+    other = sn_admin.insert("sys_user", {"user_name": "someone.else", "email": LEE})
+    snsync.reconfigure(mappings=by_email_too())
+    before = snapshot(sn_admin, "sys_user", "user_name=someone.else")
+    result = snsync("provision", LEE)
+    assert "AdoptionHeld" in result.output and "only this user was read" in result.output
+    assert snapshot(sn_admin, "sys_user", f"sys_id={other['sys_id']}") == before
+
+
 def test_inactive_record_matched_by_user_name_is_held(
     snsync: Snsync, sn_admin: ServiceNowAdmin
 ) -> None:
