@@ -47,6 +47,7 @@ from snsync.engine.planner import (
     execution_waves,
     plan_deferred,
     plan_objects,
+    protected_links,
     with_references,
     with_trust,
 )
@@ -84,6 +85,7 @@ class TablePlan:
     desired: tuple[Desired, ...]
     links: dict[str, str]
     stale_links: tuple[str, ...]
+    frozen: frozenset[str] = frozenset()  # linked to a protected record: no membership writes
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,7 @@ def with_memberships(
         owned,
         planned.names,
         kept=kept,
+        frozen=planned.users.frozen | planned.groups.frozen,
         account=planned.trust.account if planned.trust else "",
     )
     return replace(planned, memberships=preview, member_rows=tuple(rows))
@@ -439,6 +442,7 @@ def run_cycle(
             owned,
             planned.names,
             kept=state.links(KEPT),
+            frozen=planned.users.frozen | planned.groups.frozen,
             account=planned.trust.account if planned.trust else "",
         )
         memberships = guard_memberships(
@@ -521,7 +525,8 @@ def _plan_table(
     relevant = [o for o in objects.values() if o.in_scope or o.id in links]
     desired = tuple(mapper.desired(o) for o in relevant)
     plan = plan_objects(desired, records, target.references, links, options)
-    return TablePlan(plan, desired, links, tuple(sorted(set(stored) - set(links))))
+    stale = tuple(sorted(set(stored) - set(links)))
+    return TablePlan(plan, desired, links, stale, protected_links(links, records, options))
 
 
 def _table_reads(

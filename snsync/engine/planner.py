@@ -97,6 +97,18 @@ def effective_links(
     return result
 
 
+def protected_links(
+    links: Mapping[str, str], records: Mapping[str, Record], options: PlanOptions
+) -> frozenset[str]:
+    """Directory ids linked to a protected record: no membership row of theirs is written."""
+    return frozenset(
+        directory_id
+        for directory_id, sys_id in links.items()
+        if sys_id in records
+        and protected_why(sys_id, records[sys_id], options.name_field, *_protection(options))
+    )
+
+
 def untrusted_stamps(
     linked: Mapping[str, str], records: Mapping[str, Record], options: PlanOptions
 ) -> dict[str, str]:

@@ -192,6 +192,24 @@ def test_protected_group_is_never_written(snsync: Snsync, sn_admin: ServiceNowAd
     assert sn_admin.rows("sys_user_grmember", f"group={existing['sys_id']}") == []
 
 
+def test_a_linked_group_made_protected_gets_no_membership_writes(
+    snsync: Snsync, sn_admin: ServiceNowAdmin, graph_admin: GraphAdmin, sandbox: RunningSandbox
+) -> None:
+    assert snsync("run", "--once").exit_code == 0
+    agents = sn_admin.one("sys_user_group", f"name={AGENTS}")
+    snsync.reconfigure(safety={"protected_groups": [AGENTS]})
+    group = demo_group_id(AGENTS)
+    graph_admin.call("DELETE", f"groups/{group}/members/{demo_user_id('emily.braun')}/$ref")
+    graph_admin.call("PATCH", f"groups/{group}", {"description": "changed"})
+    rows = sn_admin.rows("sys_user_grmember", f"group={agents['sys_id']}")
+    code, done = results(snsync, "run", "--once")
+    assert code == 0
+    assert sn_admin.rows("sys_user_grmember", f"group={agents['sys_id']}") == rows
+    assert sn_admin.one("sys_user_group", f"name={AGENTS}") == agents
+    (item,) = [r for r in done if r["directory_id"] == group]
+    assert item["reason"] == "ProtectedRecord"
+
+
 def test_pre_existing_membership_row_is_kept_when_its_user_leaves(
     snsync: Snsync, sn_admin: ServiceNowAdmin, graph_admin: GraphAdmin
 ) -> None:
