@@ -24,6 +24,9 @@ class SandboxSetup:
     instance: Path
     directory: Path
     profile: LatencyProfile
+    sandbox_profile: str | None = (
+        None  # `snsync sandbox --profile` (lan, cloud): replaces `profile`
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class _Registry:
         self._running: dict[int, RunningSandbox] = {}
         self._counters: dict[int, tuple[EndpointCounter, EndpointCounter]] = {}
         self._stopping: list[threading.Thread] = []
+        self._named: dict[int, str | None] = {}
 
     def start(self, setup: SandboxSetup) -> tuple[int, dict[str, Any]]:
         options = SandboxOptions(
@@ -75,6 +79,7 @@ class _Registry:
             directory=setup.directory,
             retry_after=1,
             servicenow_max_concurrent=setup.profile.cap,
+            profile=setup.sandbox_profile,
         )
         running = start_sandbox(options)
         key = len(self._running) + 1
@@ -87,12 +92,16 @@ class _Registry:
         )
         running.graph.app, running.servicenow.app = graph, servicenow
         self._counters[key] = (graph, servicenow)
+        self._named[key] = setup.sandbox_profile
         self.set_latency(key, setup.profile)
         return key, dict(running.info)
 
     def set_latency(self, key: int, profile: LatencyProfile) -> None:
         # ServiceNow's latency is spent holding a concurrency slot; Graph's before the app runs.
         running = self._running[key]
+        if named := self._named.get(key):  # a sandbox profile: on when timed, off when quiet
+            running.set_profile(named if profile.servicenow_ms or profile.graph_ms else None)
+            return
         running.servicenow_app.set_concurrency_latency(profile.servicenow_ms)
         running.graph.latency_ms = profile.graph_ms
         running.servicenow.latency_ms = 0.0

@@ -363,9 +363,6 @@ def reset(
     ctx: click.Context, clear_quarantine: bool, retries: bool, links: bool, yes: bool
 ) -> None:
     """Restart provisioning: clear watermarks, held disables and (with flags) more."""
-    from snsync.engine.cycle import HELD_KEY
-    from snsync.engine.supervisor import AUTH_FAILURES_KEY, save_quarantine
-
     config = _config(ctx)
     if links and not yes:
         question = (
@@ -376,13 +373,12 @@ def reset(
             click.echo("Nothing changed.")
             return
     with _state(config, lock=True) as state:
-        for key in state.keys("watermark:"):
-            state.put(key, None)
-        state.put(HELD_KEY, None)
+        state.clear_watermarks()
+        state.save_held_disables(())
         done = ["watermarks cleared (the next cycle is full)", "held disables cleared"]
         if clear_quarantine:
-            save_quarantine(state, None)
-            state.put(AUTH_FAILURES_KEY, 0)
+            state.save_quarantine(None)
+            state.save_auth_failures(0)
             done.append("quarantine lifted")
         if retries:
             done.append(f"back-off of {state.clear_escrow()} failing objects cleared")

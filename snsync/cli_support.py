@@ -84,16 +84,13 @@ output_option = click.option(
 )
 
 
-SERVICE_CHECK_KEY = "service_checks"
-
-
 def _check_services(config: Config, conns: Connections, state: Any, *, remember: bool) -> None:
     """On the first read after a config change: excluded roles, reference tables and mapped
     fields exist in the services, else exit 2 naming the key."""
     from snsync.checks import checked_mark, service_problems
 
     mark = checked_mark(config)
-    if state.get(SERVICE_CHECK_KEY) == mark:
+    if state.service_check_mark() == mark:
         return
     problems, complete = service_problems(config, conns)
     if problems:
@@ -101,7 +98,7 @@ def _check_services(config: Config, conns: Connections, state: Any, *, remember:
         also = f" (and {more} more: snsync test-connection lists them)" if more else ""
         raise ConfigError(problems[0] + also)
     if complete and remember:
-        state.put(SERVICE_CHECK_KEY, mark)
+        state.save_service_check_mark(mark)
 
 
 def _connect(config: Config, *, read_only: bool) -> Connections:

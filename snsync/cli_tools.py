@@ -10,7 +10,7 @@ import click
 from snsync.cli_support import _config, _connect, _state, handled, output_option
 from snsync.clickgroup import NamedChoice
 from snsync.config import parse_duration
-from snsync.engine.model import Action, Status
+from snsync.model import Action, Status
 from snsync.printable import printable_lines
 
 

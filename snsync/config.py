@@ -9,11 +9,10 @@ import stat
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,53 +24,24 @@ from pydantic import (
     model_validator,
 )
 
+from snsync.config_types import (
+    Address,
+    Duration,
+    ExistingFile,
+    HttpsUrl,
+    relative_to_config,
+)
+from snsync.config_types import instance_url as instance_url
+from snsync.config_types import parse_duration as parse_duration
 from snsync.errors import ConfigError
-from snsync.notify import NotificationsConfig
 
 CONFIG_ENV = "SNSYNC_CONFIG"
 SECRET_KEYS = frozenset({"client_secret", "password"})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 
 
 class LiteralSecretWarning(UserWarning):
     """A secret is written into a config file that other accounts can read."""
-
-
-def parse_duration(text: str | int) -> int:
-    """Seconds in a duration such as `40m`, `6h`, `1d`, `30s` or a bare number of seconds."""
-    if isinstance(text, int):
-        return text
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"'{text}' is not a duration like 30s, 40m, 6h or 1d")
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-
-
-def _https_url(value: str) -> str:
-    if not value.lower().startswith("https://"):
-        raise ValueError(f"'{value}' must be an https:// URL (TLS is required)")
-    return value.rstrip("/")
-
-
-def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
-    """Relative paths in the config are relative to the config file's folder, not the cwd."""
-    path = value.expanduser()
-    base = (info.context or {}).get("base") if info else None
-    return path if path.is_absolute() or base is None else Path(base) / path
-
-
-def _existing_file(value: Path, info: ValidationInfo) -> Path:
-    path = _relative_to_config(value, info)
-    if not path.is_file():
-        raise ValueError(f"file '{path}' does not exist")
-    return path
-
-
-HttpsUrl = Annotated[str, AfterValidator(_https_url)]
-ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
-Duration = Annotated[int, BeforeValidator(lambda v: parse_duration(v)), Field(ge=1)]
 
 
 class _Section(BaseModel):
@@ -398,7 +368,46 @@ class StateConfig(_Section):
     @field_validator("path")
     @classmethod
     def _expand(cls, value: Path, info: ValidationInfo) -> Path:
-        return _relative_to_config(value, info)
+        return relative_to_config(value, info)
+
+
+Kind = Literal["failures", "held_disables", "quarantine", "recovery"]
+KINDS: frozenset[Kind] = frozenset(get_args(Kind))
+
+
+class SmtpConfig(_Section):
+    """How to reach the SMTP server and whom to mail."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: Address
+    to: list[Address] = Field(min_length=1)
+    timeout_s: float = Field(default=30, gt=0)
+    ca_bundle: ExistingFile | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password (or neither) for the SMTP login")
+        if self.username is not None and self.security == "none":
+            raise ValueError(
+                "security: none would send the SMTP password unencrypted; "
+                "use starttls (port 587) or tls (port 465)"
+            )
+        return self
+
+
+class NotificationsConfig(_Section):
+    """Which problems to mail, to whom, and how often to repeat an unchanged one."""
+
+    email: SmtpConfig | None = None
+    repeat_after: Annotated[int, BeforeValidator(lambda v: parse_duration(v))] = Field(
+        default=86400, ge=0
+    )
+    on: frozenset[Kind] = KINDS
 
 
 class Config(_Section):
@@ -414,19 +423,6 @@ class Config(_Section):
     references: ReferencesConfig = Field(default_factory=ReferencesConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     source_path: Path | None = Field(default=None, exclude=True)
-
-
-def instance_url(value: str) -> str:
-    """The https base URL of a ServiceNow instance given by name (`acme`) or by URL."""
-    text = value.strip()
-    if "://" in text:
-        return _https_url(text)
-    if not _INSTANCE_NAME.match(text):
-        raise ValueError(
-            f"'{value}' is not a ServiceNow instance name (lowercase letters, digits and "
-            "hyphens, as in https://NAME.service-now.com) nor an https:// URL"
-        )
-    return f"https://{text}.service-now.com"
 
 
 def find_config(explicit: str | None, env: Mapping[str, str] | None = None) -> Path:

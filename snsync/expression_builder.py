@@ -11,6 +11,7 @@ from typing import Any
 
 from snsync.config import Config
 from snsync.connections import Connections
+from snsync.engine.directory import build_snapshot
 from snsync.errors import ConfigError, ExitCode, NotFoundError, SnsyncError
 from snsync.graph import source
 from snsync.mapping.catalog import UnknownAttributeError, expression_attributes, mapping_attribute
@@ -80,7 +81,7 @@ def directory_user(
             f"--user {user_ref}: no such directory user; give a userPrincipalName or object id"
         ) from None
     app = source.read_app_scope(conns.graph, config)
-    snapshot = source.build_snapshot([raw], app, config, whole_directory=False)
+    snapshot = build_snapshot([raw], app, config.scope, whole_directory=False)
     user = snapshot.users[str(raw["id"])]
     who = {
         "id": user.id,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import shlex
 import smtplib
 import ssl
@@ -15,26 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, Self, get_args
+from typing import Protocol
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-
-from snsync.engine.model import Action, Status
+from snsync.config import NotificationsConfig, SmtpConfig
 from snsync.errors import SnsyncError
+from snsync.model import Action, Status
 from snsync.redact import redact, register
 
-Kind = Literal["failures", "held_disables", "quarantine", "recovery"]
-KINDS: frozenset[Kind] = frozenset(get_args(Kind))
 SUBJECT_PREFIX = "[snsync] "
 RECOVERY_KEY = "recovery"
 # Marked on every problem mail so a recovery mail is only sent after a problem was mailed.
@@ -42,9 +28,6 @@ ANY_PROBLEM_KEY = "any-problem"
 
 log = logging.getLogger(__name__)
 
-_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_MESSAGE_CHARS = 300
 # `snsync logs` shows 200 rows unless told otherwise.
 _LOGS_DEFAULT_LIMIT = 200
@@ -57,81 +40,6 @@ _PREVIOUS = {
 
 class NotificationError(SnsyncError):
     """A notification mail could not be handed to the SMTP server."""
-
-
-def _address(value: str) -> str:
-    text = value.strip()
-    if "\r" in text or "\n" in text:
-        raise ValueError("a mail address must not contain a line break")
-    if not _ADDRESS.fullmatch(parseaddr(text)[1]):
-        raise ValueError(f"'{value}' is not a mail address like snsync@example.com")
-    return text
-
-
-def _ca_bundle(value: Path, info: ValidationInfo) -> Path:
-    """Relative to the config file's folder (like the rest of the config), and it must exist."""
-    path = value.expanduser()
-    base = (info.context or {}).get("base")
-    if not path.is_absolute() and base is not None:
-        path = Path(base) / path
-    if not path.is_file():
-        raise ValueError(f"file '{path}' does not exist")
-    return path
-
-
-Address = Annotated[str, AfterValidator(_address)]
-CaBundle = Annotated[Path, AfterValidator(_ca_bundle)]
-
-
-def _seconds(value: Any) -> Any:
-    """Seconds in `24h`, `30m`, `1d`, `45s` or a bare number; anything else is left to pydantic."""
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return int(match.group(1)) * _UNITS[match.group(2)]
-    if isinstance(value, str):
-        raise ValueError(f"'{value}' is not a duration like 30m, 24h or 1d")
-    return value
-
-
-class SmtpConfig(BaseModel):
-    """How to reach the SMTP server and whom to mail."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = Field(min_length=1)
-    port: int = Field(default=587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str | None = None
-    password: SecretStr | None = None
-    sender: Address
-    to: list[Address] = Field(min_length=1)
-    timeout_s: float = Field(default=30, gt=0)
-    ca_bundle: CaBundle | None = None
-
-    @model_validator(mode="after")
-    def _credentials(self) -> Self:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("give both username and password (or neither) for the SMTP login")
-        if self.username is not None and self.security == "none":
-            raise ValueError(
-                "security: none would send the SMTP password unencrypted; "
-                "use starttls (port 587) or tls (port 465)"
-            )
-        return self
-
-
-class NotificationsConfig(BaseModel):
-    """Which problems to mail, to whom, and how often to repeat an unchanged one."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    email: SmtpConfig | None = None
-    repeat_after: int = Field(default=86400, ge=0)
-    on: frozenset[Kind] = KINDS
-
-    @field_validator("repeat_after", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return _seconds(value)
 
 
 @dataclass(frozen=True)

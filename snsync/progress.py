@@ -14,7 +14,7 @@ import click
 import requests
 
 from snsync.engine.cycle import TO_APPLY
-from snsync.engine.model import Result
+from snsync.model import Result
 from snsync.printable import printable
 from snsync.redact import redact
 

@@ -9,11 +9,13 @@ import datetime as dt
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from snsync.config import Config
-from snsync.engine.cycle import HELD_KEY, CyclePlan, CycleReport
-from snsync.engine.model import Change, PlanItem, Result, Status
+from snsync.engine.cycle import CycleReport
+from snsync.engine.plan import CyclePlan
+from snsync.model import Change, PlanItem, Result, Status
 from snsync.printable import printable_lines
 from snsync.redact import redact
 from snsync.state import LogEntry, State
@@ -73,7 +75,7 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "reason": item.reason,
         "message": redact(item.message),
         "adopt": item.adopt,
-        "object_type": item.object_type,
+        "object_type": item.kind,
         "changes": [
             {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
         ],
@@ -195,7 +197,7 @@ def dumps(data: Any) -> str:
 
 def _item_line(item: PlanItem) -> str:
     target = f" -> {item.sys_id}" if item.sys_id else ""
-    kind = "" if item.object_type == "user" else f"{item.object_type} "
+    kind = "" if item.kind == "user" else f"{item.kind} "
     note = f" [{item.reason}]" if item.reason else ""
     message = f" {item.message}" if item.message else ""
     status = "" if item.status is Status.SUCCESS else f" ({item.status.value})"
@@ -224,11 +226,10 @@ def _short(value: str | None) -> str:
 def status_json(state: State, config: Config) -> dict[str, Any]:
     """What `snsync status` shows, as plain data."""
     from snsync.engine.approvals import held_adoptions
-    from snsync.engine.supervisor import load_quarantine
 
     cycles = state.cycles(10)
     last_start = cycles[0]["started_at"] if cycles else None
-    quarantine = load_quarantine(state)
+    quarantine = state.quarantine()
     return {
         "cycles": [
             {
@@ -251,7 +252,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             "reason": quarantine.reason,
             "clear_with": f"snsync --config {config.source_path} reset --quarantine",
         },
-        "held_disables": state.get(HELD_KEY) or [],
+        "held_disables": [asdict(h) for h in state.held_disables()],
         "held_adoptions": held_adoptions(state),
         "retrying": [
             {
@@ -266,11 +267,7 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
             for e in state.escrow()
         ],
         "links": state.link_counts(),
-        "delta_links": {
-            key.split(":", 1)[1]: _iso(float(state.get(key)["saved_at"]))
-            for key in state.keys("watermark:")
-            if isinstance(state.get(key), dict) and "saved_at" in state.get(key)
-        },
+        "delta_links": {name: _iso(at) for name, at in state.watermark_ages().items()},
     }
 
 

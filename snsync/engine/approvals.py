@@ -8,18 +8,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from snsync.config import Config
-from snsync.engine.model import Reason, Result
+from snsync.engine.ports import StateStore, TargetReader
 from snsync.engine.trust import BUILT_IN_PROTECTED, Roles, Trust, protected_set
 from snsync.errors import BadRequestError, ConfigError, SnsyncError
+from snsync.model import Reason, Result
 from snsync.servicenow import target as target_io
-from snsync.servicenow.client import TableClient
 from snsync.state import LogEntry, LogFilter, State
 
-APPROVED_KEY = "approved_adoptions"  # state key: object type -> directory id -> sys_id
 log = logging.getLogger(__name__)
 
 
-def trust_from_config(config: Config, state: State | None = None) -> Trust:
+def trust_from_config(config: Config, state: StateStore | None = None) -> Trust:
     """Trust facts known without reading ServiceNow: roles unknown, so adoptions are held."""
     return Trust(
         account=config.servicenow.auth.username,
@@ -31,16 +30,16 @@ def trust_from_config(config: Config, state: State | None = None) -> Trust:
     )
 
 
-def read_trust(config: Config, client: TableClient, state: State) -> Trust:
+def read_trust(config: Config, client: TargetReader, state: StateStore) -> Trust:
     """This cycle's trust facts: who holds a privileged role (users) or any role (groups)."""
     roles = config.safety.privileged_roles
     users = _roles(
         target_io.USER_ROLE_TABLE,
-        lambda: target_io.read_role_holders(client, target_io.USER_ROLE_TABLE, "user", roles),
+        lambda: client.role_holders(target_io.USER_ROLE_TABLE, "user", roles),
     )
     groups = _roles(
         target_io.GROUP_ROLE_TABLE,
-        lambda: target_io.read_role_holders(client, target_io.GROUP_ROLE_TABLE, "group"),
+        lambda: client.role_holders(target_io.GROUP_ROLE_TABLE, "group"),
     )
     base = trust_from_config(config, state)
     return Trust(
@@ -48,10 +47,9 @@ def read_trust(config: Config, client: TableClient, state: State) -> Trust:
     )
 
 
-def approvals(state: State) -> dict[str, dict[str, str]]:
+def approvals(state: StateStore) -> dict[str, dict[str, str]]:
     """Approved adoptions: object type -> directory id -> the sys_id it may adopt."""
-    stored = state.get(APPROVED_KEY) or {}
-    return {kind: dict(pairs) for kind, pairs in stored.items()}
+    return state.approved_adoptions()
 
 
 def approve_adoptions(state: State, objects: Iterable[str]) -> list[LogEntry]:
@@ -68,7 +66,7 @@ def approve_adoptions(state: State, objects: Iterable[str]) -> list[LogEntry]:
             )
         approved.setdefault(entry.object_type, {})[entry.directory_id] = entry.sys_id
         found.append(entry)
-    state.put(APPROVED_KEY, approved)
+    state.save_approved_adoptions(approved)
     return found
 
 

@@ -1,15 +1,26 @@
-"""Carry out plan items against ServiceNow with bounded concurrency. One object's failure never
-stops the others; every item comes back as a `Result`."""
+"""Carry out a plan against ServiceNow, wave after wave, with bounded concurrency inside a wave.
+Placeholders of records created in earlier waves are replaced with their new sys_ids before an
+item is sent. One object's failure never stops the others; every item comes back as a `Result`."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
-from snsync.engine.model import Action, PlanItem, Reason, Result, Status
+from snsync.engine.ports import TargetWriter
 from snsync.errors import ApiError, TransientError, WriteBlockedError
-from snsync.servicenow.client import TableClient
+from snsync.model import (
+    Action,
+    ObjectType,
+    PlanItem,
+    Reason,
+    Record,
+    Result,
+    Status,
+    placeholder_of,
+)
 
 OnResult = Callable[[Result], None]
 
@@ -32,10 +43,88 @@ class StopSignal:
 STOP = StopSignal()
 
 
+def execute_waves(
+    waves: Iterable[Sequence[PlanItem]],
+    target: TargetWriter,
+    *,
+    concurrency: int = 8,
+    dry_run: bool = False,
+    on_result: OnResult | None = None,
+) -> list[Result]:
+    """Execute the waves in order; a wave's items see the records earlier waves created."""
+    created: dict[str, str] = {}  # placeholder -> sys_id, grown once per wave
+    results: list[Result] = []
+    for wave in waves:
+        ready: list[PlanItem] = []
+        blocked: dict[int, Result] = {}
+        for index, item in enumerate(wave):
+            resolved = item if dry_run else resolve(item, created)
+            if isinstance(resolved, Result):
+                blocked[index] = resolved
+                if on_result:
+                    on_result(resolved)
+            else:
+                ready.append(resolved)
+        done = iter(
+            execute(ready, target, concurrency=concurrency, dry_run=dry_run, on_result=on_result)
+        )
+        wave_results = [blocked[i] if i in blocked else next(done) for i in range(len(wave))]
+        created.update(made(wave_results))
+        results += wave_results
+    return results
+
+
+def resolve(item: PlanItem, created: Mapping[str, str]) -> PlanItem | Result:
+    """The item with its placeholders replaced by the sys_ids of the records created earlier;
+    a Skipped result when the record it writes to, or a membership's group or user, is missing.
+    A reference field whose record is missing is left out of the write, with a warning."""
+    if not item.pending or not item.writes:
+        return item
+    sys_id = item.sys_id
+    if "sys_id" in item.pending:
+        sys_id = created.get(sys_id or "")
+        if sys_id is None:
+            return _not_created(item, "its record")
+    changes = []
+    missing: list[str] = []
+    for change in item.changes:
+        if change.field in item.pending:
+            new = created.get(change.new)
+            if new is None:
+                if item.object_type is ObjectType.MEMBERSHIP:
+                    return _not_created(item, f"{change.field} '{change.label or change.new}'")
+                missing.append(f"{change.field} '{change.label or change.new}'")
+                continue
+            change = replace(change, new=new)
+        changes.append(change)
+    if not changes and item.action is Action.UPDATE and not item.adopt:
+        return _not_created(item, ", ".join(missing))
+    resolved = replace(item, sys_id=sys_id, changes=tuple(changes), pending=frozenset())
+    if not missing:
+        return resolved
+    note = f"{' and '.join(missing)} left out: not created this cycle (next cycle sets it)"
+    return replace(
+        resolved,
+        status=Status.WARNING if resolved.status is Status.SUCCESS else resolved.status,
+        reason=resolved.reason or Reason.NOT_CREATED,
+        message="; ".join(m for m in (resolved.message, note) if m),
+    )
+
+
+def made(results: Iterable[Result]) -> dict[str, str]:
+    """Placeholder -> sys_id of the records these results created or adopted."""
+    return {
+        placeholder_of(r.item): r.sys_id
+        for r in results
+        if r.sys_id
+        and r.status in (Status.SUCCESS, Status.WARNING)
+        and (r.item.action is Action.CREATE or r.item.adopt)
+    }
+
+
 def execute(
     items: Sequence[PlanItem],
-    client: TableClient,
-    table: str,
+    target: TargetWriter,
     *,
     concurrency: int = 8,
     dry_run: bool = False,
@@ -55,7 +144,7 @@ def execute(
         elif dry_run or not item.writes:
             result = _dry(item)
         else:
-            result = apply_item(item, client, table)
+            result = apply_item(item, target)
         if on_result:
             on_result(result)
         return result
@@ -66,9 +155,10 @@ def execute(
         return list(pool.map(run, items))
 
 
-def apply_item(item: PlanItem, client: TableClient, table: str) -> Result:
+def apply_item(item: PlanItem, client: TargetWriter) -> Result:
     """Send the one write a plan item needs; failures become a Failure result."""
     values = {c.field: c.new for c in item.changes}
+    table = item.table
     try:
         if item.action is Action.CREATE:
             record = client.create(table, values)
@@ -95,8 +185,18 @@ def apply_item(item: PlanItem, client: TableClient, table: str) -> Result:
         return Result(item, Status.FAILURE, item.sys_id, Reason.API_ERROR, str(exc))
 
 
-def _done(item: PlanItem, sys_id: str | None, record: dict[str, str] | None) -> Result:
+def _done(item: PlanItem, sys_id: str | None, record: Record | None) -> Result:
     return Result(item, item.status, sys_id, item.reason, item.message, record)
+
+
+def _not_created(item: PlanItem, what: str) -> Result:
+    return Result(
+        item,
+        Status.SKIPPED,
+        None if "sys_id" in item.pending else item.sys_id,
+        Reason.NOT_CREATED,
+        f"not written: {what} was not created this cycle; the next cycle tries again",
+    )
 
 
 def _dry(item: PlanItem) -> Result:

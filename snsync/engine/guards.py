@@ -10,19 +10,9 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from snsync.engine.memberships import MembershipPlan
-from snsync.engine.model import Action, PlanItem, Reason, Status
+from snsync.model import Action, Held, PlanItem, Reason, Status
 
 DisableLimit = int | str | None
-
-
-@dataclass(frozen=True)
-class Held:
-    """Disables held back by the threshold in one cycle."""
-
-    object_type: str
-    count: int
-    limit: int
-    limit_text: str
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import threading
 
 from snsync.engine.executor import OnResult
-from snsync.engine.model import Action, Result, Status
-from snsync.state import State
+from snsync.engine.ports import StateStore
+from snsync.model import Action, ObjectType, Result, Status
 
-JOURNALED = ("user", "group", "membership")
+JOURNALED = (ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP)
 
 
-def journaling(state: State, then: OnResult | None = None) -> OnResult:
+def journaling(state: StateStore, then: OnResult | None = None) -> OnResult:
     """An executor callback that links each confirmed create or adoption, then calls `then`."""
     lock = threading.Lock()  # the executor reports from its worker threads; one state file
 

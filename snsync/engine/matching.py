@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from snsync.engine.model import Desired, Reason
+from snsync.model import Desired, Reason
 
 ByField = Mapping[str, Mapping[str, list[str]]]  # matching field -> lower-case value -> sys_ids
 

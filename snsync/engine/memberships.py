@@ -7,10 +7,20 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from snsync.engine.model import Action, Change, Plan, PlanItem, Reason, Record, Status
 from snsync.engine.trust import CREATOR_FIELD
+from snsync.model import (
+    MEMBER_TABLE,
+    Action,
+    Change,
+    ObjectType,
+    Plan,
+    PlanItem,
+    Reason,
+    Record,
+    Status,
+)
 
-MEMBERSHIP_TABLE = "sys_user_grmember"
+MEMBERSHIP_TABLE = MEMBER_TABLE
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,7 @@ class _Leaving:
                 f"(created by '{creator}'), so snsync leaves it in place; if this access should "
                 f"end, delete sys_user_grmember {row['sys_id']} in ServiceNow"
             ),
-            object_type="membership",
+            object_type=ObjectType.MEMBERSHIP,
         )
 
 
@@ -230,7 +240,7 @@ def _add(
         None,
         changes,
         message="member in the directory",
-        object_type="membership",
+        object_type=ObjectType.MEMBERSHIP,
     )
 
 
@@ -241,5 +251,5 @@ def _remove(key: str, row: str, names: Mapping[str, str], why: str) -> PlanItem:
         _label(names, *key.split(":", 1)),
         row,
         message=f"no longer a member in the directory; {why}",
-        object_type="membership",
+        object_type=ObjectType.MEMBERSHIP,
     )

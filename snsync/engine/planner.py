@@ -3,22 +3,10 @@ the ServiceNow records and the links. No I/O; most behaviour tests are tests of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from snsync.engine.matching import ByField, Match, Refused, resolve_matches
-from snsync.engine.model import (
-    Action,
-    Change,
-    Desired,
-    Plan,
-    PlanItem,
-    Reason,
-    Record,
-    Result,
-    Status,
-    TargetSnapshot,
-)
 from snsync.engine.trust import (
     BUILT_IN_PROTECTED,
     Roles,
@@ -26,6 +14,18 @@ from snsync.engine.trust import (
     hold_why,
     protected_why,
     stamp_distrust,
+)
+from snsync.model import (
+    Action,
+    Change,
+    Desired,
+    ObjectType,
+    Plan,
+    PlanItem,
+    Reason,
+    Record,
+    Status,
+    TargetSnapshot,
 )
 
 References = Mapping[str, Mapping[str, str]]  # table -> display value (lower) -> sys_id
@@ -49,7 +49,7 @@ class PlanOptions:
     manager_table: str = "sys_user"
     names: Mapping[str, str] = field(default_factory=dict)  # directory id -> display name
     people: Mapping[str, str] | None = None  # user links, when planning another table than users
-    object_type: str = "user"
+    object_type: ObjectType = ObjectType.USER
     account: str = ""  # the integration account: never written; its records' stamps are trusted
     privileged: Roles | None = field(default_factory=dict)  # sys_id -> roles; None: unread
     approved: Mapping[str, str] = field(default_factory=dict)  # directory id -> approved sys_id
@@ -179,7 +179,7 @@ def plan_objects(
             gone = _unless_protected(gone, ctx)
             if gone is not None:
                 items.append(_switch(gone, options))
-    if options.object_type != "user":
+    if options.object_type is not ObjectType.USER:
         items = [replace(item, object_type=options.object_type) for item in items]
     return Plan(tuple(items), unchanged, _missing_references(desired, references, options))
 
@@ -195,65 +195,6 @@ def _missing_references(
         for table, value in want.references.values()
         if table != options.manager_table and value.strip().lower() not in references.get(table, {})
     )
-
-
-def execution_waves(items: Sequence[PlanItem]) -> list[list[PlanItem]]:
-    """Order items so a manager is created before the people reporting to them: wave k holds
-    items whose deferred manager is created in wave k-1. One pass then sets every manager at
-    create time instead of a second write per user."""
-    creating = {i.directory_id: i for i in items if i.action is Action.CREATE and i.writes}
-    depths: dict[str, int] = {}
-
-    def depth(item: PlanItem, path: frozenset[str]) -> int:
-        if item.directory_id in depths:
-            return depths[item.directory_id]
-        parents = [creating[m] for m in item.deferred.values() if m in creating]
-        # A reporting loop (A manages B manages A) cannot be ordered: the second pass sets it.
-        found = [
-            depth(p, path | {item.directory_id}) + 1 for p in parents if p.directory_id not in path
-        ]
-        depths[item.directory_id] = max(found, default=0)
-        return depths[item.directory_id]
-
-    waves: dict[int, list[PlanItem]] = {}
-    for item in items:
-        waves.setdefault(depth(item, frozenset()), []).append(item)
-    return [waves[k] for k in sorted(waves)]
-
-
-def with_references(item: PlanItem, links: Mapping[str, str]) -> PlanItem:
-    """The item with deferred reference fields filled in from links made earlier this cycle."""
-    resolved = {f: links[d] for f, d in item.deferred.items() if d in links}
-    if not resolved:
-        return item
-    old = None if item.action is Action.CREATE else ""
-    changes = item.changes + tuple(Change(f, old, v) for f, v in sorted(resolved.items()))
-    pending = {f: d for f, d in item.deferred.items() if f not in resolved}
-    return replace(item, changes=changes, deferred=pending)
-
-
-def plan_deferred(
-    items: Iterable[PlanItem], results: Iterable[Result], links: Mapping[str, str]
-) -> list[PlanItem]:
-    """Second pass: set reference fields (manager) that waited for a record created this cycle."""
-    created = {r.item.directory_id: r.sys_id for r in results if r.sys_id}
-    followups: list[PlanItem] = []
-    for item in items:
-        sys_id = created.get(item.directory_id) or item.sys_id
-        if not item.deferred or not sys_id:
-            continue
-        changes = []
-        for name, directory_id in sorted(item.deferred.items()):
-            target_id = links.get(directory_id) or created.get(directory_id)
-            if target_id:
-                changes.append(Change(name, "", target_id))
-        if changes:
-            followups.append(
-                PlanItem(
-                    Action.UPDATE, item.directory_id, item.display_name, sys_id, tuple(changes)
-                )
-            )
-    return followups
 
 
 def _build_index(records: Mapping[str, Record], options: PlanOptions) -> ByField:

@@ -9,27 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from snsync.config import ScopeClause, ScopeConfig
+from snsync.model import Assignment, ScopeDecision
 
 DEFAULT_ROLE_ID = "00000000-0000-0000-0000-000000000000"
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """One row of the service principal's appRoleAssignedTo."""
-
-    id: str
-    principal_id: str
-    principal_type: str  # User | Group | ServicePrincipal
-    app_role_id: str
-    principal_name: str = ""
-
-
-@dataclass(frozen=True)
-class ScopeDecision:
-    """Whether a user is in scope, and why, in words for the admin."""
-
-    in_scope: bool
-    reason: str
 
 
 def role_label(role_id: str, roles: Mapping[str, str]) -> str:

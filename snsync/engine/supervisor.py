@@ -6,17 +6,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from snsync.config import Config, QuarantineConfig
 from snsync.connections import Connections
 from snsync.engine.approvals import held_results
-from snsync.engine.cycle import CycleReport, Progress, run_cycle
+from snsync.engine.cycle import CycleReport, cycle
 from snsync.engine.executor import OnResult
+from snsync.engine.ports import Ports, StateStore, ports_for
 from snsync.errors import ExitCode, SnsyncError, UnauthorizedError
 from snsync.metrics import CycleMetrics, write_metrics
+from snsync.model import Progress, Quarantine
 from snsync.notify import (
     CycleFacts,
     FailedObject,
@@ -31,29 +33,12 @@ from snsync.notify import (
 from snsync.state import State
 
 log = logging.getLogger("snsync.supervisor")
-QUARANTINE_KEY = "quarantine"
-AUTH_FAILURES_KEY = "auth_failures"
-LAST_SUCCESS_KEY = "last_success_at"
 
 
 class QuarantinedError(SnsyncError):
     """The job is quarantined: cycles wait, or it has stopped until an admin clears it."""
 
     exit_code = ExitCode.HELD
-
-
-@dataclass(frozen=True)
-class Quarantine:
-    """Why and until when cycles are held back."""
-
-    since: float
-    until: float
-    level: int
-    reason: str
-
-    @property
-    def stopped(self) -> bool:
-        return self.until == float("inf")
 
 
 def quarantine_reason(writes: int, failures: int, config: QuarantineConfig) -> str | None:
@@ -78,21 +63,16 @@ def next_quarantine(
     return Quarantine(since, now + wait, level, reason)
 
 
-def load_quarantine(state: State) -> Quarantine | None:
-    value = state.get(QUARANTINE_KEY)
-    if not value:
-        return None
-    until = float("inf") if value["until"] is None else float(value["until"])
-    return Quarantine(float(value["since"]), until, int(value["level"]), str(value["reason"]))
+@dataclass(frozen=True)
+class RunOptions:
+    """How `run` and `approve` run a supervised cycle."""
 
-
-def save_quarantine(state: State, quarantine: Quarantine | None) -> None:
-    if quarantine is None:
-        state.put(QUARANTINE_KEY, None)
-        return
-    data = asdict(quarantine)
-    data["until"] = None if quarantine.stopped else quarantine.until
-    state.put(QUARANTINE_KEY, data)
+    dry_run: bool = False
+    allow_disables: bool = False
+    force_full: bool = False
+    progress: Progress | None = None
+    on_result: OnResult | None = None
+    metrics_file: Path | None = None
 
 
 def supervised_cycle(
@@ -108,50 +88,69 @@ def supervised_cycle(
     metrics_file: Path | None = None,
     clock: Callable[[], float] = time.time,
 ) -> CycleReport:
+    """One cycle with everything around it, through a command's connections and state file."""
+    ports = replace(ports_for(config, conns, state), clock=clock)
+    options = RunOptions(dry_run, allow_disables, force_full, progress, on_result, metrics_file)
+    return supervise(config, ports, options)
+
+
+def supervise(config: Config, ports: Ports, options: RunOptions) -> CycleReport:
     """One cycle with everything around it; raises QuarantinedError while quarantined."""
-    quarantine = load_quarantine(state)
-    now = clock()
-    if quarantine and not dry_run and now < quarantine.until:
+    state, clock, dry_run = ports.state, ports.clock, options.dry_run
+    quarantine = state.quarantine()
+    if quarantine and not dry_run and clock() < quarantine.until:
         raise QuarantinedError(_held_message(quarantine, config))
     notifier = Notifier(config.notifications, state, clock)
     started = clock()
     try:
-        report = run_cycle(
+        report = cycle(
             config,
-            conns,
-            state,
+            ports,
             dry_run=dry_run,
-            progress=progress,
-            on_result=on_result,
-            allow_disables=allow_disables,
-            force_full=force_full,
+            progress=options.progress,
+            on_result=options.on_result,
+            allow_disables=options.allow_disables,
+            force_full=options.force_full,
         )
     except UnauthorizedError as exc:
         if not dry_run:
             _auth_failed(config, state, notifier, quarantine, str(exc), clock())
-            _metrics(metrics_file, state, None, started, clock(), quarantined=True)
+            _metrics(options.metrics_file, state, None, started, clock(), quarantined=True)
         raise
     except SnsyncError:
         if not dry_run:
-            _metrics(metrics_file, state, None, started, clock(), quarantined=False)
+            _metrics(options.metrics_file, state, None, started, clock(), quarantined=False)
         raise
-    if dry_run:
-        return report
-    state.put(AUTH_FAILURES_KEY, 0)
+    if not dry_run:
+        _after_report(config, ports, notifier, quarantine, report, started, options.metrics_file)
+    return report
+
+
+def _after_report(
+    config: Config,
+    ports: Ports,
+    notifier: Notifier,
+    quarantine: Quarantine | None,
+    report: CycleReport,
+    started: float,
+    metrics_file: Path | None,
+) -> None:
+    """Quarantine, notifications, the last success and the metrics, after a finished cycle."""
+    state, clock = ports.state, ports.clock
+    state.save_auth_failures(0)
     facts = cycle_facts(report, config, started)
     writes = [r for r in report.results if r.item.writes]
     failed = [r for r in writes if r.status.value == "Failure"]
     reason = quarantine_reason(len(writes), len(failed), config.safety.quarantine)
     if reason:
         quarantine = next_quarantine(quarantine, reason, clock(), config.safety.quarantine)
-        save_quarantine(state, quarantine)
+        state.save_quarantine(quarantine)
         _send(notifier, quarantine_problem(reason, quarantine.until, facts.config_path))
     else:
         _after_cycle(state, notifier, quarantine, report, facts)
     if report.exit_code is ExitCode.OK:
-        state.put(LAST_SUCCESS_KEY, clock())
+        state.save_last_success(clock())
     _metrics(metrics_file, state, report, started, clock(), quarantined=bool(reason))
-    return report
 
 
 def cycle_facts(report: CycleReport, config: Config, started: float) -> CycleFacts:
@@ -174,14 +173,14 @@ def cycle_facts(report: CycleReport, config: Config, started: float) -> CycleFac
 
 
 def _after_cycle(
-    state: State,
+    state: StateStore,
     notifier: Notifier,
     quarantine: Quarantine | None,
     report: CycleReport,
     facts: CycleFacts,
 ) -> None:
     if quarantine:
-        save_quarantine(state, None)
+        state.save_quarantine(None)
         log.warning("quarantine lifted: the cycle after the back-off was healthy")
     problem = failures_problem(facts)
     if problem:
@@ -194,18 +193,18 @@ def _after_cycle(
 
 def _auth_failed(
     config: Config,
-    state: State,
+    state: StateStore,
     notifier: Notifier,
     quarantine: Quarantine | None,
     reason: str,
     now: float,
 ) -> None:
-    count = int(state.get(AUTH_FAILURES_KEY) or 0) + 1
-    state.put(AUTH_FAILURES_KEY, count)
+    count = state.auth_failures() + 1
+    state.save_auth_failures(count)
     if count >= config.safety.quarantine.auth_failures:
         text = f"authentication failed {count} cycles in a row: {reason}"
         entered = next_quarantine(quarantine, text, now, config.safety.quarantine)
-        save_quarantine(state, entered)
+        state.save_quarantine(entered)
         _send(notifier, quarantine_problem(text, entered.until, str(config.source_path)))
 
 
@@ -218,7 +217,7 @@ def _send(notifier: Notifier, problem: Problem) -> None:
 
 def _metrics(
     path: Path | None,
-    state: State,
+    state: StateStore,
     report: CycleReport | None,
     started: float,
     finished: float,
@@ -238,8 +237,7 @@ def _metrics(
         finished_at=finished,
         quarantined=quarantined,
     )
-    last = state.get(LAST_SUCCESS_KEY)
-    write_metrics(path, metrics, float(last) if last is not None else None)
+    write_metrics(path, metrics, state.last_success())
 
 
 def _held_message(quarantine: Quarantine, config: Config) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from snsync.engine.model import Record
+from snsync.model import Record
 
 BUILT_IN_PROTECTED = ("admin", "system", "guest", "maint", "snc_internal")
 DEFAULT_PRIVILEGED_ROLES = ("admin", "security_admin", "user_admin")

@@ -4,30 +4,13 @@ bring the cached directory up to date (users, groups, direct memberships)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from snsync.graph.client import GraphClient
+from snsync.model import DeltaLinks
 
 USER_TYPE = "#microsoft.graph.user"
 SYNC_STATE_GONE = "syncStateNotFound"
-
-
-@dataclass(frozen=True)
-class SourceCache:
-    """The directory as the last cycle saw it: users, assigned groups and their user members."""
-
-    users: dict[str, dict[str, Any]]
-    groups: dict[str, dict[str, Any]]
-    members: dict[str, tuple[str, ...]]
-
-
-@dataclass(frozen=True)
-class DeltaLinks:
-    """Where the next delta rounds start."""
-
-    users: str
-    groups: str
 
 
 def user_delta_select(select: Sequence[str], with_manager: bool) -> str:

@@ -1,23 +1,17 @@
-"""Read the source side of a cycle from Graph: the app's assignments, its groups' members and the
-directory's users and the assigned groups, as `SourceObject`s with the synthesized attributes."""
+"""Read the source side of a cycle from Graph: the app's assignments, its groups' members, the
+directory's users and the assigned groups, as Graph returns them. Deciding scope and synthesizing
+attributes is the engine's job (engine/directory.py); nothing here decides."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from snsync.config import Config
-from snsync.engine.model import SourceObject, SourceSnapshot
-from snsync.engine.scope import (
-    Assignment,
-    ScopeDecision,
-    build_index,
-    counted_assignments,
-    decide,
-)
 from snsync.errors import BadRequestError, NotFoundError, TransientError
-from snsync.graph.client import GraphClient
+from snsync.graph.client import DeltaRound, GraphClient
+from snsync.graph.delta import latest_links
+from snsync.model import AppScope, Assignment, DeltaLinks, Progress
 
 # Attributes the Azure provisioning schema offers that Graph does not return as such.
 SYNTHESIZED = frozenset(
@@ -25,20 +19,6 @@ SYNTHESIZED = frozenset(
 )
 ALWAYS_SELECT = ("id", "userPrincipalName", "displayName", "accountEnabled")
 USER_TYPE = "#microsoft.graph.user"
-
-Progress = Callable[[str, int], None]
-
-
-@dataclass(frozen=True)
-class AppScope:
-    """The enterprise app: its service principal id, role values by id, and assignments."""
-
-    service_principal_id: str
-    display_name: str
-    roles: Mapping[str, str]
-    assignments: tuple[Assignment, ...]
-    group_members: Mapping[str, tuple[str, ...]]
-    incomplete: tuple[str, ...] = ()
 
 
 def graph_select(attributes: Iterable[str]) -> list[str]:
@@ -169,97 +149,72 @@ def read_users(
     return _pages(graph, "users", params, "users", noted, progress)
 
 
-def assigned_groups(app: AppScope, config: Config) -> dict[str, str]:
-    """Group id -> role value, for the groups whose assignment counts (role not excluded)."""
-    kept, _ = counted_assignments(app.assignments, app.roles, config.scope)
-    return {
-        a.principal_id: app.roles.get(a.app_role_id, "Default Access")
-        for a in kept
-        if a.principal_type == "Group"
-    }
-
-
 def read_groups(
     graph: GraphClient,
-    app: AppScope,
-    config: Config,
+    wanted: Iterable[str],
     attributes: Iterable[str],
     incomplete: list[str] | None = None,
     known: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The assigned groups with the attributes the group mappings need (`$batch`, 20 a call);
+    """The `wanted` groups with the attributes the group mappings need (`$batch`, 20 a call);
     groups already `known` (cached and kept current by delta) are not fetched again."""
     select = group_select(attributes)
     cached = known or {}
-    wanted = assigned_groups(app, config)
-    paths = [f"groups/{group_id}" for group_id in wanted if group_id not in cached]
+    ids = list(dict.fromkeys(wanted))
+    paths = [f"groups/{group_id}" for group_id in ids if group_id not in cached]
     try:
         found = graph.get_many(paths, {"$select": ",".join(select)}) if paths else {}
     except (TransientError, BadRequestError) as exc:
         if incomplete is not None:
             incomplete.append(f"assigned groups: {exc}")
         found = {}
-    return [cached[g] for g in wanted if g in cached] + [g for g in found.values() if g]
+    return [cached[g] for g in ids if g in cached] + [g for g in found.values() if g]
 
 
-def build_snapshot(
-    users: Sequence[Mapping[str, Any]],
-    app: AppScope,
-    config: Config,
-    groups: Sequence[Mapping[str, Any]] = (),
-    incomplete: Sequence[str] = (),
-    whole_directory: bool = True,
-) -> SourceSnapshot:
-    """Decide scope and synthesize attributes for every user and assigned group read."""
-    result: dict[str, SourceObject] = {}
-    index = build_index(app.assignments, app.group_members, app.roles, config.scope)
-    present = {str(raw.get("id")) for raw in users}
-    for raw in users:
-        decision = decide(raw, index, config.scope)
-        manager = raw.get("manager")
-        if whole_directory and isinstance(manager, dict) and str(manager.get("id")) not in present:
-            # A deleted manager is no manager, whether the read was a listing or a delta round
-            # (delta reports no change on the reports of a manager who was deleted).
-            raw = {**raw, "manager": None}
-        user = source_user(raw, decision, index.roles.get(str(raw.get("id")), ()))
-        result[user.id] = user
-    roles = assigned_groups(app, config)
-    source_groups = {str(g["id"]): source_group(g, roles.get(str(g["id"]), "")) for g in groups}
-    members = {gid: app.group_members.get(gid, ()) for gid in source_groups}
-    return SourceSnapshot(
-        users=result,
-        assignments=len(app.assignments),
-        groups_expanded=len(app.group_members),
-        groups=source_groups,
-        members=members,
-        incomplete=(*app.incomplete, *incomplete),
-    )
+class GraphDirectory:
+    """The directory port of the engine (snsync.engine.ports.Directory) over a GraphClient."""
 
+    def __init__(self, graph: GraphClient, config: Config) -> None:
+        self.graph = graph
+        self.config = config
 
-def source_group(raw: Mapping[str, Any], role: str) -> SourceObject:
-    """A SourceObject for an assigned group."""
-    attributes = {**raw, "objectId": raw.get("id"), "IsSoftDeleted": False}
-    name = str(raw.get("displayName") or raw.get("id"))
-    return SourceObject(str(raw["id"]), name, attributes, True, f"assigned (role {role})")
+    def latest_delta_links(self, user_select: str, group_select: str) -> DeltaLinks:
+        return latest_links(self.graph, user_select, group_select)
 
+    def delta(self, link: str) -> DeltaRound:
+        return self.graph.delta(link)
 
-def source_user(
-    raw: Mapping[str, Any], decision: ScopeDecision, role_values: Sequence[str] = ()
-) -> SourceObject:
-    """A SourceObject from a Graph user object and its scope decision."""
-    attributes = dict(raw)
-    enabled = raw.get("accountEnabled") is not False
-    phones = raw.get("businessPhones") or []
-    manager = raw.get("manager")
-    attributes.update(
-        {
-            "objectId": raw.get("id"),
-            "IsSoftDeleted": not (decision.in_scope and enabled),
-            "telephoneNumber": phones[0] if phones else None,
-            "manager": manager.get("id") if isinstance(manager, dict) else None,
-            "appRoleAssignments": list(role_values),
-        }
-    )
-    reason = decision.reason if enabled else f"{decision.reason}; accountEnabled is false"
-    name = str(raw.get("displayName") or raw.get("userPrincipalName") or raw.get("id"))
-    return SourceObject(str(raw.get("id")), name, attributes, decision.in_scope, reason)
+    def app_scope(
+        self,
+        progress: Progress | None = None,
+        known_members: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> AppScope:
+        return read_app_scope(self.graph, self.config, progress, known_members)
+
+    def users(
+        self, attributes: set[str], progress: Progress | None, incomplete: list[str]
+    ) -> list[dict[str, Any]]:
+        return read_users(self.graph, attributes, self.config.graph.page_size, progress, incomplete)
+
+    def groups(
+        self,
+        ids: Iterable[str],
+        attributes: set[str],
+        incomplete: list[str],
+        known: Mapping[str, dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        return read_groups(self.graph, ids, attributes, incomplete, known)
+
+    def user(self, ref: str, attributes: set[str]) -> dict[str, Any]:
+        """One user by UPN or object id, with what the mappings need."""
+        params = {"$select": ",".join(graph_select(attributes))}
+        if "manager" in attributes:
+            params["$expand"] = "manager($select=id)"
+        try:
+            return self.graph.get(f"users/{ref}", params)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no directory user '{ref}': give a userPrincipalName or object id",
+                service="graph",
+                status=404,
+            ) from None

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from snsync.config import AttributeMapping
-from snsync.engine.model import Desired, SourceObject
 from snsync.mapping.expressions import (
     IGNORE,
     EvalContext,
@@ -17,6 +16,7 @@ from snsync.mapping.expressions import (
     evaluate,
     parse,
 )
+from snsync.model import Desired, SourceObject
 
 # Fields ServiceNow stores as booleans ("true"/"false"); expressions often yield "1"/"0"/"True".
 BOOLEAN_FIELDS = frozenset(

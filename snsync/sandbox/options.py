@@ -66,6 +66,13 @@ def servicenow_options(command: F) -> F:
             show_default=True,
             help="Bytes of request line and headers an instance takes; past it: HTML 400.",
         ),
+        click.option(
+            "--profile",
+            "profile",
+            type=click.Choice(["lan", "cloud"]),
+            default=None,
+            help="Latency model of both services (docs/sandbox.md); none by default.",
+        ),
     )
     for option in reversed(options):
         command = option(command)

@@ -16,8 +16,10 @@ from snsync.sandbox.demo_tenant import demo_tenant
 from snsync.sandbox.graph import GraphApp, GraphOptions, load_tenant_file
 from snsync.sandbox.graph_settings import DEFAULT_DELTA_LINK_LIFETIME_S, DEFAULT_RESOURCE_UNITS
 from snsync.sandbox.options import DEFAULT_CONCURRENCY, DEFAULT_QUEUE, DEFAULT_URL_LIMIT
+from snsync.sandbox.profiles import PROFILES
 from snsync.sandbox.server import FaultPlan, SandboxServer
 from snsync.sandbox.servicenow import ServiceNowApp, load_instance_file
+from snsync.sandbox.servicenow.costs import ServerCosts
 from snsync.sandbox.tls import create_tls
 
 SN_ACCOUNT = "snsync"
@@ -48,6 +50,7 @@ class SandboxOptions:
     servicenow_queue: int | None = DEFAULT_QUEUE
     serialize_sessions: bool = True
     servicenow_url_limit: int = DEFAULT_URL_LIMIT
+    profile: str | None = None  # a latency profile of snsync.sandbox.profiles (lan, cloud)
 
 
 @dataclass
@@ -60,7 +63,20 @@ class RunningSandbox:
     servicenow_app: ServiceNowApp
     directory: Path
     info: dict[str, Any]
+    options: SandboxOptions = field(default_factory=SandboxOptions)
     _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def set_profile(self, name: str | None) -> None:
+        """Apply a latency profile (on top of the options' own latencies); None: those only."""
+        chosen = PROFILES[name] if name else None
+        base = self.options
+        self.graph.latency_ms = base.latency_ms + (chosen.graph_network_ms if chosen else 0.0)
+        self.graph.service_ms = chosen.graph_page_ms if chosen else 0.0
+        network = chosen.servicenow_network_ms if chosen else 0.0
+        self.servicenow.latency_ms = base.latency_ms + network
+        request = chosen.servicenow_request_ms if chosen else 0.0
+        self.servicenow_app.set_concurrency_latency(base.servicenow_latency_ms + request)
+        self.servicenow_app.set_costs(chosen.servicenow_costs if chosen else ServerCosts())
 
     @property
     def config_path(self) -> Path:
@@ -96,8 +112,6 @@ def start_sandbox(options: SandboxOptions) -> RunningSandbox:
         serialize_sessions=options.serialize_sessions,
         url_limit_bytes=options.servicenow_url_limit,
     )
-    if options.servicenow_latency_ms:
-        sn_app.set_concurrency_latency(options.servicenow_latency_ms)
 
     def faults(offset: int) -> FaultPlan:
         return FaultPlan(options.fault_rate, options.seed + offset, options.retry_after)
@@ -107,7 +121,6 @@ def start_sandbox(options: SandboxOptions) -> RunningSandbox:
         tls,
         host=options.host,
         port=options.graph_port,
-        latency_ms=options.latency_ms,
         faults=faults(0),
     ).start()
     servicenow = SandboxServer(
@@ -115,14 +128,15 @@ def start_sandbox(options: SandboxOptions) -> RunningSandbox:
         tls,
         host=options.host,
         port=options.servicenow_port,
-        latency_ms=options.latency_ms,
         faults=faults(1),
     ).start()
     ca = directory / "ca.pem"
     ca.write_bytes(tls.ca_pem.read_bytes())
     info = _info(tenant, instance, graph.base_url, servicenow.base_url, ca)
     _write_files(directory, info)
-    return RunningSandbox(graph, servicenow, graph_app, sn_app, directory, info)
+    running = RunningSandbox(graph, servicenow, graph_app, sn_app, directory, info, options)
+    running.set_profile(options.profile)
+    return running
 
 
 def graph_options(options: SandboxOptions) -> GraphOptions:

@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -139,7 +139,8 @@ class SandboxServer:
         faults: FaultPlan | None = None,
     ) -> None:
         self.app = app
-        self.latency_ms = latency_ms
+        self.latency_ms = latency_ms  # the network round trip, before the app sees a request
+        self.service_ms = 0.0  # time the service spends per request, for apps with no model of it
         self.faults = faults or FaultPlan()
         self.stats = ServerStats()
         handler = _handler_class(self)
@@ -165,6 +166,24 @@ class SandboxServer:
         )
         self._thread.start()
         return self
+
+    def respond(self, method: str, build: Callable[[], Request]) -> Response | None:
+        """One request's answer: the network round trip (outside the app), an injected fault or
+        the app's answer, then the service time; None for a dropped connection."""
+        self.stats.count(method)
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000.0)
+        fault = self.faults.draw()
+        if fault == "drop":
+            self.stats.count_fault()
+            return None
+        if fault is not None:
+            self.stats.count_fault()
+            return self.app.fault_response(int(fault), self.faults.retry_after)
+        response = self.app.handle(build())
+        if self.service_ms:
+            time.sleep(self.service_ms / 1000.0)
+        return response
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
@@ -225,53 +244,46 @@ def _handler_class(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            server.stats.count(self.command)
-            if server.latency_ms:
-                time.sleep(server.latency_ms / 1000.0)
-            fault = server.faults.draw()
-            if fault == "drop":
-                server.stats.count_fault()
+            response = server.respond(self.command, lambda: _request(self, server, body))
+            if response is None:  # an injected dropped connection
                 self.close_connection = True
                 self.connection.close()
                 return
-            if fault is not None:
-                server.stats.count_fault()
-                response = server.app.fault_response(int(fault), server.faults.retry_after)
-            else:
-                response = server.app.handle(self._request(body))
-            self._write(response)
-
-        def _request(self, body: bytes) -> Request:
-            parts = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-            host = self.headers.get("Host") or f"{server.host}:{server.port}"
-            return Request(
-                method=self.command,
-                path=unquote(parts.path),
-                raw_path=self.path,
-                query=query,
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=body,
-                base_url=f"https://{host}",
-            )
-
-        def _write(self, response: Response) -> None:
-            payload, content_type = response.encoded()
-            if self.command == "HEAD":
-                payload = b""
-            self.send_response(response.status)
-            for name, value in response.headers.items():
-                if name.lower() != "content-type":
-                    self.send_header(name, value)
-            for cookie in response.cookies:
-                self.send_header("Set-Cookie", cookie)
-            if content_type:
-                self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if payload:
-                self.wfile.write(payload)
+            _write(self, response)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
     return Handler
+
+
+def _request(handler: BaseHTTPRequestHandler, server: SandboxServer, body: bytes) -> Request:
+    parts = urlsplit(handler.path)
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    host = handler.headers.get("Host") or f"{server.host}:{server.port}"
+    return Request(
+        method=handler.command,
+        path=unquote(parts.path),
+        raw_path=handler.path,
+        query=query,
+        headers={k.lower(): v for k, v in handler.headers.items()},
+        body=body,
+        base_url=f"https://{host}",
+    )
+
+
+def _write(handler: BaseHTTPRequestHandler, response: Response) -> None:
+    payload, content_type = response.encoded()
+    if handler.command == "HEAD":
+        payload = b""
+    handler.send_response(response.status)
+    for name, value in response.headers.items():
+        if name.lower() != "content-type":
+            handler.send_header(name, value)
+    for cookie in response.cookies:
+        handler.send_header("Set-Cookie", cookie)
+    if content_type:
+        handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    if payload:
+        handler.wfile.write(payload)

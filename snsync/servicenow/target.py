@@ -3,22 +3,17 @@ tables that mappings resolve display values against."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from snsync.engine.model import Record, TargetSnapshot
 from snsync.errors import ConfigError
+from snsync.model import GROUP_TABLE, MEMBER_TABLE, USER_TABLE, Progress, Record, TargetSnapshot
 from snsync.servicenow.client import TableClient
 
-USER_TABLE = "sys_user"
-GROUP_TABLE = "sys_user_group"
-MEMBER_TABLE = "sys_user_grmember"
 ROLE_TABLE = "sys_user_role"
 USER_ROLE_TABLE = "sys_user_has_role"  # holder field "user"; inherited grants have rows too
 GROUP_ROLE_TABLE = "sys_group_has_role"  # holder field "group"
 IN_CHUNK = 100  # sys_ids per IN query: keeps URLs well under instance limits
 DISPLAY_FIELD = {"sys_user": "user_name"}
-
-Progress = Callable[[str, int], None]
 
 
 def read_users(
@@ -111,3 +106,55 @@ def check_fields(table: str, fields: Sequence[str], records: Iterable[Record]) -
             f"mapping target '{missing[0]}' is not a field of {table} (ServiceNow does not return "
             "it); fix the target name in the mappings"
         )
+
+
+class ServiceNowTarget:
+    """The target port of the engine (snsync.engine.ports.Target) over a TableClient."""
+
+    def __init__(self, client: TableClient) -> None:
+        self.client = client
+
+    def users(self, fields: Sequence[str], progress: Progress | None = None) -> dict[str, Record]:
+        return read_users(self.client, fields, progress)
+
+    def groups(self, fields: Sequence[str]) -> dict[str, Record]:
+        return read_groups(self.client, fields)
+
+    def memberships(self, group_sys_ids: Iterable[str]) -> list[Record]:
+        return read_memberships(self.client, group_sys_ids)
+
+    def references(self, tables: Iterable[str]) -> dict[str, dict[str, str]]:
+        return read_references(self.client, tables)
+
+    def changed_since(
+        self, table: str, fields: Sequence[str], since: str, not_by: str | None
+    ) -> Sequence[Record]:
+        """Records of `table` updated at or after `since` (by anyone but `not_by`)."""
+        query = f"sys_updated_on>={since}" + (f"^sys_updated_by!={not_by}" if not_by else "")
+        return self.client.read_all(table, fields, query)
+
+    def members_added_since(self, since: str, not_by: str) -> Sequence[Record]:
+        """Membership rows created at or after `since` by anyone but `not_by`."""
+        query = f"sys_created_on>={since}^sys_created_by!={not_by}"
+        return self.client.read_all(MEMBER_TABLE, ["user", "group", "sys_created_by"], query)
+
+    def find(self, table: str, fields: Sequence[str], field: str, value: str) -> Sequence[Record]:
+        """Records whose `field` equals `value` exactly (`^` escaped)."""
+        return self.client.read_all(table, fields, f"{field}={value.replace('^', '^^')}")
+
+    def get(self, table: str, sys_id: str, fields: Sequence[str] = ()) -> Record:
+        return self.client.get(table, sys_id, fields)
+
+    def role_holders(
+        self, table: str, holder: str, role_names: Collection[str] | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        return read_role_holders(self.client, table, holder, role_names)
+
+    def create(self, table: str, values: Mapping[str, str]) -> Record:
+        return self.client.create(table, values)
+
+    def update(self, table: str, sys_id: str, values: Mapping[str, str]) -> Record:
+        return self.client.update(table, sys_id, values)
+
+    def delete(self, table: str, sys_id: str) -> None:
+        self.client.delete(table, sys_id)

@@ -9,12 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from click.testing import CliRunner, Result
 
 from snsync.cli import cli
-from snsync.errors import FixtureError
-from snsync.sandbox.demo_instance import DEMO_PASSWORD, demo_instance, demo_sys_id
+from snsync.sandbox.demo_instance import demo_instance, demo_sys_id
 from snsync.sandbox.runner import RunningSandbox, SandboxOptions, start_sandbox
 
 from .conftest import GraphAdmin, ServiceNowAdmin
@@ -28,7 +26,7 @@ OUT_OF_SCOPE = ("brian.johnson", "emily.braun", "patti.fernandez", "nora.okafor"
 EXISTING_OUT_OF_SCOPE = ("megan.bowen", "alex.wilber")  # records exist in ServiceNow
 DIRECTORY_FIELDS = (
     "id,mail,givenName,surname,jobTitle,businessPhones,mobilePhone,department,employeeId,city,"
-    "country,postalCode,officeLocation"
+    "country,postalCode,officeLocation,preferredLanguage"
 )
 
 
@@ -48,34 +46,15 @@ def instance_sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
     )
     path = tmp_path / "instance.json"
     path.write_text(json.dumps(instance))
-    try:
-        running = start_sandbox(
-            SandboxOptions(directory=tmp_path / "sandbox", instance=path, retry_after=0)
-        )
-    except FixtureError as exc:
-        if "columns" not in str(exc):
-            raise
-        pytest.skip(f"the sandbox does not support custom columns yet (helper sbsn): {exc}")
+    running = start_sandbox(
+        SandboxOptions(directory=tmp_path / "sandbox", instance=path, retry_after=0)
+    )
     yield running
     running.stop()
 
 
 def snsync(config: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-
-
-def require_custom_columns(sandbox: RunningSandbox) -> None:
-    """Skip until the sandbox's instance fixture supports `columns` (helper sbsn's work)."""
-    response = requests.get(
-        f"{sandbox.info['servicenow_url']}/api/now/table/sys_user",
-        params={"sysparm_fields": ",".join(CUSTOM_COLUMNS), "sysparm_limit": "1"},
-        auth=("admin", DEMO_PASSWORD),
-        verify=sandbox.info["ca_pem"],
-        timeout=10,
-    )
-    rows = response.json().get("result") or [{}]
-    if not all(column in rows[0] for column in CUSTOM_COLUMNS):
-        pytest.skip("the sandbox instance fixture does not support custom 'columns' yet")
 
 
 def user(sn: ServiceNowAdmin, nickname: str) -> dict[str, str]:
@@ -92,7 +71,6 @@ def test_imported_gallery_schema_produces_the_records_it_implies(
     )
     assert imported.exit_code == 0, imported.stderr
     assert snsync(config, "validate").exit_code == 0
-    require_custom_columns(sandbox)
     sn, graph = ServiceNowAdmin(sandbox), GraphAdmin(sandbox)
     untouched = {n: user(sn, n) for n in EXISTING_OUT_OF_SCOPE}
 
@@ -109,7 +87,11 @@ def test_imported_gallery_schema_produces_the_records_it_implies(
     assert lee["u_cost_center"] == "" and lee["vip"] == "false", "create-only: not on adoption"
     assert user(sn, "adele.vance")["manager"] == LEE_BY_EMAIL
     nestor = user(sn, "nestor.wilke")
-    assert (nestor["u_cost_center"], nestor["vip"]) == ("US-100", "false")
+    assert (nestor["u_cost_center"], nestor["vip"], nestor["notification"]) == (
+        "US-100",
+        "false",
+        "2",
+    )
     assert_left_alone(sn, untouched)
 
     nestor_id = graph.user("nestor.wilke@contoso.example")["id"]
@@ -121,9 +103,11 @@ def test_imported_gallery_schema_produces_the_records_it_implies(
     assert (after["country"], after["title"]) == ("Germany", "IT Lead"), "Always flows"
     assert after["u_cost_center"] == "US-100", "ObjectAddOnly: stays put although IIF changed"
     assert after["vip"] == "true", "ObjectAddOnly constant: not reverted"
+    lee = sn.one("sys_user", f"sys_id={LEE_BY_EMAIL}")
+    assert lee["user_name"] == "lee.gu@contoso.example", "renamed the cycle after adoption"
+    assert lee["u_cost_center"] == ""
     for nickname in IN_SCOPE:
         check_fields(sn, graph, nickname)
-    assert sn.one("sys_user", f"sys_id={LEE_BY_EMAIL}")["u_cost_center"] == ""
     assert_left_alone(sn, untouched)
 
 
@@ -150,6 +134,7 @@ def check_fields(sn: ServiceNowAdmin, graph: GraphAdmin, nickname: str) -> None:
         "zip": directory["postalCode"],
         "time_zone": "Europe/Amsterdam",
         "u_office": directory["officeLocation"],
+        "preferred_language": directory["preferredLanguage"][:2],
         "source": f"entra:{directory['id']}",
     }
     assert {k: record.get(k) for k in expected} == expected, nickname

@@ -12,8 +12,8 @@ from snsync.engine.guards import (
     limit_for,
     wait_for_backoff,
 )
-from snsync.engine.model import Action, Change, PlanItem, Reason, Status
 from snsync.engine.supervisor import next_quarantine, quarantine_reason
+from snsync.model import Action, Change, PlanItem, Reason, Status
 from snsync.state import backoff_seconds
 
 H = 3600

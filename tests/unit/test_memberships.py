@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from snsync.engine.memberships import pair_key, plan_memberships
-from snsync.engine.model import Action
+from snsync.model import Action
 
 GROUPS = {"g1": "G" * 32, "g2": "H" * 32}
 USERS = {"u1": "a" * 32, "u2": "b" * 32, "u3": "c" * 32}

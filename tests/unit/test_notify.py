@@ -19,15 +19,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 
+from snsync.config import NotificationsConfig, SmtpConfig
 from snsync.errors import SnsyncError
 from snsync.notify import (
     CycleFacts,
     FailedObject,
     NotificationError,
-    NotificationsConfig,
     Notifier,
     Problem,
-    SmtpConfig,
     failures_problem,
     held_disables_problem,
     quarantine_problem,

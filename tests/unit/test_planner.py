@@ -6,15 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from snsync.engine.model import Action, Change, Desired, Reason, Result, Status, TargetSnapshot
-from snsync.engine.planner import (
-    PlanOptions,
-    effective_links,
-    execution_waves,
-    plan_deferred,
-    plan_users,
-    with_references,
-)
+from snsync.engine.planner import PlanOptions, effective_links, plan_users
+from snsync.model import Action, Change, Desired, Reason, Status, TargetSnapshot
 
 ACCOUNT = "snsync"
 OPTIONS = PlanOptions(account=ACCOUNT)
@@ -211,18 +204,6 @@ def test_department_resolved_by_display_value_and_missing_one_warns() -> None:
     assert "department" not in {c.field for c in item.changes}
 
 
-def test_manager_created_in_same_cycle_is_set_in_second_pass() -> None:
-    boss = want("boss", "boss@contoso.example")
-    ann = replace(want(), references={"manager": ("sys_user", "boss")})
-    plan = plan_users([boss, ann], target(), {}, OPTIONS)
-    ann_item = next(i for i in plan.items if i.directory_id == "u1")
-    assert ann_item.deferred == {"manager": "boss"}
-    results = [Result(i, Status.SUCCESS, f"{i.directory_id:x>32}"[:32]) for i in plan.items]
-    followups = plan_deferred(plan.items, results, {})
-    boss_sys_id = next(r.sys_id for r in results if r.item.directory_id == "boss")
-    assert only(tuple(followups)).changes == (Change("manager", "", boss_sys_id or ""),)
-
-
 def test_manager_not_provisioned_warns_and_is_left_empty() -> None:
     ann = replace(want(), references={"manager": ("sys_user", "nobody")})
     item = only(plan_users([ann], target(), {}, OPTIONS).items)
@@ -234,23 +215,3 @@ def test_expression_failure_fails_only_that_object() -> None:
     plan = plan_users([want(), broken], target(), {}, OPTIONS)
     statuses = {i.directory_id: i.status for i in plan.items}
     assert statuses == {"u1": Status.SUCCESS, "u2": Status.FAILURE}
-
-
-def test_waves_create_managers_before_their_reports() -> None:
-    ceo = want("ceo", "ceo@contoso.example")
-    vp = replace(want("vp", "vp@contoso.example"), references={"manager": ("sys_user", "ceo")})
-    eng = replace(want("eng", "eng@contoso.example"), references={"manager": ("sys_user", "vp")})
-    plan = plan_users([eng, vp, ceo], target(), {}, OPTIONS)
-    waves = [[i.directory_id for i in wave] for wave in execution_waves(plan.items)]
-    assert waves == [["ceo"], ["vp"], ["eng"]]
-    vp_item = next(i for i in plan.items if i.directory_id == "vp")
-    ready = with_references(vp_item, {"ceo": "c" * 32})
-    assert Change("manager", None, "c" * 32) in ready.changes and not ready.deferred
-
-
-def test_waves_survive_a_reporting_loop() -> None:
-    a = replace(want("a", "a@contoso.example"), references={"manager": ("sys_user", "b")})
-    b = replace(want("b", "b@contoso.example"), references={"manager": ("sys_user", "a")})
-    plan = plan_users([a, b], target(), {}, OPTIONS)
-    flat = [i.directory_id for wave in execution_waves(plan.items) for i in wave]
-    assert sorted(flat) == ["a", "b"]

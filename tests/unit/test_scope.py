@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from snsync.config import ScopeClause, ScopeConfig
-from snsync.engine.scope import DEFAULT_ROLE_ID, Assignment, clause_holds, decide_scope
+from snsync.engine.scope import DEFAULT_ROLE_ID, clause_holds, decide_scope
+from snsync.model import Assignment
 
 ROLES = {"r-user": "User", "r-msiam": "msiam_access"}
 ASSIGNMENTS = (

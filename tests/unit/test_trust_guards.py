@@ -12,7 +12,7 @@ from snsync.engine.guards import (
     incomplete_target,
 )
 from snsync.engine.memberships import MembershipPlan, pair_key
-from snsync.engine.model import Action, Change, Plan, PlanItem, Reason, Status
+from snsync.model import Action, Change, Plan, PlanItem, Reason, Status
 
 
 @pytest.mark.parametrize(

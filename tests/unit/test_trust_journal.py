@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from snsync.engine.journal import journaling
-from snsync.engine.model import Action, PlanItem, Result, Status
+from snsync.model import Action, PlanItem, Result, Status
 from snsync.state import State
 
 

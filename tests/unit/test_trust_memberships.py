@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from snsync.engine.memberships import MembershipPlan, pair_key, plan_memberships
-from snsync.engine.model import Action, Reason, Status
+from snsync.model import Action, Reason, Status
 
 ACCOUNT = "snsync"
 GROUPS = {"g1": "1" * 32, "g2": "2" * 32}

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from snsync.engine.model import Action, Change, Desired, PlanItem, Reason, Status, TargetSnapshot
 from snsync.engine.planner import PlanOptions, effective_links, plan_users, with_trust
 from snsync.engine.trust import Trust, protected_set
+from snsync.model import Action, Change, Desired, PlanItem, Reason, Status, TargetSnapshot
 
 ACCOUNT = "snsync"
 OPTIONS = PlanOptions(account=ACCOUNT)

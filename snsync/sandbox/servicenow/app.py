@@ -12,6 +12,7 @@ from typing import Any
 from snsync.sandbox.server import Request, Response
 from snsync.sandbox.servicenow.auth import Logins
 from snsync.sandbox.servicenow.batch import BATCH_TIME_LIMIT_S, BatchApi
+from snsync.sandbox.servicenow.costs import ServerCosts
 from snsync.sandbox.servicenow.failure import (
     DEFAULT_URL_LIMIT,
     HEADER_TOO_LARGE_PAGE,
@@ -71,7 +72,11 @@ class ServiceNowApp:
         self._pool = NodePool(max_concurrent, queue, DEFAULT_NODES)
         self._sessions = Sessions(self._pool.nodes, serialize=serialize_sessions)
         self._api = TableApi(
-            self._store, self._lock, lambda: timestamp(self._clock()), loaded.read_rules
+            self._store,
+            self._lock,
+            lambda: timestamp(self._clock()),
+            loaded.read_rules,
+            self._pool.pause,
         )
         self._batch = BatchApi(self._api, self._limiter, self._pool, batch_time_limit_s)
 
@@ -128,6 +133,10 @@ class ServiceNowApp:
     def set_concurrency_latency(self, ms: float) -> None:
         """Time each API call spends while holding its concurrency slot (a busy node)."""
         self._pool.latency_s = max(ms, 0.0) / 1000.0
+
+    def set_costs(self, costs: ServerCosts) -> None:
+        """Server time per row read and per record written (see `snsync.sandbox.profiles`)."""
+        self._api.costs = costs
 
     def peak_concurrency(self) -> int:
         """The most requests that were ever being worked on at once."""

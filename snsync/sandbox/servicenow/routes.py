@@ -12,6 +12,7 @@ from typing import Any
 from snsync.sandbox.encoded_query import parse
 from snsync.sandbox.server import Request, Response
 from snsync.sandbox.servicenow.acl import OPERATION, Account, ReadRule, allowed
+from snsync.sandbox.servicenow.costs import ServerCosts
 from snsync.sandbox.servicenow.failure import Failure
 from snsync.sandbox.servicenow.render import DateStyle, View, field_list, link_header
 from snsync.sandbox.servicenow.schema import TableSpec
@@ -61,12 +62,15 @@ class TableApi:
         lock: threading.RLock,
         now: Callable[[], str],
         read_rules: tuple[ReadRule, ...] = (),
+        pause: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.store = store
         self.lock = lock
         self._now = now
         self._writes = 0
         self._read_rules = read_rules
+        self._pause = pause
+        self.costs = ServerCosts()
 
     def write_count(self) -> int:
         """Successful POST/PUT/PATCH/DELETE calls so far."""
@@ -89,6 +93,10 @@ class TableApi:
         if method in WRITE_METHODS and response.status < 300:
             with self.lock:
                 self._writes += 1
+        if response.status < 300:
+            # Server time per row and per record, spent outside the store's lock but inside the
+            # caller's session and node thread.
+            self._pause(self.costs.seconds(method, spec.name, _rows(response)))
         return response
 
     def list_records(
@@ -211,6 +219,11 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("record", "DELETE"): TableApi.delete,
     ("stats", "GET"): TableApi.stats,
 }
+
+
+def _rows(response: Response) -> int:
+    result = response.body.get("result") if isinstance(response.body, dict) else None
+    return len(result) if isinstance(result, list) else 1
 
 
 def require(account: Account, table: str, operation: str) -> None:

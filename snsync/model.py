@@ -1,13 +1,44 @@
-"""Plain, typed data passed between the stages of a cycle. Nothing here does I/O."""
+"""Plain, typed data passed between the layers: what the readers return, what the planner
+produces, what the executor and the state keep. The bottom layer: nothing here does I/O, and this
+module imports nothing from snsync."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-Record = Mapping[str, str]
+Record = Mapping[str, str]  # one ServiceNow row: field -> value
+Progress = Callable[[str, int], None]  # (what, how many more) while reading or applying
+
+USER_TABLE = "sys_user"
+GROUP_TABLE = "sys_user_group"
+MEMBER_TABLE = "sys_user_grmember"
+
+
+class ObjectType(StrEnum):
+    """What kind of object a plan item, link or escrow entry is about."""
+
+    USER = "user"
+    GROUP = "group"
+    MEMBERSHIP = "membership"
+    REFERENCE = "reference"  # a record of a reference table (department, ...) snsync creates
+    # Links only: membership rows that existed before snsync, linked but never deleted by it.
+    KEPT_MEMBERSHIP = "membership_kept"
+
+    @property
+    def table(self) -> str | None:
+        """The ServiceNow table of this kind; None for references (each names its own)."""
+        return _TABLES.get(self)
+
+
+_TABLES = {
+    ObjectType.USER: USER_TABLE,
+    ObjectType.GROUP: GROUP_TABLE,
+    ObjectType.MEMBERSHIP: MEMBER_TABLE,
+    ObjectType.KEPT_MEMBERSHIP: MEMBER_TABLE,
+}
 
 
 class Action(StrEnum):
@@ -55,6 +86,56 @@ class Reason(StrEnum):
     MATCH_CLAIMED = "MatchClaimedByAnotherUser"  # another object matched it at a better precedence
     MEMBERSHIP_KEPT = "MembershipRowNotOwned"  # a member left; the row predates snsync: kept
     TARGET_INCOMPLETE = "TargetIncomplete"  # ServiceNow answered with too few records
+    NOT_CREATED = "ReferencedRecordNotCreated"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One row of the service principal's appRoleAssignedTo."""
+
+    id: str
+    principal_id: str
+    principal_type: str  # User | Group | ServicePrincipal
+    app_role_id: str
+    principal_name: str = ""
+
+
+@dataclass(frozen=True)
+class ScopeDecision:
+    """Whether a user is in scope, and why, in words for the admin."""
+
+    in_scope: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class AppScope:
+    """The enterprise app as Graph shows it: service principal, role values by id, assignments
+    and the user members of its assigned groups. Raw facts; the engine decides scope from them."""
+
+    service_principal_id: str
+    display_name: str
+    roles: Mapping[str, str]
+    assignments: tuple[Assignment, ...]
+    group_members: Mapping[str, tuple[str, ...]]
+    incomplete: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceCache:
+    """The directory as Graph returned it: users, assigned groups and their user members."""
+
+    users: dict[str, dict[str, Any]]
+    groups: dict[str, dict[str, Any]]
+    members: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class DeltaLinks:
+    """Where the next Graph delta rounds start."""
+
+    users: str
+    groups: str
 
 
 @dataclass(frozen=True)
@@ -82,11 +163,30 @@ class SourceSnapshot:
 
 @dataclass(frozen=True)
 class TargetSnapshot:
-    """The ServiceNow side: records by sys_id, and reference tables by display value."""
+    """The ServiceNow side: records by sys_id, reference tables by display value, and the
+    membership rows (by sys_id) of the groups in `member_groups` (group sys_ids)."""
 
     users: Mapping[str, Record]
     references: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     groups: Mapping[str, Record] = field(default_factory=dict)
+    memberships: Mapping[str, Record] = field(default_factory=dict)
+    member_groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Picture:
+    """Everything one cycle read, both sides: the only input of planning besides the state."""
+
+    source: SourceSnapshot
+    target: TargetSnapshot
+
+
+@dataclass(frozen=True)
+class CachedPicture:
+    """What the last cycle saw, kept in the state for the next incremental cycle."""
+
+    directory: SourceCache
+    target: TargetSnapshot
 
 
 @dataclass(frozen=True)
@@ -128,7 +228,21 @@ class PlanItem:
     message: str = ""
     adopt: bool = False  # the record was matched, not linked: link it after the write
     deferred: Mapping[str, str] = field(default_factory=dict)  # manager field -> directory id
-    object_type: str = "user"  # user | group | membership
+    object_type: ObjectType = ObjectType.USER
+    reference_table: str = ""  # for ObjectType.REFERENCE: the table the record goes into
+    # Fields (and "sys_id") holding a placeholder for a record created earlier in the cycle:
+    # the executor puts the new record's sys_id there before the write.
+    pending: frozenset[str] = frozenset()
+
+    @property
+    def table(self) -> str:
+        """The ServiceNow table this item writes to."""
+        return self.object_type.table or self.reference_table
+
+    @property
+    def kind(self) -> str:
+        """What logs and reports call the object: user, group, membership or a reference table."""
+        return self.reference_table or self.object_type.value
 
     @property
     def writes(self) -> bool:
@@ -154,6 +268,16 @@ class Plan:
         return result
 
 
+def placeholder(object_type: ObjectType | str, directory_id: str) -> str:
+    """What a plan writes where the sys_id of a record created this cycle goes."""
+    return f"(new {object_type} {directory_id})"
+
+
+def placeholder_of(item: PlanItem) -> str:
+    """The placeholder that stands for the record `item` creates (or adopts)."""
+    return placeholder(item.kind, item.directory_id)
+
+
 @dataclass(frozen=True)
 class Result:
     """How one plan item ended."""
@@ -164,3 +288,42 @@ class Result:
     reason: str | None = None
     message: str = ""
     record: Record | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """Disables held back by the threshold in one cycle."""
+
+    object_type: str
+    count: int
+    limit: int
+    limit_text: str
+
+
+@dataclass(frozen=True)
+class EscrowEntry:
+    """An object that failed and waits for its next attempt."""
+
+    object_type: str
+    directory_id: str
+    display_name: str
+    failures: int
+    first_failed: float
+    last_failed: float
+    next_attempt: float
+    reason: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """Why and until when cycles are held back."""
+
+    since: float
+    until: float
+    level: int
+    reason: str
+
+    @property
+    def stopped(self) -> bool:
+        return self.until == float("inf")

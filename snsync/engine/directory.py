@@ -1,0 +1,86 @@
+"""The directory side of the picture: decide every user's scope from the app's assignments and
+the scoping filters, and synthesize the attributes Azure's provisioning schema offers that Graph
+does not return as such (IsSoftDeleted, telephoneNumber, manager, objectId, appRoleAssignments).
+Pure: the raw Graph objects come from graph/source.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from snsync.config import ScopeConfig
+from snsync.engine.scope import build_index, counted_assignments, decide
+from snsync.model import AppScope, ScopeDecision, SourceObject, SourceSnapshot
+
+
+def assigned_groups(app: AppScope, scope: ScopeConfig) -> dict[str, str]:
+    """Group id -> role value, for the groups whose assignment counts (role not excluded)."""
+    kept, _ = counted_assignments(app.assignments, app.roles, scope)
+    return {
+        a.principal_id: app.roles.get(a.app_role_id, "Default Access")
+        for a in kept
+        if a.principal_type == "Group"
+    }
+
+
+def build_snapshot(
+    users: Sequence[Mapping[str, Any]],
+    app: AppScope,
+    scope: ScopeConfig,
+    groups: Sequence[Mapping[str, Any]] = (),
+    incomplete: Sequence[str] = (),
+    whole_directory: bool = True,
+) -> SourceSnapshot:
+    """Decide scope and synthesize attributes for every user and assigned group read."""
+    result: dict[str, SourceObject] = {}
+    index = build_index(app.assignments, app.group_members, app.roles, scope)
+    present = {str(raw.get("id")) for raw in users}
+    for raw in users:
+        decision = decide(raw, index, scope)
+        manager = raw.get("manager")
+        if whole_directory and isinstance(manager, dict) and str(manager.get("id")) not in present:
+            # A deleted manager is no manager, whether the read was a listing or a delta round
+            # (delta reports no change on the reports of a manager who was deleted).
+            raw = {**raw, "manager": None}
+        user = source_user(raw, decision, index.roles.get(str(raw.get("id")), ()))
+        result[user.id] = user
+    roles = assigned_groups(app, scope)
+    source_groups = {str(g["id"]): source_group(g, roles.get(str(g["id"]), "")) for g in groups}
+    members = {gid: app.group_members.get(gid, ()) for gid in source_groups}
+    return SourceSnapshot(
+        users=result,
+        assignments=len(app.assignments),
+        groups_expanded=len(app.group_members),
+        groups=source_groups,
+        members=members,
+        incomplete=(*app.incomplete, *incomplete),
+    )
+
+
+def source_group(raw: Mapping[str, Any], role: str) -> SourceObject:
+    """A SourceObject for an assigned group."""
+    attributes = {**raw, "objectId": raw.get("id"), "IsSoftDeleted": False}
+    name = str(raw.get("displayName") or raw.get("id"))
+    return SourceObject(str(raw["id"]), name, attributes, True, f"assigned (role {role})")
+
+
+def source_user(
+    raw: Mapping[str, Any], decision: ScopeDecision, role_values: Sequence[str] = ()
+) -> SourceObject:
+    """A SourceObject from a Graph user object and its scope decision."""
+    attributes = dict(raw)
+    enabled = raw.get("accountEnabled") is not False
+    phones = raw.get("businessPhones") or []
+    manager = raw.get("manager")
+    attributes.update(
+        {
+            "objectId": raw.get("id"),
+            "IsSoftDeleted": not (decision.in_scope and enabled),
+            "telephoneNumber": phones[0] if phones else None,
+            "manager": manager.get("id") if isinstance(manager, dict) else None,
+            "appRoleAssignments": list(role_values),
+        }
+    )
+    reason = decision.reason if enabled else f"{decision.reason}; accountEnabled is false"
+    name = str(raw.get("displayName") or raw.get("userPrincipalName") or raw.get("id"))
+    return SourceObject(str(raw.get("id")), name, attributes, decision.in_scope, reason)

@@ -1,0 +1,272 @@
+"""The read phase of a cycle: one complete picture of both sides, read fully or incrementally.
+
+A full read lists everything (after taking delta links, so that nothing changed during the read
+is lost). An incremental read starts from the picture the last cycle saved, applies Graph delta
+rounds and the ServiceNow records changed since the watermark by anyone but snsync, and re-lists
+only the app's assignments. Either way the picture ends with the membership rows of every group
+the cycle manages, so that planning needs no further read: the same pure planner then compares
+the same kind of picture, which is why an incremental cycle leaves ServiceNow as a full one would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from snsync.config import AttributeMapping, Config
+from snsync.engine.approvals import trust_from_config
+from snsync.engine.directory import assigned_groups, build_snapshot
+from snsync.engine.plan import (
+    cycle_options,
+    make_group_mapper,
+    make_mapper,
+    managed_group_ids,
+)
+from snsync.engine.ports import Ports
+from snsync.engine.trust import trust_fields
+from snsync.errors import BadRequestError, NotFoundError
+from snsync.graph.delta import (
+    SYNC_STATE_GONE,
+    apply_group_changes,
+    apply_user_changes,
+    group_delta_select,
+    user_delta_select,
+)
+from snsync.graph.source import graph_select, group_select
+from snsync.mapping.expressions import parse, referenced_attributes
+from snsync.mapping.mapper import Mapper
+from snsync.model import (
+    GROUP_TABLE,
+    USER_TABLE,
+    DeltaLinks,
+    ObjectType,
+    Picture,
+    Progress,
+    Record,
+    SourceCache,
+    TargetSnapshot,
+)
+
+OVERLAP = dt.timedelta(minutes=5)  # clock skew between ServiceNow nodes, slow transactions
+SN_TIME = "%Y-%m-%d %H:%M:%S"
+MEMBER_FIELDS = ("user", "group", "sys_created_by")  # the creator decides whose a row is
+GROUP = ObjectType.GROUP
+
+
+class DeltaExpired(Exception):
+    """The stored delta link is no longer valid (410 syncStateNotFound): read fully."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one cycle read, and how: the picture, the raw directory, where deltas continue."""
+
+    mode: str  # full | incremental
+    reason: str
+    picture: Picture
+    cache: SourceCache
+    links: DeltaLinks
+
+
+def read_picture(
+    config: Config, ports: Ports, progress: Progress | None = None, force_full: bool = False
+) -> Reading:
+    """Read incrementally when the saved state allows it, else (or on an expired delta) fully;
+    then the membership rows of the managed groups the picture does not hold yet."""
+    mode, reason = choose_mode(config, ports, force_full)
+    reading = None
+    if mode == "incremental":
+        try:
+            reading = read_incremental(config, ports, progress)
+        except DeltaExpired:
+            reason = "the Graph delta link expired (410 syncStateNotFound)"
+    if reading is None:
+        reading = read_full(config, ports, progress, reason)
+    return with_member_rows(config, ports, reading)
+
+
+def fingerprint(config: Config) -> str:
+    """A hash of everything that changes what a full cycle would compute."""
+    relevant = {
+        "mappings": config.mappings.model_dump(mode="json"),
+        "scope": config.scope.model_dump(mode="json"),
+        "app": [config.graph.app_id, config.graph.service_principal_id, config.graph.tenant_id],
+        "instance": config.servicenow.instance,
+        "account": config.servicenow.auth.username,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def choose_mode(config: Config, ports: Ports, force_full: bool) -> tuple[str, str]:
+    """Full or incremental, and why."""
+    state = ports.state
+    if force_full:
+        return "full", "--full was asked for"
+    basis = state.sync_basis()
+    marks = state.delta_links(), state.servicenow_watermark()
+    if not basis or not all(marks) or not state.has_cached_picture():
+        return "full", "first cycle, or the state was reset or is new"
+    if basis.fingerprint != fingerprint(config):
+        return "full", "the mappings, scope or connection settings changed"
+    if ports.clock() - basis.last_full >= config.schedule.full_every:
+        return "full", "schedule.full_every has passed since the last full cycle"
+    return "incremental", "changes since the last cycle"
+
+
+def read_full(config: Config, ports: Ports, progress: Progress | None, reason: str) -> Reading:
+    """List everything on both sides."""
+    directory, target = ports.directory, ports.target
+    attributes, group_attributes = source_attributes(config), source_attributes(config, "group")
+    links = directory.latest_delta_links(
+        user_delta_select(graph_select(attributes), "manager" in attributes),
+        group_delta_select(group_select(group_attributes)),
+    )
+    app = directory.app_scope(progress)
+    incomplete: list[str] = []
+    users = directory.users(attributes, progress, incomplete)
+    wanted = assigned_groups(app, config.scope)
+    groups = directory.groups(wanted, group_attributes, incomplete)
+    source = build_snapshot(users, app, config.scope, groups, incomplete)
+    tables = reference_tables([*config.mappings.users, *config.mappings.groups])
+    group_fields = target_fields(make_group_mapper(config), "name")
+    snapshot = TargetSnapshot(
+        target.users(target_fields(make_mapper(config.mappings), "user_name"), progress),
+        target.references(tables),
+        target.groups(group_fields),
+    )
+    cache = SourceCache(
+        {str(u["id"]): dict(u) for u in users},
+        {str(g["id"]): dict(g) for g in groups},
+        dict(app.group_members),
+    )
+    return Reading("full", reason, Picture(source, snapshot), cache, links)
+
+
+def read_incremental(config: Config, ports: Ports, progress: Progress | None) -> Reading:
+    """Bring the last cycle's picture up to date from Graph delta and ServiceNow drift."""
+    directory, state = ports.directory, ports.state
+    saved = state.cached_picture()
+    marks = state.delta_links()
+    if marks is None:
+        raise DeltaExpired("no delta link saved")
+    try:
+        users_round = directory.delta(marks.users)
+        groups_round = directory.delta(marks.groups)
+    except (NotFoundError, BadRequestError) as exc:  # Graph sends 400 (or 410) syncStateNotFound
+        if exc.code == SYNC_STATE_GONE or exc.status == 410:
+            raise DeltaExpired(str(exc)) from None
+        raise
+    cached = saved.directory
+    users = apply_user_changes(cached.users, users_round.items)
+    groups, members, touched = apply_group_changes(
+        cached.groups, cached.members, groups_round.items
+    )
+    # Nested memberships cannot be followed through a delta of direct members: re-list them.
+    known = {} if (config.scope.expand_nested_groups and touched) else members
+    app = directory.app_scope(progress, known_members=known)
+    incomplete: list[str] = []
+    wanted = assigned_groups(app, config.scope)
+    group_list = directory.groups(
+        wanted, source_attributes(config, "group"), incomplete, known=groups
+    )
+    source = build_snapshot(list(users.values()), app, config.scope, group_list, incomplete)
+    since = _since(state.servicenow_watermark() or "")
+    target = drifted_target(config, ports, saved.target, since)
+    cache = SourceCache(users, {str(g["id"]): dict(g) for g in group_list}, dict(app.group_members))
+    links = DeltaLinks(users_round.delta_link, groups_round.delta_link)
+    reason = "changes since the last cycle"
+    return Reading("incremental", reason, Picture(source, target), cache, links)
+
+
+def with_member_rows(config: Config, ports: Ports, reading: Reading) -> Reading:
+    """The picture with the membership rows of exactly the groups the cycle manages."""
+    source, target = reading.picture.source, reading.picture.target
+    links = {GROUP: ports.state.links(GROUP)}
+    options = cycle_options(config, now=ports.clock(), trust=trust_from_config(config))
+    managed = managed_group_ids(source, target, links, options)
+    unread = [g for g in managed if g not in target.member_groups]
+    wanted = set(managed)
+    rows = {k: r for k, r in target.memberships.items() if r.get("group") in wanted}
+    for row in ports.target.memberships(unread) if unread else ():
+        rows[row["sys_id"]] = row  # as read, with its creator (trust rules read it)
+    # Rows are kept only for the groups read here: a group left out (unassigned) must be read
+    # again when it returns, or its rows would be created a second time.
+    member_groups = (target.member_groups & wanted) | set(unread)
+    complete = replace(target, memberships=rows, member_groups=frozenset(member_groups))
+    return replace(reading, picture=Picture(source, complete))
+
+
+def drifted_target(
+    config: Config, ports: Ports, cached: TargetSnapshot, since: str
+) -> TargetSnapshot:
+    """The cached ServiceNow side, updated with what others changed since the watermark."""
+    target, me = ports.target, ports.account
+    users, groups = dict(cached.users), dict(cached.groups)
+    rows = dict(cached.memberships)
+    references = {table: dict(names) for table, names in cached.references.items()}
+    user_fields = target_fields(make_mapper(config.mappings), "user_name")
+    for row in target.changed_since(USER_TABLE, user_fields, since, me):
+        users[row["sys_id"]] = row
+    group_fields = target_fields(make_group_mapper(config), "name")
+    for row in target.changed_since(GROUP_TABLE, group_fields, since, me):
+        groups[row["sys_id"]] = row
+    for row in target.members_added_since(since, me):
+        if row.get("group") in cached.member_groups:
+            rows[row["sys_id"]] = subset(row, MEMBER_FIELDS)
+    for table in sorted(references):
+        for row in target.changed_since(table, ["name"], since, None):
+            if row.get("name"):
+                references[table][row["name"].strip().lower()] = row["sys_id"]
+    return TargetSnapshot(users, references, groups, rows, cached.member_groups)
+
+
+def target_fields(mapper: Mapper, name_field: str) -> list[str]:
+    """The fields a cycle reads from a table (sys_updated_on: the incremental watermark)."""
+    extra = [mapper.link_field] if mapper.link_field else []
+    trust = trust_fields(name_field)
+    return list(
+        dict.fromkeys([*mapper.targets, *extra, name_field, "active", "sys_updated_on", *trust])
+    )
+
+
+def source_attributes(config: Config, object_type: str = "user") -> set[str]:
+    """Every directory attribute the mappings (and, for users, the scoping filters) read."""
+    mappings = config.mappings.users if object_type == "user" else config.mappings.groups
+    names: set[str] = set()
+    for m in mappings:
+        if m.kind == "direct" and m.source:
+            names.add(m.source)
+        elif m.kind == "expression" and m.expression:
+            names |= referenced_attributes(parse(m.expression))
+    if object_type == "user":
+        for clauses in config.scope.filters:
+            names |= {c.attribute for c in clauses}
+    return names
+
+
+def reference_tables(mappings: Iterable[AttributeMapping]) -> set[str]:
+    """Tables that mappings resolve display values against (department, location, ...)."""
+    return {m.reference for m in mappings if m.reference}
+
+
+def subset(record: Mapping[str, str], fields: Iterable[str]) -> dict[str, str]:
+    """The fields of a record the cached picture keeps."""
+    keep = {"sys_id", "sys_updated_on", *fields}
+    return {k: v for k, v in record.items() if k in keep}
+
+
+def _since(watermark: str) -> str:
+    try:
+        moment = dt.datetime.strptime(watermark, SN_TIME)
+    except (TypeError, ValueError):
+        return "1970-01-01 00:00:00"
+    return (moment - OVERLAP).strftime(SN_TIME)
+
+
+def watermark(*tables: Mapping[str, Record]) -> str:
+    """The newest sys_updated_on of the records: where the next drift read starts."""
+    stamps = [r.get("sys_updated_on", "") for t in tables for r in t.values()]
+    return max((s for s in stamps if s), default="1970-01-01 00:00:00")

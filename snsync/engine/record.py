@@ -1,0 +1,178 @@
+"""What a finished cycle keeps (pure): the links its writes made or found gone, the log, the
+escrow, held disables, and the picture both sides showed, updated by what the cycle wrote, with
+the watermarks the next incremental cycle continues from. The state commits it in one go."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from snsync.config import Config
+from snsync.engine.memberships import MembershipPlan
+from snsync.engine.plan import CyclePlan, make_group_mapper, make_mapper
+from snsync.engine.reading import (
+    MEMBER_FIELDS,
+    Reading,
+    fingerprint,
+    subset,
+    target_fields,
+    watermark,
+)
+from snsync.model import (
+    Action,
+    CachedPicture,
+    ObjectType,
+    Reason,
+    Result,
+    Status,
+    TargetSnapshot,
+)
+from snsync.state import CycleRecord, LinkChanges, Watermarks
+
+USER, GROUP, MEMBERSHIP = ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP
+KEPT = ObjectType.KEPT_MEMBERSHIP
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a cycle ended, as the state's cycles table keeps it."""
+
+    cycle_id: int
+    duration_s: float
+    results: tuple[Result, ...]
+    requests: Mapping[str, int]
+    now: float | None = None  # the clock port's time at the end of the cycle
+
+
+def cycle_record(
+    config: Config, planned: CyclePlan, reading: Reading, outcome: Outcome
+) -> CycleRecord:
+    """Everything the state keeps of one cycle."""
+    results = outcome.results
+    user_links = {
+        **planned.users.links,
+        **new_links(r for r in results if r.item.object_type is USER),
+    }
+    group_links = {
+        **planned.groups.links,
+        **new_links(r for r in results if r.item.object_type is GROUP),
+    }
+    links = {
+        USER: LinkChanges(user_links, planned.users.stale_links),
+        GROUP: LinkChanges(group_links, planned.groups.stale_links),
+        **membership_links(planned.memberships, results, user_links, group_links),
+    }
+    picture, marks = saved_picture(config, planned.target, reading, results)
+    failures = any(r.status is Status.FAILURE for r in results)
+    return CycleRecord(
+        outcome.cycle_id,
+        "failures" if failures else "success",
+        counts(planned, outcome),
+        outcome.requests,
+        results,
+        links,
+        config.safety.retry_backoff,
+        planned.held,
+        picture,
+        marks,
+        # A create that failed in flight may have landed: only a full read can adopt it.
+        full_next=any(
+            r.item.action is Action.CREATE and r.reason == Reason.TRANSIENT for r in results
+        ),
+        now=outcome.now,
+    )
+
+
+def counts(planned: CyclePlan, outcome: Outcome) -> dict[str, Any]:
+    """What the cycles table keeps of a cycle's numbers."""
+    return {
+        "by_action": result_counts(outcome.results),
+        "unchanged": planned.unchanged,
+        "in_scope": planned.in_scope,
+        "duration_s": round(outcome.duration_s, 3),
+    }
+
+
+def result_counts(results: Iterable[Result]) -> dict[str, dict[str, int]]:
+    """Results by object kind and action, then by status (keys like 'user Create')."""
+    table: dict[str, dict[str, int]] = {}
+    for r in results:
+        row = table.setdefault(f"{r.item.kind} {r.item.action.value}", {})
+        row[r.status.value] = row.get(r.status.value, 0) + 1
+    return table
+
+
+def new_links(results: Iterable[Result]) -> dict[str, str]:
+    """Links made by successful creates and adoptions."""
+    return {
+        r.item.directory_id: r.sys_id
+        for r in results
+        if r.sys_id
+        and r.status in (Status.SUCCESS, Status.WARNING)
+        and (r.item.action is Action.CREATE or r.item.adopt)
+    }
+
+
+def membership_links(
+    memberships: MembershipPlan,
+    results: Sequence[Result],
+    user_links: Mapping[str, str],
+    group_links: Mapping[str, str],
+) -> dict[ObjectType, LinkChanges]:
+    """Rows snsync added or found again (its own), rows that existed before it (kept, never
+    deleted), and rows removed or gone. An existing row is linked only once both its group and
+    its user are linked (their creation or adoption this cycle may have failed)."""
+    done = [r for r in results if r.item.object_type is MEMBERSHIP]
+    removed = [
+        r.item.directory_id
+        for r in done
+        if r.item.action is Action.DELETE and r.status is Status.SUCCESS
+    ]
+    gone = [*removed, *memberships.forgotten]
+
+    def linked(rows: Mapping[str, str]) -> dict[str, str]:
+        return {
+            key: row
+            for key, row in rows.items()
+            if key.split(":", 1)[0] in group_links and key.split(":", 1)[1] in user_links
+        }
+
+    return {
+        MEMBERSHIP: LinkChanges({**linked(memberships.recovered), **new_links(done)}, gone),
+        KEPT: LinkChanges(linked(memberships.adopted), gone),
+    }
+
+
+def saved_picture(
+    config: Config, target: TargetSnapshot, reading: Reading, results: Sequence[Result]
+) -> tuple[CachedPicture, Watermarks]:
+    """What this cycle saw, updated by what it wrote, for the next incremental cycle."""
+    users, groups = dict(target.users), dict(target.groups)
+    rows = dict(target.memberships)
+    references = {t: dict(m) for t, m in target.references.items()}
+    fields = {
+        USER: target_fields(make_mapper(config.mappings), "user_name"),
+        GROUP: target_fields(make_group_mapper(config), "name"),
+    }
+    member_groups = set(target.member_groups)
+    for r in results:
+        if r.status is Status.FAILURE or not r.item.writes:
+            continue
+        kind, record = r.item.object_type, r.record
+        if kind is MEMBERSHIP and r.item.action is Action.DELETE:
+            rows.pop(r.sys_id or "", None)
+        elif kind is MEMBERSHIP and record:
+            rows[record["sys_id"]] = subset(record, MEMBER_FIELDS)
+        elif (kind is USER or kind is GROUP) and record:
+            store = users if kind is USER else groups
+            store[record["sys_id"]] = subset(record, fields[kind])
+        elif kind is ObjectType.REFERENCE and record and r.sys_id:
+            table = references.setdefault(r.item.reference_table, {})
+            table[r.item.display_name.lower()] = r.sys_id
+        if kind is GROUP and r.item.action is Action.CREATE and r.sys_id:
+            member_groups.add(r.sys_id)  # a new group has no rows but the ones snsync adds
+    saved = TargetSnapshot(users, references, groups, rows, frozenset(member_groups))
+    full = reading.mode == "full"
+    marks = Watermarks(reading.links, watermark(users, groups), fingerprint(config), full)
+    return CachedPicture(reading.cache, saved), marks

@@ -1,0 +1,114 @@
+"""Execution waves for users (pure): a manager is created in a wave before the people reporting
+to them, so each report's create already names the manager, through a placeholder the executor
+replaces with the manager's new sys_id. A reporting loop (A manages B manages A) cannot be
+ordered: its last link becomes a follow-up update in a final wave."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from snsync.model import Action, Change, ObjectType, PlanItem, placeholder
+
+Wave = tuple[PlanItem, ...]
+
+
+def user_waves(items: Sequence[PlanItem]) -> list[Wave]:
+    """The user items in waves, their manager fields filled in (sys_id or placeholder)."""
+    # A matched (adopted) manager's record is known before it is written: reports point at it.
+    matched = {i.directory_id: i.sys_id for i in items if i.adopt and i.sys_id}
+    creating = {i.directory_id for i in items if i.action is Action.CREATE and i.writes}
+    waves = execution_waves(items)
+    result: list[Wave] = []
+    followups: list[PlanItem] = []
+    earlier: set[str] = set()  # created in a wave before this one
+    for k, wave in enumerate(waves):
+        if k:
+            earlier |= {i.directory_id for i in waves[k - 1] if i.directory_id in creating}
+        done: list[PlanItem] = []
+        for item in wave:
+            resolved, later = _fill_managers(item, matched, earlier, creating)
+            done.append(resolved)
+            followups += later
+        result.append(tuple(done))
+    if followups:
+        result.append(tuple(followups))
+    return result
+
+
+def _fill_managers(
+    item: PlanItem,
+    matched: Mapping[str, str],
+    earlier: set[str],
+    creating: set[str],
+) -> tuple[PlanItem, list[PlanItem]]:
+    """The item with its deferred fields set, and a follow-up for a field that must wait."""
+    if not item.deferred:
+        return item, []
+    old = None if item.action is Action.CREATE else ""
+    added: list[Change] = []
+    pending: set[str] = set()
+    later: dict[str, str] = {}
+    for name, manager in sorted(item.deferred.items()):
+        if manager in matched:
+            added.append(Change(name, old, matched[manager]))
+        elif manager in earlier:
+            added.append(Change(name, old, placeholder(ObjectType.USER, manager)))
+            pending.add(name)
+        elif manager in creating:
+            later[name] = manager
+        # else: the manager gets no record this cycle; the field stays empty, as planned.
+    filled = replace(
+        item, changes=item.changes + tuple(added), deferred={}, pending=item.pending | pending
+    )
+    return filled, _followup(item, later)
+
+
+def _followup(item: PlanItem, later: Mapping[str, str]) -> list[PlanItem]:
+    """An update setting fields whose record is created in the same or a later wave."""
+    if not later or not item.writes:
+        return []
+    own = item.sys_id
+    pending = set(later)
+    if item.action is Action.CREATE:
+        own = placeholder(ObjectType.USER, item.directory_id)
+        pending.add("sys_id")
+    changes = tuple(
+        Change(name, "", placeholder(ObjectType.USER, manager))
+        for name, manager in sorted(later.items())
+    )
+    return [
+        PlanItem(
+            Action.UPDATE,
+            item.directory_id,
+            item.display_name,
+            own,
+            changes,
+            message="manager set after both records exist (a reporting loop)",
+            pending=frozenset(pending),
+        )
+    ]
+
+
+def execution_waves(items: Sequence[PlanItem]) -> list[list[PlanItem]]:
+    """Order items so a manager is created before the people reporting to them: wave k holds
+    items whose deferred manager is created in wave k-1. One pass then sets every manager at
+    create time instead of a second write per user."""
+    creating = {i.directory_id: i for i in items if i.action is Action.CREATE and i.writes}
+    depths: dict[str, int] = {}
+
+    def depth(item: PlanItem, path: frozenset[str]) -> int:
+        if item.directory_id in depths:
+            return depths[item.directory_id]
+        parents = [creating[m] for m in item.deferred.values() if m in creating]
+        # A reporting loop (A manages B manages A) cannot be ordered: the second pass sets it.
+        found = [
+            depth(p, path | {item.directory_id}) + 1 for p in parents if p.directory_id not in path
+        ]
+        depths[item.directory_id] = max(found, default=0)
+        return depths[item.directory_id]
+
+    waves: dict[int, list[PlanItem]] = {}
+    for item in items:
+        waves.setdefault(depth(item, frozenset()), []).append(item)
+    return [waves[k] for k in sorted(waves)]
