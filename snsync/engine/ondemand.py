@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from snsync.config import Config
@@ -114,7 +114,8 @@ def _plan_one(
     """The users table plan for the one user: no guards (on demand is the admin's decision),
     no groups, no memberships, no reference records created."""
     mapper = make_mapper(config.mappings, picture.target)
-    options = with_trust(plan_options(config, mapper), trust)
+    # One user read: another's claim through an earlier matching attribute cannot be seen.
+    options = with_trust(plan_options(config, mapper), replace(trust, whole_directory=False))
     records = picture.target.users
     wanted = desired(mapper, picture.source.users, records, links, options)
     users = plan_table(wanted, records, picture.target.references, links, options)

@@ -53,6 +53,7 @@ class PlanOptions:
     account: str = ""  # the integration account: never written; its records' stamps are trusted
     privileged: Roles | None = field(default_factory=dict)  # sys_id -> roles; None: unread
     approved: Mapping[str, str] = field(default_factory=dict)  # directory id -> approved sys_id
+    whole_directory: bool = True  # False: a later matching attribute's claim cannot be weighed
 
 
 @dataclass
@@ -76,6 +77,7 @@ def with_trust(options: PlanOptions, trust: Trust) -> PlanOptions:
         protected_names=trust.protected_users if users else trust.protected_groups,
         privileged=trust.user_roles if users else trust.group_roles,
         approved=trust.approved.get(options.object_type, {}),
+        whole_directory=trust.whole_directory,
     )
 
 
@@ -93,6 +95,18 @@ def effective_links(
             if directory_id and sys_id not in taken and not stamp_distrust(record, options.account):
                 result.setdefault(directory_id, sys_id)
     return result
+
+
+def protected_links(
+    links: Mapping[str, str], records: Mapping[str, Record], options: PlanOptions
+) -> frozenset[str]:
+    """Directory ids linked to a protected record: no membership row of theirs is written."""
+    return frozenset(
+        directory_id
+        for directory_id, sys_id in links.items()
+        if sys_id in records
+        and protected_why(sys_id, records[sys_id], options.name_field, *_protection(options))
+    )
 
 
 def untrusted_stamps(
@@ -306,6 +320,11 @@ def _plan_adoption(
     changes = _diff(values, record, labels)
     approved = options.approved.get(want.directory_id) == match.sys_id
     held = hold_why(match.sys_id, record, options.privileged)
+    if not held and match.rank > 0 and not options.whole_directory:
+        held = (
+            f"was matched through {match.field} while only this {options.object_type} was read "
+            "(another may match it through an earlier attribute; a full cycle weighs them all)"
+        )
     if held and not approved:
         message = (
             f"matches existing {options.object_type} '{name}' ({match.sys_id}) through "
