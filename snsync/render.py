@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from snsync.activity import running_cycle
 from snsync.config import Config
 from snsync.engine.cycle import CycleReport
 from snsync.engine.plan import CyclePlan
-from snsync.model import Change, PlanItem, Result, Status
+from snsync.errors import ExitCode
+from snsync.model import Change, PlanItem, Reason, Result, Status
 from snsync.printable import printable_lines
+from snsync.progress import progress_line
 from snsync.redact import redact
-from snsync.state import LogEntry, State
+from snsync.state import LogEntry, LogFilter, State
 
 MAX_VALUE = 60
 
@@ -86,7 +89,10 @@ def item_json(item: PlanItem) -> dict[str, Any]:
 def report_text(report: CycleReport) -> str:
     """The summary printed after `run --once`."""
     title = "Dry run" if report.dry_run else f"Cycle {report.cycle_id}"
-    lines = [f"{title} finished in {report.duration_s:.1f}s."]
+    mode = cycle_mode(report)
+    reason = report.mode_reason
+    kind = f" ({mode}: {reason})" if mode == "full" and reason else f" ({mode})" if mode else ""
+    lines = [f"{title}{kind} finished in {report.duration_s:.1f}s: {cycle_outcome(report)}."]
     counts = report.counts()
     for action in sorted(counts):
         row = ", ".join(f"{n} {s}" for s, n in sorted(counts[action].items()))
@@ -107,7 +113,41 @@ def report_text(report: CycleReport) -> str:
     warnings = [r for r in report.results if r.status is Status.WARNING]
     if warnings:
         lines.append(f"{len(warnings)} warning(s); see: snsync logs --status Warning")
+    lines += _next_steps(report)
     return printable_lines(lines)
+
+
+def cycle_mode(report: CycleReport) -> str | None:
+    """full | incremental (None when the cycle did not read, e.g. on demand)."""
+    return report.mode or None
+
+
+def cycle_outcome(report: CycleReport) -> str:
+    """success, held, interrupted or failed: what the cycle's exit code and results say."""
+    if any(r.reason == Reason.INTERRUPTED for r in report.results):
+        return "interrupted"
+    if report.exit_code is ExitCode.HELD:
+        return "held"
+    return "failed" if report.failures() else "success"
+
+
+def _next_steps(report: CycleReport) -> list[str]:
+    lines = []
+    for held in report.planned.held:
+        lines.append(
+            f"HELD: {held.count} {held.object_type} disables exceed safety.max_disables "
+            f"({held.limit_text}); nothing was disabled. If they are right: snsync approve; "
+            "if not, fix the assignment in Azure AD (snsync logs --action StagedDisable)"
+        )
+    if report.exit_code is ExitCode.HELD and not report.planned.held:
+        lines.append("HELD: see snsync status for what is held and how to release it")
+    stopped = sum(1 for r in report.results if r.reason == Reason.INTERRUPTED)
+    if stopped:
+        lines.append(
+            f"INTERRUPTED: {stopped} object(s) were not started; what finished is recorded. "
+            "The next cycle carries on: snsync run --once"
+        )
+    return lines
 
 
 def summary_fields(report: CycleReport) -> dict[str, Any]:
@@ -117,6 +157,8 @@ def summary_fields(report: CycleReport) -> dict[str, Any]:
         "dry_run": report.dry_run,
         "duration_s": round(report.duration_s, 3),
         "exit_code": int(report.exit_code),
+        "mode": cycle_mode(report),
+        "outcome": cycle_outcome(report),
         "counts": report.counts(),
         "unchanged": report.planned.unchanged,
         "requests": report.requests,
@@ -128,6 +170,8 @@ def report_json(report: CycleReport) -> dict[str, Any]:
     return {
         "cycle_id": report.cycle_id,
         "dry_run": report.dry_run,
+        "mode": cycle_mode(report),
+        "outcome": cycle_outcome(report),
         "duration_s": round(report.duration_s, 3),
         "counts": report.counts(),
         "unchanged": report.planned.unchanged,
@@ -230,17 +274,28 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
     cycles = state.cycles(10)
     last_start = cycles[0]["started_at"] if cycles else None
     quarantine = state.quarantine()
+    running = running_cycle(config.state.path)
     return {
+        "running": None
+        if running is None
+        else {
+            "pid": running["pid"],
+            "since": _iso(float(running["started"])),
+            "phase": running.get("phase"),
+            "progress": progress_line(running.get("counts") or {}),
+            "updated": _iso(float(running.get("updated", running["started"]))),
+        },
         "cycles": [
             {
                 "id": c["id"],
                 "started": _iso(c["started_at"]),
                 "duration_s": round(c["ended_at"] - c["started_at"], 1) if c["ended_at"] else None,
                 "kind": c["kind"],
-                "outcome": c["outcome"] or "running or interrupted",
+                "outcome": _stored_outcome(state, c, running is not None and i == 0),
+                "detail": c["outcome"] or "",
                 "counts": c["counts"].get("by_action", {}),
             }
-            for c in cycles
+            for i, c in enumerate(cycles)
         ],
         "next_cycle_due": _iso(last_start + config.schedule.interval) if last_start else "now",
         "quarantine": None
@@ -271,9 +326,32 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
     }
 
 
+def _stored_outcome(state: State, cycle: dict[str, Any], running: bool) -> str:
+    """success, held, interrupted, failed or running, from what the state file recorded."""
+    if cycle["ended_at"] is None:
+        return "running" if running else "interrupted"
+    recorded = str(cycle["outcome"] or "")
+    if recorded == "failures" or recorded.startswith("error"):
+        return "failed"
+    if any(key.endswith(" StagedDisable") for key in cycle["counts"].get("by_action", {})):
+        return "held"
+    skipped = state.log_entries(LogFilter(cycle=cycle["id"], status="Skipped", limit=5000))
+    if any(e.reason == Reason.INTERRUPTED for e in skipped):
+        return "interrupted"
+    return "success"
+
+
 def status_text(data: dict[str, Any]) -> str:
     """`snsync status` for people."""
-    lines = ["Recent cycles:"] if data["cycles"] else ["No cycle has run yet."]
+    lines = []
+    running = data.get("running")
+    if running:
+        lines.append(
+            f"RUNNING: a cycle in process {running['pid']} since {running['since']}, "
+            f"{running['progress']} (as of {running['updated']}); stop it with: "
+            f"kill -TERM {running['pid']}"
+        )
+    lines += ["Recent cycles:"] if data["cycles"] else ["No cycle has run yet."]
     for c in data["cycles"]:
         counts = (
             "; ".join(
@@ -283,7 +361,9 @@ def status_text(data: dict[str, Any]) -> str:
             or "nothing to do"
         )
         duration = f"{c['duration_s']}s" if c["duration_s"] is not None else "-"
-        lines.append(f"  #{c['id']} {c['started']} {c['kind']} {duration} {c['outcome']}: {counts}")
+        detail = c["detail"][len("error: ") :] if c["detail"].startswith("error: ") else ""
+        outcome = c["outcome"] + (f" ({detail})" if detail else "")
+        lines.append(f"  #{c['id']} {c['started']} {c['kind']} {duration} {outcome}: {counts}")
     lines.append(f"Next cycle due: {data['next_cycle_due']}")
     q = data["quarantine"]
     if q:

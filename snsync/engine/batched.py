@@ -31,7 +31,8 @@ Finish = Callable[[PlanItem], Result]  # a Result for an item that sends nothing
 class Stopping(Protocol):
     """True once snsync is being stopped (the executor's STOP), with the reason."""
 
-    reason: str
+    @property
+    def reason(self) -> str: ...
 
     def __bool__(self) -> bool: ...
 

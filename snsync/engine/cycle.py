@@ -38,6 +38,8 @@ class CycleReport:
     planned: CyclePlan
     results: tuple[Result, ...]
     requests: dict[str, int] = field(default_factory=dict)
+    mode: str = ""  # full | incremental ("" on demand, which reads one object)
+    mode_reason: str = ""  # why a full cycle was full
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Results by object type and action, then by status (keys like 'user Create')."""
@@ -158,7 +160,10 @@ def cycle(
         batching=batching_for(config),
     )
     duration = time.monotonic() - started
-    report = CycleReport(cycle_id, dry_run, duration, planned, tuple(results), ports.requests())
+    report = CycleReport(
+        cycle_id, dry_run, duration, planned, tuple(results), ports.requests(),
+        reading.mode, reading.reason,
+    )  # fmt: skip
     if cycle_id is not None:
         outcome = Outcome(cycle_id, duration, report.results, report.requests, ports.clock())
         state.record_cycle(cycle_record(config, planned, reading, outcome))

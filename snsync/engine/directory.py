@@ -35,7 +35,7 @@ def build_snapshot(
     result: dict[str, SourceObject] = {}
     index = build_index(app.assignments, app.group_members, app.roles, scope)
     present = {str(raw.get("id")) for raw in users}
-    for raw in users:
+    for raw in map(with_extension_attributes, users):
         decision = decide(raw, index, scope)
         manager = raw.get("manager")
         if whole_directory and isinstance(manager, dict) and str(manager.get("id")) not in present:
@@ -55,6 +55,16 @@ def build_snapshot(
         members=members,
         incomplete=(*app.incomplete, *incomplete),
     )
+
+
+def with_extension_attributes(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The user with onPremisesExtensionAttributes' extensionAttribute1..15 at the top level, as
+    the provisioning service's schema names them (for scoping filters and mappings alike)."""
+    nested = raw.get("onPremisesExtensionAttributes")
+    if not isinstance(nested, Mapping):
+        return raw
+    lifted = {f"extensionAttribute{n}": nested.get(f"extensionAttribute{n}") for n in range(1, 16)}
+    return {**raw, **lifted}
 
 
 def source_group(raw: Mapping[str, Any], role: str) -> SourceObject:

@@ -4,7 +4,6 @@ item is sent. One object's failure never stops the others; every item comes back
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -22,26 +21,9 @@ from snsync.model import (
     Status,
     placeholder_of,
 )
+from snsync.stop import STOP
 
 OnResult = Callable[[Result], None]
-
-
-class StopSignal:
-    """Set by SIGTERM/SIGINT: objects in flight finish, objects not started are skipped."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        self.reason = reason
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
-
-
-STOP = StopSignal()
 
 
 def execute_waves(

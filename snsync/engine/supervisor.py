@@ -16,13 +16,18 @@ from snsync.engine.approvals import held_results
 from snsync.engine.cycle import CycleReport, cycle
 from snsync.engine.executor import OnResult
 from snsync.engine.ports import Ports, StateStore, ports_for
-from snsync.errors import ExitCode, SnsyncError, UnauthorizedError
+from snsync.errors import (
+    ExitCode,
+    NotificationError,
+    QuarantinedError,
+    SnsyncError,
+    UnauthorizedError,
+)
 from snsync.metrics import CycleMetrics, write_metrics
 from snsync.model import Progress, Quarantine
 from snsync.notify import (
     CycleFacts,
     FailedObject,
-    NotificationError,
     Notifier,
     Problem,
     failures_problem,
@@ -33,12 +38,6 @@ from snsync.notify import (
 from snsync.state import State
 
 log = logging.getLogger("snsync.supervisor")
-
-
-class QuarantinedError(SnsyncError):
-    """The job is quarantined: cycles wait, or it has stopped until an admin clears it."""
-
-    exit_code = ExitCode.HELD
 
 
 def quarantine_reason(writes: int, failures: int, config: QuarantineConfig) -> str | None:
@@ -229,7 +228,7 @@ def _metrics(
     counts: dict[str, Any] = report.counts() if report else {}
     metrics = CycleMetrics(
         duration_s=finished - started,
-        full=True,
+        full=report is not None and report.mode == "full",
         counts=counts,
         failures=len(report.failures()) if report else 0,
         held_disables=sum(h.count for h in report.planned.held) if report else 0,
