@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from snsync.config import Config
 from snsync.connections import Connections
 from snsync.engine.approvals import read_trust, trust_from_config
+from snsync.engine.batched import batching_for
 from snsync.engine.executor import OnResult, execute_waves
 from snsync.engine.journal import journaling
 from snsync.engine.plan import CyclePlan, cycle_options, plan_cycle
@@ -162,6 +163,7 @@ def cycle(
         concurrency=config.servicenow.max_concurrency,
         dry_run=dry_run,
         on_result=on_result,
+        batching=batching_for(config),
     )
     duration = time.monotonic() - started
     report = CycleReport(
