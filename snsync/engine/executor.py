@@ -182,10 +182,19 @@ def apply_item(item: PlanItem, client: TargetWriter) -> Result:
             Status.FAILURE,
             item.sys_id,
             Reason.TRANSIENT,
-            f"{exc}; it will be tried again next cycle",
+            f"{_masked(item, str(exc))}; it will be tried again next cycle",
         )
     except ApiError as exc:
-        return Result(item, Status.FAILURE, item.sys_id, Reason.API_ERROR, str(exc))
+        return Result(item, Status.FAILURE, item.sys_id, Reason.API_ERROR, _masked(item, str(exc)))
+
+
+def _masked(item: PlanItem, message: str) -> str:
+    """An answer's message without the Redact() values the write carried (ServiceNow may quote
+    them, as in a unique-key violation)."""
+    for change in item.changes:
+        if change.redacted and len(change.new) >= 3:
+            message = message.replace(change.new, change.shown_new)
+    return message
 
 
 def _sends_nothing(item: PlanItem) -> Result:

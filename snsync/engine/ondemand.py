@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from snsync.config import Config
 from snsync.connections import Connections
@@ -41,6 +42,7 @@ from snsync.model import (
     Status,
     TargetSnapshot,
 )
+from snsync.redact import register
 from snsync.state import CycleRecord, LinkChanges, State
 
 Say = Callable[[str, str], None]
@@ -133,7 +135,7 @@ def _say_plan(items: tuple[Any, ...], say: Say) -> None:
         adopted = " (adopting the matched record)" if item.adopt else ""
         say("action", f"{item.action.value}{adopted}: {item.message or item.reason or ''}".strip())
         for change in item.changes:
-            say("attribute", f"{change.field}: {change.old!r} -> {change.new!r}")
+            say("attribute", f"{change.field}: {change.shown_old!r} -> {change.shown_new!r}")
 
 
 def _target_for(
@@ -150,6 +152,9 @@ def _target_for(
     target = ports.target
     wanted = mapper.desired(source_user(attributes, ScopeDecision(True, ""))).values
     clauses = [(f, wanted[f]) for f in mapper.matching_fields if wanted.get(f)]
+    # A redacted matching value goes into a query URL: masked in -vv lines and messages.
+    for value in (v for f, v in clauses if f in mapper.redacted_targets):
+        register(value, quote(value, safe=""), quote_plus(value))
     if config.mappings.link_field:
         clauses.append((config.mappings.link_field, mapper.link_value(user_id)))
     records: dict[str, Record] = {}
