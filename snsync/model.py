@@ -74,6 +74,7 @@ class Reason(StrEnum):
     INVALID_LOOKUP = "InvalidLookupReference"
     MANAGER_NOT_PROVISIONED = "ManagerNotProvisioned"
     EXPRESSION_FAILED = "ExpressionEvaluationFailed"
+    ATTRIBUTE_TOO_LONG = "AttributeValueTooLong"  # over limits.max_attribute_length: refused
     ACTION_SWITCHED_OFF = "ActionSwitchedOff"
     NOT_ACTIVE = "SourceUserNotActive"
     OUT_OF_SCOPE_KEPT = "SkipOutOfScopeDeletions"
@@ -149,6 +150,7 @@ class SourceObject:
     attributes: Mapping[str, Any]
     in_scope: bool
     scope_reason: str
+    refused: str | None = None  # why the object is refused as a whole (an over-long value)
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ class Desired:
     references: Mapping[str, tuple[str, str]]  # field -> (table, display value or directory id)
     matching: tuple[tuple[str, str], ...]  # (field, value) in precedence order
     error: str | None = None  # an expression failed: the object fails, the others go on
+    error_reason: Reason | None = None  # the reason code of `error` (default: expression)
     # Fields fed by a Redact() mapping: never shown or kept as such. Their value in `values` is
     # the value, or (for an object read from the cached picture) only its keyed digest.
     redacted: frozenset[str] = frozenset()

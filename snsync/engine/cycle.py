@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from snsync.config import Config
 from snsync.connections import Connections
 from snsync.engine.approvals import read_trust, trust_from_config
+from snsync.engine.batched import batching_for
 from snsync.engine.executor import OnResult, execute_waves
+from snsync.engine.journal import journaling
 from snsync.engine.plan import CyclePlan, cycle_options, plan_cycle
 from snsync.engine.ports import Ports, StateStore, ports_for
 from snsync.engine.reading import Reading, read_picture
@@ -164,12 +166,18 @@ def cycle(
         raise
     if progress:
         progress(TO_APPLY, sum(1 for item in planned.items() if item.writes))
+    if cycle_id is not None:
+        # Until this cycle records what it saw and wrote, the next one reads everything: a
+        # killed cycle's writes are invisible to an incremental read (they are snsync's own).
+        state.require_full_next()
+        on_result = journaling(state, on_result)
     results = execute_waves(
         planned.waves,
         ports.target,
         concurrency=config.servicenow.max_concurrency,
         dry_run=dry_run,
         on_result=on_result,
+        batching=batching_for(config),
     )
     duration = time.monotonic() - started
     report = CycleReport(

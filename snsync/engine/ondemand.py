@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 from snsync.config import Config
 from snsync.connections import Connections
 from snsync.engine.cycle import CycleReport, plan_trusted
-from snsync.engine.directory import build_snapshot, source_user
+from snsync.engine.directory import build_snapshot, refuse_over_long, source_user
 from snsync.engine.executor import execute
 from snsync.engine.memberships import MembershipPlan
 from snsync.engine.plan import (
@@ -76,7 +76,9 @@ def provision(
     app = ports.directory.app_scope()
     decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
     say("scope", ("in scope: " if decision.in_scope else "not in scope: ") + decision.reason)
-    user = build_snapshot([raw], app, config.scope, whole_directory=False).users[str(raw["id"])]
+    bounded, refused = refuse_over_long([raw], config.limits.max_attribute_length)
+    snapshot = build_snapshot(bounded, app, config.scope, whole_directory=False, refused=refused)
+    user = snapshot.users[str(raw["id"])]
     links = ports.state.links(USER)
     target = _target_for(config, ports, user.id, user.attributes, links)
     found = ", ".join(f"{r.get('user_name')} ({s})" for s, r in target.users.items()) or "none"
@@ -114,7 +116,8 @@ def _plan_one(
     """The users table plan for the one user: no guards (on demand is the admin's decision),
     no groups, no memberships, no reference records created."""
     mapper = make_mapper(config.mappings, picture.target)
-    options = with_trust(plan_options(config, mapper), trust)
+    # One user read: another's claim through an earlier matching attribute cannot be seen.
+    options = with_trust(plan_options(config, mapper), replace(trust, whole_directory=False))
     records = picture.target.users
     wanted = desired(mapper, picture.source.users, records, links, options)
     users = plan_table(wanted, records, picture.target.references, links, options)

@@ -23,7 +23,13 @@ from snsync.engine.guards import (
     wait_for_backoff,
 )
 from snsync.engine.memberships import MembershipPlan, plan_memberships
-from snsync.engine.planner import PlanOptions, effective_links, plan_objects, with_trust
+from snsync.engine.planner import (
+    PlanOptions,
+    effective_links,
+    plan_objects,
+    protected_links,
+    with_trust,
+)
 from snsync.engine.trust import Trust
 from snsync.engine.waves import user_waves
 from snsync.mapping.expressions import EvalContext
@@ -97,6 +103,7 @@ class TablePlan:
     desired: tuple[Desired, ...]
     links: dict[str, str]
     stale_links: tuple[str, ...]
+    frozen: frozenset[str] = frozenset()  # linked to a protected record: no membership writes
 
 
 @dataclass(frozen=True)
@@ -269,7 +276,8 @@ def plan_table(
     """Plan one table (pure)."""
     links = effective_links(stored, records, options)
     plan = plan_objects(wanted, records, references, links, options)
-    return TablePlan(plan, tuple(wanted), links, tuple(sorted(set(stored) - set(links))))
+    stale = tuple(sorted(set(stored) - set(links)))
+    return TablePlan(plan, tuple(wanted), links, stale, protected_links(links, records, options))
 
 
 def missing_references(wanted: Iterable[Desired], references: References) -> list[tuple[str, str]]:
@@ -388,6 +396,7 @@ def plan_cycle_memberships(
         names,
         kept=links.get(KEPT, {}),
         account=account,
+        frozen=users.frozen | groups.frozen,
     )
     items = tuple(_wait_for(i, group_waits, user_waits) for i in planned.plan.items)
     return replace(planned, plan=replace(planned.plan, items=items))

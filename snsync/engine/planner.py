@@ -55,6 +55,7 @@ class PlanOptions:
     account: str = ""  # the integration account: never written; its records' stamps are trusted
     privileged: Roles | None = field(default_factory=dict)  # sys_id -> roles; None: unread
     approved: Mapping[str, str] = field(default_factory=dict)  # directory id -> approved sys_id
+    whole_directory: bool = True  # False: a later matching attribute's claim cannot be weighed
     redacted: frozenset[str] = frozenset()  # fields fed by Redact(): compared by keyed digest
     masker: Masker | None = None  # the state file's key (the cached picture keeps digests)
 
@@ -80,6 +81,7 @@ def with_trust(options: PlanOptions, trust: Trust) -> PlanOptions:
         protected_names=trust.protected_users if users else trust.protected_groups,
         privileged=trust.user_roles if users else trust.group_roles,
         approved=trust.approved.get(options.object_type, {}),
+        whole_directory=trust.whole_directory,
     )
 
 
@@ -97,6 +99,18 @@ def effective_links(
             if directory_id and sys_id not in taken and not stamp_distrust(record, options.account):
                 result.setdefault(directory_id, sys_id)
     return result
+
+
+def protected_links(
+    links: Mapping[str, str], records: Mapping[str, Record], options: PlanOptions
+) -> frozenset[str]:
+    """Directory ids linked to a protected record: no membership row of theirs is written."""
+    return frozenset(
+        directory_id
+        for directory_id, sys_id in links.items()
+        if sys_id in records
+        and protected_why(sys_id, records[sys_id], options.name_field, *_protection(options))
+    )
 
 
 def untrusted_stamps(
@@ -231,7 +245,7 @@ def _may_match(want: Desired) -> bool:
 def _plan_linked(want: Desired, sys_id: str, ctx: _Context) -> PlanItem | None:
     record = ctx.records[sys_id]
     if want.error:
-        return _failure(want, sys_id, Reason.EXPRESSION_FAILED, want.error)
+        return _failure(want, sys_id, want.error_reason or Reason.EXPRESSION_FAILED, want.error)
     if not want.in_scope:
         return _plan_gone(want.directory_id, sys_id, record, ctx.options, want.display_name)
     labels: dict[str, str] = {}
@@ -246,7 +260,7 @@ def _plan_unlinked(want: Desired, ctx: _Context) -> PlanItem | None:
     if not want.in_scope:
         return None  # never provisioned and not wanted: nothing of ours to touch
     if want.error:
-        return _failure(want, None, Reason.EXPRESSION_FAILED, want.error)
+        return _failure(want, None, want.error_reason or Reason.EXPRESSION_FAILED, want.error)
     if not want.active:
         return _skip(
             want,
@@ -333,6 +347,11 @@ def _plan_adoption(
     changes = _diff(values, record, labels, want, options)
     approved = options.approved.get(want.directory_id) == match.sys_id
     held = hold_why(match.sys_id, record, options.privileged)
+    if not held and match.rank > 0 and not options.whole_directory:
+        held = (
+            f"was matched through {match.field} while only this {options.object_type} was read "
+            "(another may match it through an earlier attribute; a full cycle weighs them all)"
+        )
     if held and not approved:
         message = (
             f"matches existing {options.object_type} '{name}' ({match.sys_id}) through "

@@ -20,7 +20,7 @@ from snsync.mapping.expressions import (
     referenced_attributes,
 )
 from snsync.masking import DIGEST_PREFIX, DIGESTS_KEY, is_masked
-from snsync.model import Desired, SourceObject
+from snsync.model import Desired, Reason, SourceObject
 
 # Fields ServiceNow stores as booleans ("true"/"false"); expressions often yield "1"/"0"/"True".
 BOOLEAN_FIELDS = frozenset(
@@ -83,7 +83,7 @@ class Mapper:
         values: dict[str, str] = {}
         create_only: dict[str, str] = {}
         references: dict[str, tuple[str, str]] = {}
-        error: str | None = None
+        error: str | None = user.refused
         for rule in self._rules:
             mapping = rule.mapping
             try:
@@ -119,6 +119,7 @@ class Mapper:
             references=references,
             matching=matching,
             error=error,
+            error_reason=Reason.ATTRIBUTE_TOO_LONG if user.refused else None,
             redacted=self.redacted_targets,
         )
 

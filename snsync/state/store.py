@@ -37,6 +37,7 @@ _SYNC, _HELD, _QUARANTINE = "sync", "held", "quarantine"
 _REDACTION_KEY = "redaction_key"
 _AUTH_FAILURES, _LAST_SUCCESS, _NOTIFY = "auth_failures", "last_success_at", "notify:"
 _APPROVED, _SERVICE_CHECKS = "approved_adoptions", "service_checks"
+_AUTH_IDENTITY = "auth_identity"
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,14 @@ class State:
     def save_auth_failures(self, count: int) -> None:
         self._put(_AUTH_FAILURES, count)
 
+    # a digest of the credentials and endpoints the auth-failure count belongs to
+    def auth_identity(self) -> str | None:
+        value = self._get(_AUTH_IDENTITY)
+        return str(value) if value is not None else None
+
+    def save_auth_identity(self, identity: str) -> None:
+        self._put(_AUTH_IDENTITY, identity)
+
     def last_success(self) -> float | None:
         value = self._get(_LAST_SUCCESS)
         return float(value) if value is not None else None
@@ -390,6 +399,11 @@ class State:
 
     def log_entries(self, query: LogFilter) -> list[LogEntry]:
         return read_log(self.db, query)
+
+    def prune_log(self, before: float) -> int:
+        """Drop provisioning-log rows older than `before`; how many went."""
+        with self.transaction():
+            return int(self.db.execute("DELETE FROM log WHERE time<?", (before,)).rowcount)
 
     # small named values, one JSON document each
     def _get(self, key: str) -> Any:
