@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from snsync.engine.batched import Batching, BatchWriter, execute_batched
+from snsync.engine.batched import Batching, BatchWriter, execute_batched, masked_message
 from snsync.engine.ports import TargetWriter
 from snsync.errors import ApiError, TransientError, WriteBlockedError
 from snsync.model import (
@@ -182,19 +182,12 @@ def apply_item(item: PlanItem, client: TargetWriter) -> Result:
             Status.FAILURE,
             item.sys_id,
             Reason.TRANSIENT,
-            f"{_masked(item, str(exc))}; it will be tried again next cycle",
+            f"{masked_message(item, str(exc))}; it will be tried again next cycle",
         )
     except ApiError as exc:
-        return Result(item, Status.FAILURE, item.sys_id, Reason.API_ERROR, _masked(item, str(exc)))
-
-
-def _masked(item: PlanItem, message: str) -> str:
-    """An answer's message without the Redact() values the write carried (ServiceNow may quote
-    them, as in a unique-key violation)."""
-    for change in item.changes:
-        if change.redacted and len(change.new) >= 3:
-            message = message.replace(change.new, change.shown_new)
-    return message
+        return Result(
+            item, Status.FAILURE, item.sys_id, Reason.API_ERROR, masked_message(item, str(exc))
+        )
 
 
 def _sends_nothing(item: PlanItem) -> Result:
