@@ -10,9 +10,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from snsync.model import REDACTED, PlanItem
+from snsync.model import REDACTED
 
-__all__ = ["REDACTED", "Masker", "is_digest", "is_masked", "new_key", "without_values"]
+__all__ = ["REDACTED", "Masker", "is_digest", "is_masked", "new_key"]
 
 DIGEST_PREFIX = "hmac-sha256:"
 # A directory attribute read only inside Redact(), as the cached picture keeps it.
@@ -24,15 +24,6 @@ DIGESTS_KEY = "@snsync.redacted"
 def new_key() -> bytes:
     """A random key for one state file."""
     return secrets.token_bytes(32)
-
-
-def without_values(item: PlanItem, message: str) -> str:
-    """An answer's message without the Redact() values the item's write carried (ServiceNow may
-    quote them, as in a unique-key violation)."""
-    for change in item.changes:
-        if change.redacted and len(change.new) >= 3:
-            message = message.replace(change.new, REDACTED)
-    return message
 
 
 def is_digest(value: str) -> bool:
