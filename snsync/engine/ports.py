@@ -19,6 +19,7 @@ from snsync.model import (
     CachedPicture,
     DeltaLinks,
     EscrowEntry,
+    Held,
     Progress,
     Quarantine,
     Record,
@@ -125,6 +126,8 @@ class StateStore(Protocol):
     ) -> None: ...
 
     def record_cycle(self, record: CycleRecord) -> None: ...
+
+    def held_disables(self) -> tuple[Held, ...]: ...
 
     def quarantine(self) -> Quarantine | None: ...
 
