@@ -107,6 +107,7 @@ class ServiceNowConfig(_Section):
     auth: BasicAuth | OAuthAuth = Field(discriminator="type")
     ca_bundle: ExistingFile | None = None
     max_concurrency: int = Field(default=8, ge=1, le=64)
+    batch_size: int = Field(default=50, ge=1, le=1000)  # writes per Batch API request
     page_size: int = Field(default=1000, ge=1, le=10000)
     timeout_s: float = Field(default=60.0, gt=0)
 

@@ -81,7 +81,8 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "adopt": item.adopt,
         "object_type": item.kind,
         "changes": [
-            {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
+            {"field": c.field, "old": c.shown_old, "new": c.shown_new, "label": c.shown_label}
+            for c in item.changes
         ],
         "deferred": dict(item.deferred),
     }
@@ -255,12 +256,14 @@ def _result_line(result: Result) -> str:
 
 
 def _change(change: Change, names: Mapping[str, str] | None = None) -> str:
-    """`field: old -> new`, a reference shown by its name with the sys_id after it."""
-    new = _short(change.new)
-    if change.label:
-        new = f"{_short(change.label)} ({change.new})"
-    old = _short(change.old)
-    if names and change.old is not None and change.old in names:
+    """`field: old -> new` as it may be shown (a Redact() value masked), a reference shown by
+    its name with the sys_id after it."""
+    new = _short(change.shown_new)
+    if change.shown_label:
+        new = f"{_short(change.shown_label)} ({change.shown_new})"
+    old = _short(change.shown_old)
+    unmasked = change.shown_old == change.old
+    if names and unmasked and change.old is not None and change.old in names:
         old = f"{_short(names[change.old])} ({change.old})"
     return f"{change.field}: {old} -> {new}"
 

@@ -72,7 +72,12 @@ def write_log(db: sqlite3.Connection, cycle_id: int | None, results: Sequence[Re
             r.message,
             json.dumps(
                 [
-                    {"field": c.field, "old": c.old, "new": c.new, "label": c.label}
+                    {
+                        "field": c.field,
+                        "old": c.shown_old,
+                        "new": c.shown_new,
+                        "label": c.shown_label,
+                    }
                     for c in r.item.changes
                 ]
             ),
