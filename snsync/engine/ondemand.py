@@ -30,9 +30,10 @@ from snsync.engine.reading import reference_tables, source_attributes, target_fi
 from snsync.engine.record import new_links, result_counts
 from snsync.engine.scope import decide_scope
 from snsync.engine.trust import Trust
-from snsync.errors import NotFoundError
+from snsync.errors import ConfigError, NotFoundError
 from snsync.model import (
     USER_TABLE,
+    Action,
     ObjectType,
     Picture,
     Plan,
@@ -67,7 +68,10 @@ def provision(
 ) -> OnDemandOutcome:
     """Provision one user through the ports (see provision_user)."""
     started = time.monotonic()
-    raw = ports.directory.user(user_ref, source_attributes(config))
+    try:
+        raw = ports.directory.user(user_ref, source_attributes(config))
+    except NotFoundError as exc:  # the admin named someone who is not there: usage, exit 2
+        raise ConfigError(str(exc)) from None
     say(
         "import",
         f"{raw.get('displayName')} <{raw.get('userPrincipalName')}> id {raw.get('id')}, "
@@ -86,6 +90,19 @@ def provision(
     picture = Picture(SourceSnapshot({user.id: user}), target)
     planned = plan_trusted(config, ports, lambda trust: _plan_one(config, picture, links, trust))
     items = tuple(i for i in planned.users.plan.items if i.directory_id == user.id)
+    held = tuple(h for h in ports.state.held_disables() if h.object_type == USER)
+    if held and any(i.action is Action.DISABLE for i in items):
+        # The threshold holds every disable until an admin approves: this one stays with them.
+        items = tuple(i for i in items if i.action is not Action.DISABLE)
+        planned = replace(planned, held=held)
+        say(
+            "action",
+            f"Disable held: {held[0].count} user disables are held by safety.max_disables "
+            f"({held[0].limit_text}) and this one stays held with them; release them with: "
+            "snsync approve",
+        )
+    elif not items:
+        say("action", _nothing_to_do(user.in_scope, bool(target.users)))
     _say_plan(items, say)
     cycle_id = None if dry_run else ports.state.start_cycle("on-demand")
     results = execute(items, ports.target, dry_run=dry_run)
@@ -128,9 +145,20 @@ def _plan_one(
     return CyclePlan(users, groups, memberships, (), waves, picture, in_scope)
 
 
+def _nothing_to_do(in_scope: bool, has_record: bool) -> str:
+    if in_scope and has_record:
+        return "nothing to do: the ServiceNow record already matches"
+    if in_scope:
+        return "nothing to do (see the scope and match steps above)"
+    if has_record:
+        return "nothing to do: out of scope, and the ServiceNow record needs no change"
+    return (
+        "nothing to do: the user is out of scope and has no ServiceNow record (snsync creates "
+        "records only for users in scope)"
+    )
+
+
 def _say_plan(items: tuple[Any, ...], say: Say) -> None:
-    if not items:
-        say("action", "nothing to do: the ServiceNow record already matches")
     for item in items:
         adopted = " (adopting the matched record)" if item.adopt else ""
         say("action", f"{item.action.value}{adopted}: {item.message or item.reason or ''}".strip())

@@ -19,6 +19,7 @@ from snsync.model import (
     CachedPicture,
     DeltaLinks,
     EscrowEntry,
+    Held,
     Progress,
     Quarantine,
     Record,
@@ -127,6 +128,8 @@ class StateStore(Protocol):
     ) -> None: ...
 
     def record_cycle(self, record: CycleRecord) -> None: ...
+
+    def held_disables(self) -> tuple[Held, ...]: ...
 
     def save_links(self, object_type: str, links: Mapping[str, str]) -> None: ...
 
