@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench lint typecheck unit integration clean lock kill-test
+.PHONY: test demo bench lint typecheck unit integration soak clean lock kill-test
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ kill-test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m snsync.demo
+
+# The fault campaign on many seeds (every sandbox fault kind at 10%; the suite runs one seed).
+SOAK_SEEDS ?= 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20
+soak: $(STAMP)
+	SNSYNC_SOAK_SEEDS=$(SOAK_SEEDS) $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/integration/test_fault_campaign.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.$(or $(BENCH),run) $(BENCH_ARGS)

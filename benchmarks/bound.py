@@ -12,8 +12,15 @@ import math
 from dataclasses import dataclass
 
 from benchmarks.scenarios import Scenario
+from snsync.sandbox.graph_settings import DEFAULT_RESOURCE_UNITS
+from snsync.sandbox.options import DEFAULT_CONCURRENCY, DEFAULT_QUEUE
+from snsync.sandbox.profiles import PROFILES as SANDBOX_PROFILES
+from snsync.sandbox.profiles import SandboxProfile
 
 GRAPH_PAGE = 999
+# Graph caps pages of directory objects at 100 when `$expand` is used (reference.md section 7),
+# and the users are read with their manager expanded.
+GRAPH_EXPAND_PAGE = 100
 GRAPH_BATCH = 20
 SERVICENOW_PAGE = 1000
 GRAPH_FIXED = 2  # the token request and the service principal look-up
@@ -28,7 +35,8 @@ FORMULA = (
     "  SN reads    = ceil(sys_user rows / 1000) + 1 (cmn_department) + ceil(sys_user_group rows"
     " / 1000)",
     "                + ceil(membership rows of the assigned groups / 1000) once the groups exist",
-    "  Graph reads = ceil(users / 999) + ceil(assignments / 999)",
+    "  Graph reads = ceil(users / 100) ($expand=manager caps pages at 100) + ceil(assignments"
+    " / 999)",
     "                + sum over assigned groups of ceil(members / 999)",
     "                + min(ceil(groups / 999), ceil(assigned groups / 20)) + 2 (token, app)",
     "  (ServiceNow requests run `cap` at a time; Graph requests one after another)",
@@ -42,6 +50,23 @@ FORMULA = (
 )
 
 
+MODEL_FORMULA = (
+    "bound (profiles lan, cloud: the sandbox's latency model, in ms) =",
+    "  max(Graph chain x (Graph round trip + page time),",
+    "      sum over the longest ServiceNow keyset chain of (round trip + request time"
+    " + rows x per-row read))",
+    "  + server time of the writes / REST threads + one round trip",
+    "  Graph chain  = 2 (token, app) + ceil(users / 100): pages that follow one another;"
+    " the other Graph reads can overlap them",
+    "  write server time = user inserts x (request + sys_user insert) + user updates x"
+    " (request + sys_user update)",
+    "                      + (groups + memberships) x (request + other insert)",
+    "  (a write costs the same server time alone or inside a batch, which saves only the"
+    " round trip; waves by manager depth and groups-before-memberships are ignored: a lower"
+    " bound)",
+)
+
+
 @dataclass(frozen=True)
 class LatencyProfile:
     """Per-request latency of each service and the ServiceNow concurrency cap."""
@@ -50,17 +75,64 @@ class LatencyProfile:
     graph_ms: float = 20.0
     cap: int = 16
     name: str = "custom"
+    # The sandbox's realism (issue 14): off in `today`, which is the kind sandbox of issue 11.
+    serialize_sessions: bool = False  # one request at a time per session cookie
+    queue: int | None = None  # requests a node queues before answering 429 (None: no limit)
+    graph_resource_units: int = 0  # Graph throttling budget per 10 s (0: off)
+    # A latency model of the sandbox itself (snsync.sandbox.profiles: lan, cloud); "" = that
+    # model switched off (quiet setup steps); None = the fixed latencies above.
+    sandbox_profile: str | None = None
 
     def describe(self) -> str:
         """One line for the report."""
-        return (
-            f"{self.name}: ServiceNow {self.servicenow_ms:g} ms per request inside a cap of "
-            f"{self.cap} concurrent requests; Graph {self.graph_ms:g} ms per request"
+        realism = [
+            "sessions serialised" if self.serialize_sessions else "no session serialisation",
+            f"node queue {self.queue}" if self.queue is not None else "unbounded queue",
+            f"Graph {self.graph_resource_units} RU per 10 s"
+            if self.graph_resource_units
+            else "no Graph throttling",
+        ]
+        if self.sandbox_profile:
+            model = SANDBOX_PROFILES[self.sandbox_profile]
+            costs = model.servicenow_costs
+            latency = (
+                f"the sandbox's {self.sandbox_profile} model: ServiceNow round trip "
+                f"{model.servicenow_network_ms:g} ms outside the {self.cap} REST threads, inside "
+                f"them {model.servicenow_request_ms:g} ms per request (and per batch sub-request)"
+                f" + {costs.user_insert_ms:g} / {costs.user_update_ms:g} ms per sys_user insert /"
+                f" update, {costs.insert_ms:g} ms per other insert, {costs.delete_ms:g} ms per "
+                f"delete, {costs.row_read_ms:g} ms per row read; Graph {model.graph_network_ms:g}"
+                f" + {model.graph_page_ms:g} ms per request"
+            )
+        else:
+            latency = (
+                f"ServiceNow {self.servicenow_ms:g} ms per request inside a cap of {self.cap} "
+                f"concurrent requests; Graph {self.graph_ms:g} ms per request"
+            )
+        return f"{self.name}: {latency}; " + ", ".join(realism)
+
+
+# `today`: the profile main has been measured on so far (issue 11's figures): a kind sandbox
+# (no session serialisation, no queue limit, no Graph throttling).
+# `lan` and `cloud`: the sandbox's own latency models (docs/sandbox.md) with its realism on, as
+# a real instance has it: 8 REST threads (2 nodes x 4), a queue of 50, sessions served one
+# request at a time, Graph's resource-unit budget.
+PROFILES = {
+    "today": LatencyProfile(50.0, 20.0, 16, "today"),
+    **{
+        name: LatencyProfile(
+            0.0,
+            0.0,
+            DEFAULT_CONCURRENCY,
+            name,
+            serialize_sessions=True,
+            queue=DEFAULT_QUEUE,
+            graph_resource_units=DEFAULT_RESOURCE_UNITS,
+            sandbox_profile=name,
         )
-
-
-# `today`: the profile main has been measured on so far (issue 11's figures).
-PROFILES = {"today": LatencyProfile(50.0, 20.0, 16, "today")}
+        for name in ("lan", "cloud")
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +142,7 @@ class Writes:
     users: int = 0
     groups: int = 0
     memberships: int = 0
+    user_updates: int = 0  # of `users`, those that update an existing record
 
     @property
     def total(self) -> int:
@@ -96,6 +169,8 @@ class Needed:
     graph_reads: int
     servicenow_reads: int
     writes: Writes
+    graph_chain: int = 0  # Graph requests that must follow one another (token, app, users pages)
+    read_chain_rows: tuple[int, ...] = ()  # rows of each page of the longest ServiceNow read chain
 
     @property
     def servicenow_writes(self) -> int:
@@ -108,7 +183,7 @@ class Needed:
 
 def graph_reads_needed(scenario: Scenario) -> int:
     """Pages of users, assignments and members, the assigned groups, plus token and app."""
-    users = math.ceil(len(scenario.tenant["users"]) / GRAPH_PAGE)
+    users = math.ceil(len(scenario.tenant["users"]) / GRAPH_EXPAND_PAGE)
     assignments = max(1, math.ceil(scenario.assignments / GRAPH_PAGE))
     members = sum(max(1, math.ceil(size / GRAPH_PAGE)) for size in scenario.assigned_group_sizes)
     assigned = len(scenario.assigned_groups)
@@ -127,7 +202,12 @@ def servicenow_reads_needed(rows: Rows) -> int:
 
 def needed(scenario: Scenario, rows: Rows, writes: Writes) -> Needed:
     """What one cycle over `scenario` needs when it starts from `rows` and must make `writes`."""
-    return Needed(graph_reads_needed(scenario), servicenow_reads_needed(rows), writes)
+    chain = GRAPH_FIXED + math.ceil(len(scenario.tenant["users"]) / GRAPH_EXPAND_PAGE)
+    longest = max(rows.sys_user, rows.sys_user_group, rows.memberships)
+    pages = tuple(
+        min(SERVICENOW_PAGE, longest - i * SERVICENOW_PAGE) for i in range(_pages(longest))
+    )
+    return Needed(graph_reads_needed(scenario), servicenow_reads_needed(rows), writes, chain, pages)
 
 
 def needed_incremental(scenario: Scenario, changed_users: int, writes: Writes) -> Needed:
@@ -135,14 +215,34 @@ def needed_incremental(scenario: Scenario, changed_users: int, writes: Writes) -
     assignments = max(1, math.ceil(scenario.assignments / GRAPH_PAGE))
     users = max(1, math.ceil(changed_users / GRAPH_PAGE))
     graph = GRAPH_FIXED + assignments + users + 1
-    return Needed(graph, len(INCREMENTAL_TABLES), writes)
+    return Needed(graph, len(INCREMENTAL_TABLES), writes, graph, (changed_users,))
 
 
 def bound_seconds(need: Needed, profile: LatencyProfile) -> float:
-    """The time the profile allows: ServiceNow in rounds of `cap`, Graph one after another."""
+    """The least time the profile allows for `need` (MODEL_FORMULA or FORMULA)."""
+    if profile.sandbox_profile:
+        return model_bound_seconds(need, profile.cap, SANDBOX_PROFILES[profile.sandbox_profile])
     rounds = math.ceil(need.servicenow / profile.cap)
     return rounds * profile.servicenow_ms / 1000.0 + need.graph_reads * profile.graph_ms / 1000.0
 
 
 def _pages(rows: int) -> int:
     return max(1, math.ceil(rows / SERVICENOW_PAGE))
+
+
+def model_bound_seconds(need: Needed, threads: int, model: SandboxProfile) -> float:
+    """MODEL_FORMULA: the reads' two critical paths (overlapping), then the server time of the
+    writes spread over every REST thread, plus one round trip."""
+    costs = model.servicenow_costs
+    graph = need.graph_chain * (model.graph_network_ms + model.graph_page_ms)
+    page = model.servicenow_network_ms + model.servicenow_request_ms
+    reads = sum(page + rows * costs.row_read_ms for rows in need.read_chain_rows)
+    w = need.writes
+    request = model.servicenow_request_ms
+    server = (
+        (w.users - w.user_updates) * (request + costs.user_insert_ms)
+        + w.user_updates * (request + costs.user_update_ms)
+        + (w.groups + w.memberships) * (request + costs.insert_ms)
+    )
+    writes = server / threads + (model.servicenow_network_ms if w.total else 0.0)
+    return (max(graph, reads) + writes) / 1000.0

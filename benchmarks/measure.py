@@ -10,6 +10,7 @@ its high-water RSS are snsync's own: interpreter and imports included, as in pro
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class CycleFigures:
     unchanged: int
     failures: tuple[str, ...]
     failure_count: int
+    load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average before, after
 
 
 def bench_config(path: Path, settings: dict[str, dict[str, Any]]) -> Path:
@@ -59,6 +61,7 @@ def run_snsync(
 ) -> CycleFigures:
     """One cycle (connect, read, plan, write, record) in a fresh child process."""
     before = sandbox.counts()
+    load_before = os.getloadavg()[0]
     command = [sys.executable, "-m", "benchmarks.snsync_child", str(config_path)]
     command += ["--dry-run"] if dry_run else []
     command += ["--full"] if full else []
@@ -71,4 +74,5 @@ def run_snsync(
         raise RuntimeError(f"the snsync child process failed (exit {done.returncode}): {last}")
     value = json.loads(done.stdout.strip().splitlines()[-1])
     value["failures"] = tuple(value["failures"])
-    return CycleFigures(server=sandbox.counts().since(before), **value)
+    load = (load_before, os.getloadavg()[0])
+    return CycleFigures(server=sandbox.counts().since(before), load=load, **value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from benchmarks.bound import FORMULA, LatencyProfile, Needed
+from benchmarks.bound import FORMULA, MODEL_FORMULA, LatencyProfile, Needed
 from benchmarks.endpoints import BATCH_PREFIX
 from benchmarks.measure import CycleFigures
 from benchmarks.naive import PARTS, NaiveFigures
@@ -60,7 +60,8 @@ class ScenarioResult:
 
 def header(lines: Sequence[str], profile: LatencyProfile) -> str:
     """The run's preamble: setup lines, the latency profile and the bound's formula."""
-    return "\n".join([*lines, f"latency profile: {profile.describe()}", *FORMULA, ""])
+    formula = MODEL_FORMULA if profile.sandbox_profile else FORMULA
+    return "\n".join([*lines, f"latency profile: {profile.describe()}", *formula, ""])
 
 
 def scenario_table(result: ScenarioResult, sample_label: str) -> str:
@@ -158,7 +159,8 @@ def _notes(result: ScenarioResult, sample_label: str) -> list[str]:
         f"  needed writes: {result.need.writes.describe()}",
         f"  snsync process: peak RSS {_mib(cycle.peak_rss_bytes)} MiB (getrusage; "
         f"{_mib(cycle.start_rss_bytes)} MiB after start-up and imports), CPU "
-        f"{_secs(cycle.cpu_s)} s for {_secs(cycle.wall_s)} s of wall time",
+        f"{_secs(cycle.cpu_s)} s for {_secs(cycle.wall_s)} s of wall time; machine load average "
+        f"(1 min) {cycle.load[0]:.2f} before, {cycle.load[1]:.2f} after",
         *endpoint_lines(server.graph_endpoints, server.servicenow_endpoints),
     ]
     if result.incremental is not None and result.incremental_s is not None:

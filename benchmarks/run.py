@@ -81,7 +81,8 @@ class Options:
     @property
     def quiet(self) -> LatencyProfile:
         """The profile without latency (same cap), for setup steps."""
-        return replace(self.profile, servicenow_ms=0.0, graph_ms=0.0)
+        quiet_model = "" if self.profile.sandbox_profile is not None else None
+        return replace(self.profile, servicenow_ms=0.0, graph_ms=0.0, sandbox_profile=quiet_model)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--sn-latency-ms", type=float, help="override the profile's")
     parser.add_argument("--graph-latency-ms", type=float, help="override the profile's")
     parser.add_argument("--cap", type=int, help="ServiceNow concurrent requests (the profile's)")
+    parser.add_argument(
+        "--serialize-sessions",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one request at a time per session cookie (default: the profile's)",
+    )
     parser.add_argument("--baseline-sample", type=int, default=300)
     parser.add_argument("--full-baseline", action="store_true", help="naive script on all users")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive script")
@@ -148,6 +155,7 @@ def _profile(args: argparse.Namespace) -> LatencyProfile:
         "servicenow_ms": args.sn_latency_ms,
         "graph_ms": args.graph_latency_ms,
         "cap": args.cap,
+        "serialize_sessions": args.serialize_sessions,
     }
     overrides = {k: v for k, v in changed.items() if v is not None}
     if not overrides:
@@ -255,6 +263,7 @@ def first_sync(scenario: Scenario) -> Writes:
         users=scenario.creates_needed() + scenario.updates_needed(),
         groups=len(scenario.assigned_groups),
         memberships=scenario.memberships_needed(),
+        user_updates=scenario.updates_needed(),
     )
 
 
@@ -286,7 +295,7 @@ def chain_steps(bench: Bench, kind: str, repeats: Sequence[str]) -> list[Step]:
     if "changed" in repeats and "changed" in wanted:
         changes = user_changes(scenario, SHARE_CHANGED)
         title = f"again, with {SHARE_CHANGED:.0%} of users changed in the directory"
-        writes = Writes(users=len(changes))
+        writes = Writes(users=len(changes), user_updates=len(changes))
         steps.append(Step("changed", title, writes, report=True, changes=changes, resync=True))
     return steps
 

@@ -24,9 +24,6 @@ class SandboxSetup:
     instance: Path
     directory: Path
     profile: LatencyProfile
-    sandbox_profile: str | None = (
-        None  # `snsync sandbox --profile` (lan, cloud): replaces `profile`
-    )
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,6 @@ class _Registry:
         self._running: dict[int, RunningSandbox] = {}
         self._counters: dict[int, tuple[EndpointCounter, EndpointCounter]] = {}
         self._stopping: list[threading.Thread] = []
-        self._named: dict[int, str | None] = {}
 
     def start(self, setup: SandboxSetup) -> tuple[int, dict[str, Any]]:
         options = SandboxOptions(
@@ -79,7 +75,10 @@ class _Registry:
             directory=setup.directory,
             retry_after=1,
             servicenow_max_concurrent=setup.profile.cap,
-            profile=setup.sandbox_profile,
+            servicenow_queue=setup.profile.queue,
+            serialize_sessions=setup.profile.serialize_sessions,
+            graph_resource_units=setup.profile.graph_resource_units,
+            profile=setup.profile.sandbox_profile or None,
         )
         running = start_sandbox(options)
         key = len(self._running) + 1
@@ -92,15 +91,14 @@ class _Registry:
         )
         running.graph.app, running.servicenow.app = graph, servicenow
         self._counters[key] = (graph, servicenow)
-        self._named[key] = setup.sandbox_profile
         self.set_latency(key, setup.profile)
         return key, dict(running.info)
 
     def set_latency(self, key: int, profile: LatencyProfile) -> None:
         # ServiceNow's latency is spent holding a concurrency slot; Graph's before the app runs.
         running = self._running[key]
-        if named := self._named.get(key):  # a sandbox profile: on when timed, off when quiet
-            running.set_profile(named if profile.servicenow_ms or profile.graph_ms else None)
+        if profile.sandbox_profile is not None:  # lan, cloud: a latency model of the sandbox's own
+            running.set_profile(profile.sandbox_profile or None)  # "": quiet (setup steps)
             return
         running.servicenow_app.set_concurrency_latency(profile.servicenow_ms)
         running.graph.latency_ms = profile.graph_ms

@@ -26,24 +26,29 @@ from snsync.cli_support import (
     _show_warning,
     _state,
     handled,
+    internal_error,
     output_option,
 )
 from snsync.cli_tools import expression, logs
 from snsync.clickgroup import SnsyncGroup
 from snsync.config import Config, LiteralSecretWarning
-from snsync.engine.executor import STOP
 from snsync.errors import ExitCode, SnsyncError
 from snsync.preflight import request_error
 from snsync.printable import printable
 from snsync.sandbox.graph_settings import graph_cli_options
 from snsync.sandbox.options import servicenow_options
+from snsync.stop import STOP
 
 log = logging.getLogger("snsync")
 
 
 def main() -> None:
-    """Entry point of the `snsync` console script."""
-    cli(prog_name="snsync")
+    """Entry point of the `snsync` console script. Anything unexpected ends as one line and
+    exit 70 (-vv shows the traceback), never a bare traceback."""
+    try:
+        cli(prog_name="snsync")
+    except Exception as exc:  # the last resort: a bug or an exception outside the vocabulary
+        sys.exit(int(internal_error(exc)))
 
 
 @click.group(
@@ -304,7 +309,12 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
 
     conns = _connect(config, read_only=options.dry_run)
     try:
-        with _state(config, lock=not options.dry_run) as state, _progress(output) as progress:
+        running = None if options.dry_run else config.state.path
+        with (
+            STOP.cycle(config.schedule.max_cycle_time) as stop,
+            _state(config, lock=not options.dry_run) as state,
+            _progress(output, running) as progress,
+        ):
             _check_services(config, conns, state, remember=not options.dry_run)
             report = supervised_cycle(
                 config,
@@ -317,6 +327,9 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
                 on_result=result_logger(progress),
                 metrics_file=options.metrics_file,
             )
+            stopped, why = stop.exit_code(), stop.reason  # max_cycle_time passed, a quota spent
+            if not options.dry_run:
+                _prune_log(config, state)
     except requests.RequestException as exc:  # a cycle of the loop must end in one line too
         raise request_error(exc, config) from None
     finally:
@@ -324,9 +337,18 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
     if output == "json":
         click.echo(dumps(report_json(report)))
     else:
-        ok = report.exit_code is ExitCode.OK
+        ok = report.exit_code is ExitCode.OK and stopped is ExitCode.OK
         _console().summary(report_text(report), ok=ok, fields=summary_fields(report))
-    return report.exit_code
+    if stopped is not ExitCode.OK:
+        _console().warning(why or "the cycle stopped early")
+    return stopped if stopped is not ExitCode.OK else report.exit_code
+
+
+def _prune_log(config: Config, state: Any) -> None:
+    """Retention: provisioning-log rows older than state.keep_log go after each cycle."""
+    pruned = state.prune_log(time.time() - config.state.keep_log)
+    if pruned:
+        log.info("pruned %d provisioning-log rows older than state.keep_log", pruned)
 
 
 def _stop_on_signals() -> None:

@@ -7,13 +7,14 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import requests
 
 from snsync.config import Config, find_config, load_config
-from snsync.errors import ConfigError, SnsyncError
+from snsync.errors import ConfigError, ExitCode, SnsyncError
 from snsync.logsetup import Console
 from snsync.preflight import request_error
 from snsync.printable import printable
@@ -57,8 +58,31 @@ def handled(func: F) -> F:
         except KeyboardInterrupt:
             _console().error("interrupted")
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # the last resort, also under CliRunner
+            sys.exit(int(internal_error(exc)))
 
     return wrapper  # type: ignore[return-value]
+
+
+def internal_error(exc: BaseException) -> ExitCode:
+    """Print one line for an unexpected exception (and the traceback with -vv); exit code 70."""
+    import logging
+    import traceback
+
+    from snsync.redact import redact
+
+    if logging.getLogger("snsync").isEnabledFor(logging.DEBUG):
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    click.echo(
+        printable(
+            redact(f"internal error: {type(exc).__name__}: {text}; run with -vv for the traceback")
+        ),
+        err=True,
+    )
+    return ExitCode.INTERNAL
 
 
 def _config(ctx: click.Context) -> Config:
@@ -139,11 +163,15 @@ def _state(config: Config, *, lock: bool) -> Iterator[Any]:
 
 
 @contextmanager
-def _progress(output: str) -> Iterator[Callable[[str, int], None] | None]:
+def _progress(
+    output: str, state_path: Path | None = None
+) -> Iterator[Callable[[str, int], None] | None]:
     """Progress while a cycle reads and applies: a terminal line for text output (not with
-    -q or JSON logs), and the -v phase lines."""
+    -q or JSON logs), the -v phase lines, and (for a cycle that holds the lock) the activity
+    file beside `state_path` that `snsync status` shows."""
     from snsync.progress import cycle_progress
 
     console = _console()
-    with cycle_progress(output == "text" and not (console.quiet or console.json)) as progress:
+    terminal = output == "text" and not (console.quiet or console.json)
+    with cycle_progress(terminal, state_path) as progress:
         yield progress

@@ -107,6 +107,7 @@ class ServiceNowConfig(_Section):
     auth: BasicAuth | OAuthAuth = Field(discriminator="type")
     ca_bundle: ExistingFile | None = None
     max_concurrency: int = Field(default=8, ge=1, le=64)
+    batch_size: int = Field(default=50, ge=1, le=1000)  # writes per Batch API request
     page_size: int = Field(default=1000, ge=1, le=10000)
     timeout_s: float = Field(default=60.0, gt=0)
 
@@ -279,6 +280,7 @@ class ScheduleConfig(_Section):
     interval: Duration = 2400
     jitter: int = Field(default=60, ge=0)
     full_every: Duration = 86400
+    max_cycle_time: Duration = 1800
 
 
 class ActionsConfig(_Section):
@@ -360,10 +362,20 @@ class ReferencesConfig(_Section):
     create_missing: bool = False
 
 
+class LimitsConfig(_Section):
+    """Bounds against hostile or broken answers (snsync.bounds); far above real answers."""
+
+    max_pages: int = Field(default=100_000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=8)
+    max_attribute_length: int = Field(default=32_768, ge=1)
+
+
 class StateConfig(_Section):
     """Where snsync keeps its links, cycles and provisioning log."""
 
     path: Path = Path("~/.local/state/snsync/state.db")
+    keep_log: Duration = 90 * 86400  # provisioning-log rows older than this are pruned
 
     @field_validator("path")
     @classmethod
@@ -421,6 +433,7 @@ class Config(_Section):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     references: ReferencesConfig = Field(default_factory=ReferencesConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     source_path: Path | None = Field(default=None, exclude=True)
 

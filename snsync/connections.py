@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from snsync.bounds import Limits
 from snsync.config import BasicAuth, Config
 from snsync.graph.auth import GraphTokenProvider
 from snsync.graph.client import GraphClient
 from snsync.http import HttpClient, RetryPolicy
+from snsync.limiter import AdaptiveLimiter
 from snsync.redact import register
 from snsync.servicenow.client import TableClient
 
@@ -39,20 +41,27 @@ def register_secrets(config: Config) -> None:
 def connect(config: Config, *, read_only: bool, policy: RetryPolicy | None = None) -> Connections:
     """Clients for Graph (always read-only) and ServiceNow (read-only for plan and dry runs)."""
     register_secrets(config)
+    limits = Limits(**config.limits.model_dump())
     graph_http = HttpClient(
         service="graph",
         ca_bundle=config.graph.ca_bundle,
         timeout_s=config.graph.timeout_s,
         read_only=True,
         policy=policy,
+        origins=(config.graph.graph_url, config.graph.authority_host),
+        limits=limits,
     )
+    workers = config.servicenow.max_concurrency
     sn_http = HttpClient(
         service="servicenow",
         ca_bundle=config.servicenow.ca_bundle,
         timeout_s=config.servicenow.timeout_s,
         read_only=read_only,
         policy=policy,
-        pool_size=max(16, config.servicenow.max_concurrency * 2),
+        pool_size=max(16, workers * 2),
+        origins=(config.servicenow.instance,),
+        limits=limits,
+        limiter=AdaptiveLimiter("servicenow", max_concurrency=workers),
     )
     tokens = GraphTokenProvider(config.graph, graph_http)
     return Connections(

@@ -17,7 +17,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Protocol
 
 from snsync.config import NotificationsConfig, SmtpConfig
-from snsync.errors import SnsyncError
+from snsync.errors import NotificationError
 from snsync.model import Action, Status
 from snsync.redact import redact, register
 
@@ -36,10 +36,6 @@ _PREVIOUS = {
     "held_disables": "disables held back by the safety limit",
     "quarantine": "the quarantine",
 }
-
-
-class NotificationError(SnsyncError):
-    """A notification mail could not be handed to the SMTP server."""
 
 
 @dataclass(frozen=True)

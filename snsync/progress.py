@@ -8,17 +8,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 import requests
 
+from snsync.activity import ActivityFile
 from snsync.engine.cycle import TO_APPLY
-from snsync.model import Result
+from snsync.model import Progress, Result
 from snsync.printable import printable
 from snsync.redact import redact
 
-Progress = Callable[[str, int], None]
 APPLIED = "applied"
 log = logging.getLogger("snsync.progress")
 requests_log = logging.getLogger("snsync.requests")
@@ -36,47 +37,53 @@ def progress_line(seen: dict[str, int]) -> str:
 
 class PhaseLog:
     """-v: one INFO line per phase of a cycle (what was read, planned or applied, how many, how
-    long), from the progress events the engine sends."""
+    long), from the progress events the engine sends. A reading phase ends at its last event,
+    so the time spent planning is the planned line's."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.phase: str | None = None
         self.count = 0
-        self.started = clock()
+        self.started = self.last = clock()
 
     def __call__(self, what: str, count: int) -> None:
+        now = self.clock()
         if what == TO_APPLY:
-            self.finish()
-            self._line("planned", count, "writes")
-            self.phase, self.count = "applying", 0
-            return
-        phase = "applying" if what == APPLIED else f"reading {what}"
-        if phase != self.phase:
-            self.finish()
-            self.phase = phase
-        self.count += count
+            self._end(self.last)
+            self._line("planned", count, "writes", now - self.last)
+            self.phase, self.count, self.started = "applying", 0, now
+        else:
+            phase = "applying" if what == APPLIED else f"reading {what}"
+            if phase != self.phase:
+                self._end(self.last)
+                self.phase, self.started = phase, self.last
+            self.count += count
+        self.last = now
 
     def finish(self) -> None:
         """Log the phase under way, if any."""
+        self._end(self.clock())
+
+    def _end(self, at: float) -> None:
         if self.phase is not None:
-            self._line(self.phase, self.count, "writes" if self.phase == "applying" else "items")
+            unit = "writes" if self.phase == "applying" else "items"
+            self._line(self.phase, self.count, unit, at - self.started)
         self.phase, self.count = None, 0
 
-    def _line(self, phase: str, count: int, unit: str) -> None:
-        now = self.clock()
-        duration = now - self.started
-        self.started = now
+    def _line(self, phase: str, count: int, unit: str, duration: float) -> None:
         fields = {"phase": phase, "count": count, "duration_s": round(duration, 3)}
         log.info("%s: %d %s in %.2fs", phase, count, unit, duration, extra={"snsync": fields})
 
 
 @contextmanager
-def cycle_progress(terminal: bool) -> Iterator[Progress | None]:
+def cycle_progress(terminal: bool, state_path: Path | None = None) -> Iterator[Progress | None]:
     """The progress callback for a cycle: a line on a terminal (counts while reading, a bar while
-    applying; never when piped or from cron) and the -v phase lines; None when neither is on."""
+    applying; never when piped or from cron), the -v phase lines, and with `state_path` the
+    activity file `snsync status` reads from another process; None when none is on."""
     bar = _TerminalBar() if terminal and sys.stderr.isatty() else None
     phases = PhaseLog() if log.isEnabledFor(logging.INFO) else None
-    if bar is None and phases is None:
+    activity = ActivityFile(state_path) if state_path is not None else None
+    if bar is None and phases is None and activity is None:
         yield None
         return
 
@@ -85,6 +92,8 @@ def cycle_progress(terminal: bool) -> Iterator[Progress | None]:
             phases(what, count)
         if bar:
             bar(what, count)
+        if activity:
+            activity(what, count)
 
     try:
         yield progress
@@ -93,6 +102,8 @@ def cycle_progress(terminal: bool) -> Iterator[Progress | None]:
             bar.close()
         if phases:
             phases.finish()
+        if activity:
+            activity.close()
 
 
 def result_logger(progress: Progress | None) -> Callable[[Result], None] | None:

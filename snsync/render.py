@@ -8,17 +8,20 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from snsync.activity import running_cycle
 from snsync.config import Config
 from snsync.engine.cycle import CycleReport
 from snsync.engine.plan import CyclePlan
-from snsync.model import Change, PlanItem, Result, Status
+from snsync.errors import ExitCode
+from snsync.model import Change, PlanItem, Reason, Result, Status, TargetSnapshot
 from snsync.printable import printable_lines
+from snsync.progress import progress_line
 from snsync.redact import redact
-from snsync.state import LogEntry, State
+from snsync.state import LogEntry, LogFilter, State
 
 MAX_VALUE = 60
 
@@ -26,6 +29,7 @@ MAX_VALUE = 60
 def plan_text(planned: CyclePlan) -> str:
     """The plan as the admin reads it: one block per object, attribute diffs under it."""
     names = planned.names
+    known = reference_names(planned.target)
     users, groups = planned.users, planned.groups
     lines = [
         f"Scope: {planned.in_scope} users in scope of {len(planned.snapshot.users)} in the "
@@ -34,7 +38,7 @@ def plan_text(planned: CyclePlan) -> str:
     ]
     for item in planned.items():
         lines.append(_item_line(item))
-        lines += [f"      {_change(c)}" for c in item.changes]
+        lines += [f"      {_change(c, known)}" for c in item.changes]
         lines += [
             f"      {name}: set once '{names.get(who, who)}' is created"
             for name, who in item.deferred.items()
@@ -77,7 +81,8 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "adopt": item.adopt,
         "object_type": item.kind,
         "changes": [
-            {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
+            {"field": c.field, "old": c.shown_old, "new": c.shown_new, "label": c.shown_label}
+            for c in item.changes
         ],
         "deferred": dict(item.deferred),
     }
@@ -86,7 +91,10 @@ def item_json(item: PlanItem) -> dict[str, Any]:
 def report_text(report: CycleReport) -> str:
     """The summary printed after `run --once`."""
     title = "Dry run" if report.dry_run else f"Cycle {report.cycle_id}"
-    lines = [f"{title} finished in {report.duration_s:.1f}s."]
+    mode = cycle_mode(report)
+    reason = report.mode_reason
+    kind = f" ({mode}: {reason})" if mode == "full" and reason else f" ({mode})" if mode else ""
+    lines = [f"{title}{kind} finished in {report.duration_s:.1f}s: {cycle_outcome(report)}."]
     counts = report.counts()
     for action in sorted(counts):
         row = ", ".join(f"{n} {s}" for s, n in sorted(counts[action].items()))
@@ -107,7 +115,41 @@ def report_text(report: CycleReport) -> str:
     warnings = [r for r in report.results if r.status is Status.WARNING]
     if warnings:
         lines.append(f"{len(warnings)} warning(s); see: snsync logs --status Warning")
+    lines += _next_steps(report)
     return printable_lines(lines)
+
+
+def cycle_mode(report: CycleReport) -> str | None:
+    """full | incremental (None when the cycle did not read, e.g. on demand)."""
+    return report.mode or None
+
+
+def cycle_outcome(report: CycleReport) -> str:
+    """success, held, interrupted or failed: what the cycle's exit code and results say."""
+    if any(r.reason == Reason.INTERRUPTED for r in report.results):
+        return "interrupted"
+    if report.exit_code is ExitCode.HELD:
+        return "held"
+    return "failed" if report.failures() else "success"
+
+
+def _next_steps(report: CycleReport) -> list[str]:
+    lines = []
+    for held in report.planned.held:
+        lines.append(
+            f"HELD: {held.count} {held.object_type} disables exceed safety.max_disables "
+            f"({held.limit_text}); nothing was disabled. If they are right: snsync approve; "
+            "if not, fix the assignment in Azure AD (snsync logs --action StagedDisable)"
+        )
+    if report.exit_code is ExitCode.HELD and not report.planned.held:
+        lines.append("HELD: see snsync status for what is held and how to release it")
+    stopped = sum(1 for r in report.results if r.reason == Reason.INTERRUPTED)
+    if stopped:
+        lines.append(
+            f"INTERRUPTED: {stopped} object(s) were not started; what finished is recorded. "
+            "The next cycle carries on: snsync run --once"
+        )
+    return lines
 
 
 def summary_fields(report: CycleReport) -> dict[str, Any]:
@@ -117,6 +159,8 @@ def summary_fields(report: CycleReport) -> dict[str, Any]:
         "dry_run": report.dry_run,
         "duration_s": round(report.duration_s, 3),
         "exit_code": int(report.exit_code),
+        "mode": cycle_mode(report),
+        "outcome": cycle_outcome(report),
         "counts": report.counts(),
         "unchanged": report.planned.unchanged,
         "requests": report.requests,
@@ -128,6 +172,8 @@ def report_json(report: CycleReport) -> dict[str, Any]:
     return {
         "cycle_id": report.cycle_id,
         "dry_run": report.dry_run,
+        "mode": cycle_mode(report),
+        "outcome": cycle_outcome(report),
         "duration_s": round(report.duration_s, 3),
         "counts": report.counts(),
         "unchanged": report.planned.unchanged,
@@ -147,7 +193,7 @@ def result_json(result: Result) -> dict[str, Any]:
     return data
 
 
-def log_text(entries: Sequence[LogEntry]) -> str:
+def log_text(entries: Sequence[LogEntry], names: Mapping[str, str] | None = None) -> str:
     if not entries:
         return "No provisioning log entries match."
     lines = []
@@ -158,7 +204,7 @@ def log_text(entries: Sequence[LogEntry]) -> str:
             f"{when} cycle {e.cycle_id} {e.action:<7} {e.status:<8} {e.display_name} "
             f"({e.directory_id}){reason} {e.message}".rstrip()
         )
-        lines += [f"      {_change(Change(**c))}" for c in e.changes]
+        lines += [f"      {_change(Change(**c), names)}" for c in e.changes]
     return printable_lines(lines)
 
 
@@ -168,7 +214,7 @@ LOG_CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def log_csv(entries: Sequence[LogEntry]) -> str:
+def log_csv(entries: Sequence[LogEntry], names: Mapping[str, str] | None = None) -> str:
     """The log as CSV (RFC 4180, a header row; changes as `field: old -> new` joined by '; ').
     A cell that a spreadsheet would run as a formula is prefixed with a quote."""
     buffer = io.StringIO()
@@ -176,7 +222,7 @@ def log_csv(entries: Sequence[LogEntry]) -> str:
     writer.writerow(LOG_CSV_COLUMNS)
     for e in entries:
         when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        changes = "; ".join(_change(Change(**c)) for c in e.changes)
+        changes = "; ".join(_change(Change(**c), names) for c in e.changes)
         row = [when, e.cycle_id, e.object_type, e.directory_id, e.display_name, e.sys_id,
                e.action, e.status, e.reason, e.message, changes]  # fmt: skip
         writer.writerow(["" if v is None else _cell(str(v)) for v in row])
@@ -209,11 +255,28 @@ def _result_line(result: Result) -> str:
     return f"{result.item.display_name} ({result.item.directory_id}): {reason}{result.message}"
 
 
-def _change(change: Change) -> str:
-    new = _short(change.new)
-    if change.label:
-        new = f"{_short(change.label)} ({change.new})"
-    return f"{change.field}: {_short(change.old)} -> {new}"
+def _change(change: Change, names: Mapping[str, str] | None = None) -> str:
+    """`field: old -> new` as it may be shown (a Redact() value masked), a reference shown by
+    its name with the sys_id after it."""
+    new = _short(change.shown_new)
+    if change.shown_label:
+        new = f"{_short(change.shown_label)} ({change.shown_new})"
+    old = _short(change.shown_old)
+    unmasked = change.shown_old == change.old
+    if names and unmasked and change.old is not None and change.old in names:
+        old = f"{_short(names[change.old])} ({change.old})"
+    return f"{change.field}: {old} -> {new}"
+
+
+def reference_names(target: TargetSnapshot | None) -> dict[str, str]:
+    """sys_id -> name of the records a reference may point at (users, groups and reference
+    tables as last read), so that an old reference value reads as a name."""
+    if target is None:
+        return {}
+    names = {sys_id: name for table in target.references.values() for name, sys_id in table.items()}
+    names.update({s: r.get("name", "") for s, r in target.groups.items() if r.get("name")})
+    names.update({s: r.get("user_name", "") for s, r in target.users.items() if r.get("user_name")})
+    return names
 
 
 def _short(value: str | None) -> str:
@@ -230,17 +293,28 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
     cycles = state.cycles(10)
     last_start = cycles[0]["started_at"] if cycles else None
     quarantine = state.quarantine()
+    running = running_cycle(config.state.path)
     return {
+        "running": None
+        if running is None
+        else {
+            "pid": running["pid"],
+            "since": _iso(float(running["started"])),
+            "phase": running.get("phase"),
+            "progress": progress_line(running.get("counts") or {}),
+            "updated": _iso(float(running.get("updated", running["started"]))),
+        },
         "cycles": [
             {
                 "id": c["id"],
                 "started": _iso(c["started_at"]),
                 "duration_s": round(c["ended_at"] - c["started_at"], 1) if c["ended_at"] else None,
                 "kind": c["kind"],
-                "outcome": c["outcome"] or "running or interrupted",
+                "outcome": _stored_outcome(state, c, running is not None and i == 0),
+                "detail": c["outcome"] or "",
                 "counts": c["counts"].get("by_action", {}),
             }
-            for c in cycles
+            for i, c in enumerate(cycles)
         ],
         "next_cycle_due": _iso(last_start + config.schedule.interval) if last_start else "now",
         "quarantine": None
@@ -271,9 +345,32 @@ def status_json(state: State, config: Config) -> dict[str, Any]:
     }
 
 
+def _stored_outcome(state: State, cycle: dict[str, Any], running: bool) -> str:
+    """success, held, interrupted, failed or running, from what the state file recorded."""
+    if cycle["ended_at"] is None:
+        return "running" if running else "interrupted"
+    recorded = str(cycle["outcome"] or "")
+    if recorded == "failures" or recorded.startswith("error"):
+        return "failed"
+    if any(key.endswith(" StagedDisable") for key in cycle["counts"].get("by_action", {})):
+        return "held"
+    skipped = state.log_entries(LogFilter(cycle=cycle["id"], status="Skipped", limit=5000))
+    if any(e.reason == Reason.INTERRUPTED for e in skipped):
+        return "interrupted"
+    return "success"
+
+
 def status_text(data: dict[str, Any]) -> str:
     """`snsync status` for people."""
-    lines = ["Recent cycles:"] if data["cycles"] else ["No cycle has run yet."]
+    lines = []
+    running = data.get("running")
+    if running:
+        lines.append(
+            f"RUNNING: a cycle in process {running['pid']} since {running['since']}, "
+            f"{running['progress']} (as of {running['updated']}); stop it with: "
+            f"kill -TERM {running['pid']}"
+        )
+    lines += ["Recent cycles:"] if data["cycles"] else ["No cycle has run yet."]
     for c in data["cycles"]:
         counts = (
             "; ".join(
@@ -283,7 +380,9 @@ def status_text(data: dict[str, Any]) -> str:
             or "nothing to do"
         )
         duration = f"{c['duration_s']}s" if c["duration_s"] is not None else "-"
-        lines.append(f"  #{c['id']} {c['started']} {c['kind']} {duration} {c['outcome']}: {counts}")
+        detail = c["detail"][len("error: ") :] if c["detail"].startswith("error: ") else ""
+        outcome = c["outcome"] + (f" ({detail})" if detail else "")
+        lines.append(f"  #{c['id']} {c['started']} {c['kind']} {duration} {outcome}: {counts}")
     lines.append(f"Next cycle due: {data['next_cycle_due']}")
     q = data["quarantine"]
     if q:

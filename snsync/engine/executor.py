@@ -4,11 +4,11 @@ item is sent. One object's failure never stops the others; every item comes back
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from snsync.engine.batched import Batching, BatchWriter, execute_batched, masked_message
 from snsync.engine.ports import TargetWriter
 from snsync.errors import ApiError, TransientError, WriteBlockedError
 from snsync.model import (
@@ -21,26 +21,9 @@ from snsync.model import (
     Status,
     placeholder_of,
 )
+from snsync.stop import STOP
 
 OnResult = Callable[[Result], None]
-
-
-class StopSignal:
-    """Set by SIGTERM/SIGINT: objects in flight finish, objects not started are skipped."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        self.reason = reason
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
-
-
-STOP = StopSignal()
 
 
 def execute_waves(
@@ -50,8 +33,10 @@ def execute_waves(
     concurrency: int = 8,
     dry_run: bool = False,
     on_result: OnResult | None = None,
+    batching: Batching | None = None,
 ) -> list[Result]:
-    """Execute the waves in order; a wave's items see the records earlier waves created."""
+    """Execute the waves in order; a wave's items see the records earlier waves created.
+    With `batching` (and a target that can), writes go through the Batch API."""
     created: dict[str, str] = {}  # placeholder -> sys_id, grown once per wave
     results: list[Result] = []
     for wave in waves:
@@ -66,7 +51,14 @@ def execute_waves(
             else:
                 ready.append(resolved)
         done = iter(
-            execute(ready, target, concurrency=concurrency, dry_run=dry_run, on_result=on_result)
+            execute(
+                ready,
+                target,
+                concurrency=concurrency,
+                dry_run=dry_run,
+                on_result=on_result,
+                batching=batching,
+            )
         )
         wave_results = [blocked[i] if i in blocked else next(done) for i in range(len(wave))]
         created.update(made(wave_results))
@@ -129,8 +121,19 @@ def execute(
     concurrency: int = 8,
     dry_run: bool = False,
     on_result: OnResult | None = None,
+    batching: Batching | None = None,
 ) -> list[Result]:
     """Execute `items` and return one Result each, in the items' order."""
+    if batching and not dry_run and isinstance(target, BatchWriter):
+        return execute_batched(
+            items,
+            target,
+            batching,
+            concurrency=concurrency,
+            stop=STOP,
+            finish=_sends_nothing,
+            on_result=on_result,
+        )
 
     def run(item: PlanItem) -> Result:
         if STOP and item.writes:
@@ -179,10 +182,16 @@ def apply_item(item: PlanItem, client: TargetWriter) -> Result:
             Status.FAILURE,
             item.sys_id,
             Reason.TRANSIENT,
-            f"{exc}; it will be tried again next cycle",
+            f"{masked_message(item, str(exc))}; it will be tried again next cycle",
         )
     except ApiError as exc:
-        return Result(item, Status.FAILURE, item.sys_id, Reason.API_ERROR, str(exc))
+        return Result(
+            item, Status.FAILURE, item.sys_id, Reason.API_ERROR, masked_message(item, str(exc))
+        )
+
+
+def _sends_nothing(item: PlanItem) -> Result:
+    return _dry(item) if not item.writes else _done(item, item.sys_id, None)
 
 
 def _done(item: PlanItem, sys_id: str | None, record: Record | None) -> Result:

@@ -8,11 +8,12 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from snsync.config import Config
 from snsync.connections import Connections
 from snsync.engine.cycle import CycleReport, plan_trusted
-from snsync.engine.directory import build_snapshot, source_user
+from snsync.engine.directory import build_snapshot, refuse_over_long, source_user
 from snsync.engine.executor import execute
 from snsync.engine.memberships import MembershipPlan
 from snsync.engine.plan import (
@@ -41,6 +42,7 @@ from snsync.model import (
     Status,
     TargetSnapshot,
 )
+from snsync.redact import register
 from snsync.state import CycleRecord, LinkChanges, State
 
 Say = Callable[[str, str], None]
@@ -74,7 +76,9 @@ def provision(
     app = ports.directory.app_scope()
     decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
     say("scope", ("in scope: " if decision.in_scope else "not in scope: ") + decision.reason)
-    user = build_snapshot([raw], app, config.scope, whole_directory=False).users[str(raw["id"])]
+    bounded, refused = refuse_over_long([raw], config.limits.max_attribute_length)
+    snapshot = build_snapshot(bounded, app, config.scope, whole_directory=False, refused=refused)
+    user = snapshot.users[str(raw["id"])]
     links = ports.state.links(USER)
     target = _target_for(config, ports, user.id, user.attributes, links)
     found = ", ".join(f"{r.get('user_name')} ({s})" for s, r in target.users.items()) or "none"
@@ -131,7 +135,7 @@ def _say_plan(items: tuple[Any, ...], say: Say) -> None:
         adopted = " (adopting the matched record)" if item.adopt else ""
         say("action", f"{item.action.value}{adopted}: {item.message or item.reason or ''}".strip())
         for change in item.changes:
-            say("attribute", f"{change.field}: {change.old!r} -> {change.new!r}")
+            say("attribute", f"{change.field}: {change.shown_old!r} -> {change.shown_new!r}")
 
 
 def _target_for(
@@ -148,6 +152,9 @@ def _target_for(
     target = ports.target
     wanted = mapper.desired(source_user(attributes, ScopeDecision(True, ""))).values
     clauses = [(f, wanted[f]) for f in mapper.matching_fields if wanted.get(f)]
+    # A redacted matching value goes into a query URL: masked in -vv lines and messages.
+    for value in (v for f, v in clauses if f in mapper.redacted_targets):
+        register(value, quote(value, safe=""), quote_plus(value))
     if config.mappings.link_field:
         clauses.append((config.mappings.link_field, mapper.link_value(user_id)))
     records: dict[str, Record] = {}

@@ -34,6 +34,7 @@ from snsync.engine.trust import Trust
 from snsync.engine.waves import user_waves
 from snsync.mapping.expressions import EvalContext
 from snsync.mapping.mapper import Mapper
+from snsync.masking import Masker
 from snsync.model import (
     GROUP_TABLE,
     MEMBER_TABLE,
@@ -71,10 +72,16 @@ class CycleOptions:
     now: float = 0.0
     # Without the roles read from ServiceNow every adoption of an existing record is held.
     trust: Trust = field(default_factory=lambda: Trust(user_roles=None, group_roles=None))
+    masker: Masker | None = None  # compares Redact() values with the digests the state keeps
 
 
 def cycle_options(
-    config: Config, *, now: float, allow_disables: bool = False, trust: Trust | None = None
+    config: Config,
+    *,
+    now: float,
+    allow_disables: bool = False,
+    trust: Trust | None = None,
+    masker: Masker | None = None,
 ) -> CycleOptions:
     """Planning options from the config (and this cycle's trust facts)."""
     return CycleOptions(
@@ -84,6 +91,7 @@ def cycle_options(
         allow_disables,
         now,
         trust or trust_from_config(config),
+        masker,
     )
 
 
@@ -238,6 +246,8 @@ def plan_options(
         disable=actions.disable,
         skip_out_of_scope_deletions=options.safety.skip_out_of_scope_deletions,
         object_type=object_type,
+        redacted=mapper.redacted_targets,
+        masker=options.masker if isinstance(options, CycleOptions) else None,
     )
     if object_type is GROUP:
         return replace(result, protected_names=frozenset(), name_field="name")

@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from snsync.config import AttributeMapping, Config
 from snsync.engine.approvals import trust_from_config
-from snsync.engine.directory import assigned_groups, build_snapshot
+from snsync.engine.directory import assigned_groups, build_snapshot, refuse_over_long
 from snsync.engine.plan import (
     cycle_options,
     make_group_mapper,
@@ -27,9 +28,8 @@ from snsync.engine.plan import (
 )
 from snsync.engine.ports import Ports
 from snsync.engine.trust import trust_fields
-from snsync.errors import BadRequestError, NotFoundError
+from snsync.errors import DeltaExpired
 from snsync.graph.delta import (
-    SYNC_STATE_GONE,
     apply_group_changes,
     apply_user_changes,
     group_delta_select,
@@ -52,12 +52,9 @@ from snsync.model import (
 
 OVERLAP = dt.timedelta(minutes=5)  # clock skew between ServiceNow nodes, slow transactions
 SN_TIME = "%Y-%m-%d %H:%M:%S"
+log = logging.getLogger(__name__)
 MEMBER_FIELDS = ("user", "group", "sys_created_by")  # the creator decides whose a row is
 GROUP = ObjectType.GROUP
-
-
-class DeltaExpired(Exception):
-    """The stored delta link is no longer valid (410 syncStateNotFound): read fully."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +78,10 @@ def read_picture(
     if mode == "incremental":
         try:
             reading = read_incremental(config, ports, progress)
-        except DeltaExpired:
-            reason = "the Graph delta link expired (410 syncStateNotFound)"
+        except DeltaExpired as exc:
+            reason = "the Graph delta link expired (400 syncStateNotFound or 410)"
+            if exc.status is not None:
+                log.warning("%s: this cycle reads everything instead (a full cycle)", reason)
     if reading is None:
         reading = read_full(config, ports, progress, reason)
     return with_member_rows(config, ports, reading)
@@ -129,7 +128,13 @@ def read_full(config: Config, ports: Ports, progress: Progress | None, reason: s
     users = directory.users(attributes, progress, incomplete)
     wanted = assigned_groups(app, config.scope)
     groups = directory.groups(wanted, group_attributes, incomplete)
-    source = build_snapshot(users, app, config.scope, groups, incomplete)
+    limit = config.limits.max_attribute_length
+    (users, refused), (groups, refused_groups) = (
+        refuse_over_long(users, limit),
+        refuse_over_long(groups, limit),
+    )
+    refused.update(refused_groups)
+    source = build_snapshot(users, app, config.scope, groups, incomplete, refused=refused)
     tables = reference_tables([*config.mappings.users, *config.mappings.groups])
     group_fields = target_fields(make_group_mapper(config), "name")
     snapshot = TargetSnapshot(
@@ -151,14 +156,10 @@ def read_incremental(config: Config, ports: Ports, progress: Progress | None) ->
     saved = state.cached_picture()
     marks = state.delta_links()
     if marks is None:
-        raise DeltaExpired("no delta link saved")
-    try:
-        users_round = directory.delta(marks.users)
-        groups_round = directory.delta(marks.groups)
-    except (NotFoundError, BadRequestError) as exc:  # Graph sends 400 (or 410) syncStateNotFound
-        if exc.code == SYNC_STATE_GONE or exc.status == 410:
-            raise DeltaExpired(str(exc)) from None
-        raise
+        raise DeltaExpired("no delta link saved", service="graph")
+    # An expired link (400 syncStateNotFound or 410) raises DeltaExpired (graph client).
+    users_round = directory.delta(marks.users)
+    groups_round = directory.delta(marks.groups)
     cached = saved.directory
     users = apply_user_changes(cached.users, users_round.items)
     groups, members, touched = apply_group_changes(
@@ -172,7 +173,14 @@ def read_incremental(config: Config, ports: Ports, progress: Progress | None) ->
     group_list = directory.groups(
         wanted, source_attributes(config, "group"), incomplete, known=groups
     )
-    source = build_snapshot(list(users.values()), app, config.scope, group_list, incomplete)
+    limit = config.limits.max_attribute_length
+    (user_list, refused), (group_list, refused_groups) = (
+        refuse_over_long(list(users.values()), limit),
+        refuse_over_long(group_list, limit),
+    )
+    refused.update(refused_groups)
+    users = {str(u["id"]): dict(u) for u in user_list}
+    source = build_snapshot(user_list, app, config.scope, group_list, incomplete, refused=refused)
     since = _since(state.servicenow_watermark() or "")
     target = drifted_target(config, ports, saved.target, since)
     cache = SourceCache(users, {str(g["id"]): dict(g) for g in group_list}, dict(app.group_members))

@@ -7,18 +7,19 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
+from snsync.bounds import PageGuard, check_link
 from snsync.errors import (
     ApiError,
     BadRequestError,
+    DeltaExpired,
     ForbiddenError,
     NotFoundError,
     error_for_status,
 )
 from snsync.graph.auth import GraphTokenProvider
-from snsync.http import HttpClient
+from snsync.http import HttpClient, JsonAnswer
 from snsync.redact import redact
+from snsync.stop import STOP
 
 # Which application permission a 403 on a path most likely lacks.
 PERMISSION_HINTS = (
@@ -30,6 +31,7 @@ PERMISSION_HINTS = (
 )
 BATCH_LIMIT = 20
 PREFER_LARGE_PAGES = "odata.maxpagesize=999"  # delta rounds take no $top
+SYNC_STATE_GONE = "syncStateNotFound"
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class GraphClient:
     """Read Microsoft Graph with an app-only token."""
 
     def __init__(self, base_url: str, http: HttpClient, tokens: GraphTokenProvider) -> None:
-        self.base = f"{base_url.rstrip('/')}/v1.0"
+        self.home = base_url.rstrip("/")
+        self.base = f"{self.home}/v1.0"
         self.http = http
         self.tokens = tokens
 
@@ -58,10 +61,13 @@ class GraphClient:
         """Yield each page's `value`, following `@odata.nextLink` until there is none."""
         url: str | None = self._url(path)
         query = params
+        guard = PageGuard("graph", path.split("?")[0], self.http.limits.max_pages)
         while url:
+            guard.next_page(url if query is None else f"{url}?{sorted(query.items())}")
+            STOP.check(f"reading {path.split('?')[0]} from Graph")
             page = self._send("GET", url, params=query)
-            yield list(page.get("value", []))
-            url, query = page.get("@odata.nextLink"), None
+            yield _values(page)
+            url, query = self._next_link(page, "@odata.nextLink"), None
 
     def list_all(self, path: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every item of a paged collection."""
@@ -70,16 +76,21 @@ class GraphClient:
     def delta(self, path_or_link: str, params: Mapping[str, Any] | None = None) -> DeltaRound:
         """Run one delta round: follow nextLinks until the deltaLink, gathering every item."""
         url: str | None = self._url(path_or_link)
+        what = "delta" if "://" in path_or_link else path_or_link.split("?")[0]
         query = params
         items: list[dict[str, Any]] = []
+        guard = PageGuard("graph", what, self.http.limits.max_pages)
         while url:
+            guard.next_page(url if query is None else f"{url}?{sorted(query.items())}")
+            STOP.check(f"reading {what} from Graph")
             page = self._send("GET", url, params=query, prefer=PREFER_LARGE_PAGES)
-            items.extend(page.get("value", []))
-            if "@odata.deltaLink" in page:
-                return DeltaRound(items, str(page["@odata.deltaLink"]))
-            url, query = page.get("@odata.nextLink"), None
+            items.extend(_values(page))
+            delta_link = self._next_link(page, "@odata.deltaLink")
+            if delta_link:
+                return DeltaRound(items, delta_link)
+            url, query = self._next_link(page, "@odata.nextLink"), None
         raise BadRequestError(
-            "Graph delta round ended without an @odata.deltaLink", service="graph", url=path_or_link
+            "Graph delta round ended without an @odata.deltaLink", service="graph", url=what
         )
 
     def batch(self, requests_: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,9 +131,18 @@ class GraphClient:
             return None
 
     def _url(self, path: str) -> str:
-        if path.startswith("https://"):
-            return path
+        """An absolute URL; a link (fresh or stored) only when it stays at Graph's origin."""
+        if "://" in path:
+            return check_link(path, self.home, service="graph", what="a stored or given link")
         return f"{self.base}/{path.lstrip('/')}"
+
+    def _next_link(self, page: Mapping[str, Any], key: str) -> str | None:
+        link = page.get(key)
+        if link is None:
+            return None
+        if not isinstance(link, str) or not link:
+            raise BadRequestError(f"Graph answered a {key} that is not a URL", service="graph")
+        return check_link(link, self.home, service="graph", what=key)
 
     def _send(
         self,
@@ -137,7 +157,7 @@ class GraphClient:
         headers = {"Authorization": f"Bearer {self.tokens.token()}", "Accept": "application/json"}
         if prefer:
             headers["Prefer"] = prefer
-        response = self.http.request(
+        answer = self.http.fetch_json(
             method,
             url,
             params=params,
@@ -146,30 +166,32 @@ class GraphClient:
             is_read=is_read,
             safe_to_repeat=True if is_read else None,
         )
-        if response.status_code >= 400:
-            raise graph_error(response, method, url)
-        try:
-            body = response.json()
-        except ValueError:
-            raise BadRequestError(
-                f"Graph answered {method} {redact(url)} with something that is not JSON",
-                service="graph",
-                status=response.status_code,
-            ) from None
+        if answer.status >= 400:
+            raise graph_error(answer, method, url)
+        body = answer.body
         if not isinstance(body, dict):
             raise BadRequestError(
                 f"Graph answered {method} {redact(url)} with JSON that is not an object",
                 service="graph",
-                status=response.status_code,
+                status=answer.status,
             )
         return body
 
 
-def graph_error(response: requests.Response, method: str, url: str) -> ApiError:
+def graph_error(answer: JsonAnswer, method: str, url: str) -> ApiError:
     """The vocabulary error for a Graph error response, with a fix where one is known."""
-    code, message = _error_body(response)
-    status = response.status_code
+    code, message = _error_body(answer)
+    status = answer.status
     text = f"Graph {status} {code}: {message}"
+    if status == 410 or (status == 400 and code == SYNC_STATE_GONE):
+        return DeltaExpired(
+            redact(f"{text} (the delta link expired or is unknown)"),
+            service="graph",
+            status=status,
+            code=code,
+            method=method,
+            url=redact(url),
+        )
     if status == 403:
         permission = next((p for frag, p in PERMISSION_HINTS if frag in url), None)
         if permission:
@@ -193,9 +215,18 @@ def graph_error(response: requests.Response, method: str, url: str) -> ApiError:
     )
 
 
-def _error_body(response: requests.Response) -> tuple[str, str]:
-    try:
-        error = response.json().get("error", {})
-        return str(error.get("code", "Unknown")), str(error.get("message", "")).strip()
-    except (ValueError, AttributeError):
-        return "Unknown", (response.text or response.reason or "").strip()[:200]
+def _error_body(answer: JsonAnswer) -> tuple[str, str]:
+    error = answer.body.get("error") if isinstance(answer.body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("code", "Unknown"))[:100], str(error.get("message", "")).strip()[:300]
+    response = answer.response
+    return "Unknown", (response.reason or "").strip()[:200]
+
+
+def _values(page: Mapping[str, Any]) -> list[dict[str, Any]]:
+    values = page.get("value", [])
+    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+        raise BadRequestError(
+            "Graph answered a page whose value is not a list of objects", service="graph"
+        )
+    return values

@@ -10,7 +10,6 @@ from snsync.graph.client import GraphClient
 from snsync.model import DeltaLinks
 
 USER_TYPE = "#microsoft.graph.user"
-SYNC_STATE_GONE = "syncStateNotFound"
 
 
 def user_delta_select(select: Sequence[str], with_manager: bool) -> str:

@@ -4,6 +4,7 @@ attributes is the engine's job (engine/directory.py); nothing here decides."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,9 @@ from snsync.model import AppScope, Assignment, DeltaLinks, Progress
 SYNTHESIZED = frozenset(
     {"IsSoftDeleted", "objectId", "telephoneNumber", "manager", "appRoleAssignments"}
 )
+# extensionAttribute1..15 come nested in this property (engine/directory.py lifts them).
+EXTENSIONS_PROPERTY = "onPremisesExtensionAttributes"
+EXTENSION_ATTRIBUTE = re.compile(r"extensionAttribute(?:[1-9]|1[0-5])")
 ALWAYS_SELECT = ("id", "userPrincipalName", "displayName", "accountEnabled")
 USER_TYPE = "#microsoft.graph.user"
 
@@ -27,6 +31,8 @@ def graph_select(attributes: Iterable[str]) -> list[str]:
     for name in attributes:
         if name == "telephoneNumber":
             wanted["businessPhones"] = None
+        elif EXTENSION_ATTRIBUTE.fullmatch(name):
+            wanted[EXTENSIONS_PROPERTY] = None
         elif name not in SYNTHESIZED and name:
             wanted[name] = None
     return list(wanted)

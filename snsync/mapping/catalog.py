@@ -66,8 +66,9 @@ PROVISIONING_NAMES: Final[Mapping[str, str]] = MappingProxyType(
 """The provisioning service's names of user attributes that Graph (and snsync) names otherwise."""
 
 EXTENSION_ATTRIBUTES: Final = frozenset(f"extensionAttribute{n}" for n in range(1, 16))
-"""On-premises extension attributes: Graph nests them in onPremisesExtensionAttributes, which
-snsync does not flatten yet, so a mapping cannot read them."""
+"""On-premises extension attributes: Graph nests them in onPremisesExtensionAttributes;
+snsync's directory reading (engine/directory.py) lifts them to the top, as the provisioning
+service's schema names them, for mappings and scoping filters alike."""
 
 # In a scoping filter snsync tests the user as Graph returns it, before any synthesis.
 _FILTER_NAMES: Final[Mapping[str, str]] = MappingProxyType(
@@ -113,8 +114,9 @@ def filter_attribute(name: str) -> str:
 
 def known_names(object_type: ObjectType = "user") -> frozenset[str]:
     """Every name a mapping may read (without directory extensions, which are a pattern)."""
-    aliases = PROVISIONING_NAMES.keys() if object_type == "user" else frozenset()
-    return graph_properties(object_type) | SYNTHESIZED[object_type] | frozenset(aliases)
+    aliases = frozenset(PROVISIONING_NAMES) if object_type == "user" else frozenset()
+    extensions = EXTENSION_ATTRIBUTES if object_type == "user" else frozenset()
+    return graph_properties(object_type) | SYNTHESIZED[object_type] | aliases | extensions
 
 
 def expression_attributes(text: str, object_type: ObjectType = "user") -> str:
@@ -155,12 +157,10 @@ def _resolve(name: str, object_type: ObjectType, extra: Mapping[str, str]) -> st
             return prop
     if object_type == "user" and _DIRECTORY_EXTENSION.fullmatch(name):
         return name
-    if object_type == "user" and folded in {_fold(e) for e in EXTENSION_ATTRIBUTES}:
-        raise UnknownAttributeError(
-            f"'{name}' is an on-premises extension attribute (Graph: "
-            f"onPremisesExtensionAttributes.{name}), which snsync cannot read yet",
-            supported_elsewhere=True,
-        )
+    if object_type == "user":
+        for extension in EXTENSION_ATTRIBUTES:
+            if _fold(extension) == folded:
+                return extension
     candidates = set(graph_properties(object_type)) | set(extra)
     kind = "user" if object_type == "user" else "group"
     raise UnknownAttributeError(

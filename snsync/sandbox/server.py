@@ -76,6 +76,11 @@ class App(Protocol):
         ...
 
 
+# Every fault kind: throttled, unavailable, connection dropped before the request is served,
+# answer lost after it was applied, truncated JSON, an HTML page with 200, a hang then a drop.
+ALL_FAULTS = ("429", "503", "drop", "lost", "truncated", "html", "hang")
+
+
 @dataclass
 class FaultPlan:
     """Reproducible faults: a share of requests answered 429, 503 or a dropped connection."""
@@ -84,6 +89,7 @@ class FaultPlan:
     seed: int = 0
     retry_after: int = 1
     kinds: tuple[str, ...] = ("429", "503", "drop")
+    hang_s: float = 3.0
     _rng: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
@@ -174,9 +180,18 @@ class SandboxServer:
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000.0)
         fault = self.faults.draw()
-        if fault == "drop":
+        if fault in ("drop", "hang"):
             self.stats.count_fault()
+            if fault == "hang":
+                time.sleep(self.faults.hang_s)
             return None
+        if fault == "html":  # a hibernating instance or a proxy: not served, HTML with 200
+            self.stats.count_fault()
+            page = "<html><body>Instance is waking up</body></html>"
+            return Response(200, page, {"Content-Type": "text/html;charset=UTF-8"})
+        if fault in ("lost", "truncated"):  # applied, but the answer is lost or cut in half
+            self.stats.count_fault()
+            return _broken(fault, self.app.handle(build()))
         if fault is not None:
             self.stats.count_fault()
             return self.app.fault_response(int(fault), self.faults.retry_after)
@@ -257,6 +272,17 @@ def _handler_class(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
     return Handler
+
+
+def _broken(fault: str, response: Response) -> Response | None:
+    if fault == "lost":
+        return None
+    payload, kind = response.encoded()
+    if not payload:  # nothing to truncate (a 204)
+        return response
+    cut = payload[: max(1, len(payload) // 2)]
+    headers = {**response.headers, "Content-Type": kind}
+    return Response(response.status, cut, headers, cookies=response.cookies)
 
 
 def _request(handler: BaseHTTPRequestHandler, server: SandboxServer, body: bytes) -> Request:

@@ -12,12 +12,19 @@ from typing import Any
 import requests
 from requests.auth import HTTPBasicAuth
 
+from snsync.bounds import PageGuard
 from snsync.config import BasicAuth, ServiceNowConfig
-from snsync.errors import ApiError, BadRequestError, UnauthorizedError, error_for_status
-from snsync.http import HttpClient
+from snsync.errors import (
+    ApiError,
+    BadRequestError,
+    TransientError,
+    UnauthorizedError,
+    error_for_status,
+)
+from snsync.http import HttpClient, JsonAnswer
+from snsync.model import Record
 from snsync.redact import redact, register
-
-Record = dict[str, str]
+from snsync.stop import STOP
 
 
 class TableClient:
@@ -27,19 +34,24 @@ class TableClient:
         self.base = config.instance
         self.http = http
         self.page_size = config.page_size
+        self.account = config.auth.username
         self._auth = _auth_for(config, http)
 
     def iter_pages(
         self, table: str, fields: Sequence[str], query: str = "", page_size: int | None = None
     ) -> Iterator[list[Record]]:
         """Yield pages of `table` in sys_id order, paging by key so that writes made meanwhile
-        cannot shift rows between pages. `query` must not use ^NQ."""
+        cannot shift rows between pages, until a page comes back empty: read rules apply after
+        `sysparm_limit`, so a short page does not mean the end. `query` must not use ^NQ."""
         if "^NQ" in query:
             raise ValueError("keyset paging cannot combine with ^NQ queries")
         last = ""
         limit = page_size or self.page_size
         columns = ",".join(dict.fromkeys(["sys_id", *fields]))
+        guard = PageGuard("servicenow", table, self.http.limits.max_pages)
         while True:
+            guard.next_page(last)
+            STOP.check(f"reading {table} from ServiceNow")
             cursor = f"sys_id>{last}^" if last else ""
             params = {
                 "sysparm_query": f"{query + '^' if query else ''}{cursor}ORDERBYsys_id",
@@ -49,10 +61,10 @@ class TableClient:
                 "sysparm_suppress_pagination_header": "true",
             }
             page = self._result_list(self._send("GET", self._table_url(table), params=params))
-            if page:
-                yield page
-            if len(page) < limit:
+            if not page:
                 return
+            yield page
+            guard.advancing(last, page[-1]["sys_id"])
             last = page[-1]["sys_id"]
 
     def read_all(self, table: str, fields: Sequence[str], query: str = "") -> list[Record]:
@@ -67,9 +79,28 @@ class TableClient:
         return self._result_one(self._send("GET", f"{self._table_url(table)}/{sys_id}", params))
 
     def create(self, table: str, values: Mapping[str, str], fields: Sequence[str] = ()) -> Record:
-        """Insert a record; returns it as stored (only sys_id and `fields` when given)."""
+        """Insert a record; returns it as stored (only sys_id and `fields` when given).
+
+        A create is never repeated blindly. When its answer is lost or unreadable (it may or may
+        not have landed), the table is asked for the record by its identity fields, created by
+        snsync's own account: found once, that is the record; not found, it is sent again (at
+        most twice more); anything else, the failure stands for the next cycle."""
         params = _write_params(fields)
-        return self._result_one(self._send("POST", self._table_url(table), params, dict(values)))
+        probe = _probe_query(values, self.account)
+        for attempt in range(3):
+            try:
+                return self._result_one(
+                    self._send("POST", self._table_url(table), params, dict(values))
+                )
+            except TransientError as error:
+                if probe is None or attempt == 2 or error.status == 429 or STOP:
+                    raise
+                found = self.read_all(table, list(fields or values), probe)
+                if len(found) == 1:
+                    return found[0]
+                if found:
+                    raise
+        raise AssertionError("unreachable")
 
     def update(
         self, table: str, sys_id: str, values: Mapping[str, str], fields: Sequence[str] = ()
@@ -80,8 +111,9 @@ class TableClient:
         return self._result_one(self._send("PATCH", url, params, dict(values)))
 
     def delete(self, table: str, sys_id: str) -> None:
-        """Delete a record."""
-        self._send("DELETE", f"{self._table_url(table)}/{sys_id}")
+        """Delete a record. A 404 after a repeated DELETE means an earlier try was applied and
+        only its answer was lost: done, not a failure."""
+        self._send("DELETE", f"{self._table_url(table)}/{sys_id}", gone_ok=True)
 
     def count(self, table: str, query: str = "") -> int:
         """How many records of `table` match `query` (the stats API)."""
@@ -108,50 +140,48 @@ class TableClient:
         url: str,
         params: Mapping[str, str] | None = None,
         body: Any = None,
-    ) -> requests.Response:
+        *,
+        gone_ok: bool = False,
+    ) -> JsonAnswer:
         headers = {"Accept": "application/json"}
         auth: Any = None
         if isinstance(self._auth, HTTPBasicAuth):
             auth = self._auth
         else:
             headers["Authorization"] = f"Bearer {self._auth.token()}"
-        response = self.http.request(
+        answer = self.http.fetch_json(
             method, url, params=params, json=body, headers=headers, auth=auth
         )
-        if response.status_code >= 400:
-            raise servicenow_error(response, method, url)
-        return response
+        if gone_ok and answer.status == 404 and answer.attempts > 1:
+            return answer  # an earlier attempt was applied; its answer was lost
+        if answer.status >= 400:
+            raise servicenow_error(answer, method, url)
+        return answer
 
-    def _json(self, response: requests.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            raise BadRequestError(
-                f"ServiceNow answered {response.request.method} {redact(response.url)} with "
-                "something that is not JSON (is servicenow.instance right?)",
-                service="servicenow",
-                status=response.status_code,
-            ) from None
+    def _json(self, answer: JsonAnswer) -> dict[str, Any]:
+        body = answer.body
+        if answer.status == 204 and body is None:
+            return {}
         if not isinstance(body, dict):
             raise BadRequestError(
                 "ServiceNow answered with a JSON that is not an object", service="servicenow"
             )
         return body
 
-    def _result_list(self, response: requests.Response) -> list[Record]:
-        result = self._json(response).get("result")
+    def _result_list(self, answer: JsonAnswer) -> list[Record]:
+        result = self._json(answer).get("result")
         if not isinstance(result, list):
             raise BadRequestError(
-                f"ServiceNow answered {redact(response.url)} without a result list",
+                f"ServiceNow answered {redact(answer.response.url)} without a result list",
                 service="servicenow",
             )
         return [_record(row) for row in result]
 
-    def _result_one(self, response: requests.Response) -> Record:
-        result = self._json(response).get("result")
+    def _result_one(self, answer: JsonAnswer) -> Record:
+        result = self._json(answer).get("result")
         if not isinstance(result, dict):
             raise BadRequestError(
-                f"ServiceNow answered {redact(response.url)} without a result record",
+                f"ServiceNow answered {redact(answer.response.url)} without a result record",
                 service="servicenow",
             )
         return _record(result)
@@ -206,6 +236,22 @@ class OAuthToken:
             return self._token
 
 
+IDENTITY_FIELDS = ("source", "user_name", "name", "group", "user")
+
+
+def _probe_query(values: Mapping[str, str], account: str) -> str | None:
+    """An encoded query finding a record created with `values` by `account`, or None when the
+    values hold no usable identity field (or one a query cannot carry)."""
+    terms = [
+        f"{name}={values[name]}"
+        for name in IDENTITY_FIELDS
+        if values.get(name) and not set(values[name]) & set("^=\r\n")
+    ]
+    if not terms or set(account) & set("^=\r\n"):
+        return None
+    return "^".join([*terms, f"sys_created_by={account}"])
+
+
 def _write_params(fields: Sequence[str]) -> dict[str, str]:
     params = {"sysparm_exclude_reference_link": "true"}
     if fields:
@@ -227,10 +273,12 @@ def _auth_for(config: ServiceNowConfig, http: HttpClient) -> HTTPBasicAuth | OAu
     )
 
 
-def servicenow_error(response: requests.Response, method: str, url: str) -> ApiError:
+def servicenow_error(answer: JsonAnswer | requests.Response, method: str, url: str) -> ApiError:
     """The vocabulary error for a ServiceNow error response, with a fix where one is known."""
-    status = response.status_code
-    message, detail = _error_body(response)
+    if isinstance(answer, requests.Response):
+        answer = JsonAnswer(answer, _lenient_json(answer))
+    status = answer.status
+    message, detail = _error_body(answer)
     text = f"ServiceNow {status}: {message}" + (f" ({detail})" if detail else "")
     if status == 401:
         text += "; check servicenow.auth (username and password, or OAuth client)"
@@ -250,12 +298,18 @@ def servicenow_error(response: requests.Response, method: str, url: str) -> ApiE
     )
 
 
-def _error_body(response: requests.Response) -> tuple[str, str]:
+def _error_body(answer: JsonAnswer) -> tuple[str, str]:
+    error = answer.body.get("error") if isinstance(answer.body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or "error")[:300], str(error.get("detail") or "")[:300]
+    return (answer.response.reason or "error"), ""
+
+
+def _lenient_json(response: requests.Response) -> Any:
     try:
-        error = response.json().get("error", {})
-        return str(error.get("message") or "error"), str(error.get("detail") or "")
-    except (ValueError, AttributeError):
-        return (response.reason or "error"), ""
+        return response.json()
+    except (ValueError, RecursionError):
+        return None
 
 
 def _record(row: Any) -> Record:

@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from snsync.errors import ConfigError
 from snsync.model import GROUP_TABLE, MEMBER_TABLE, USER_TABLE, Progress, Record, TargetSnapshot
+from snsync.servicenow.batch import OnWrite, Stop, WriteRequest, WriteResult, write_batched
 from snsync.servicenow.client import TableClient
 
 ROLE_TABLE = "sys_user_role"
@@ -158,3 +159,22 @@ class ServiceNowTarget:
 
     def delete(self, table: str, sys_id: str) -> None:
         self.client.delete(table, sys_id)
+
+    def write_batch(
+        self,
+        requests: Sequence[WriteRequest],
+        *,
+        batch_size: int,
+        concurrency: int,
+        on_result: OnWrite | None = None,
+        stop: Stop | None = None,
+    ) -> list[WriteResult]:
+        """Many writes through the Batch API (snsync.servicenow.batch.write_batched)."""
+        return write_batched(
+            self.client,
+            requests,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            on_result=on_result,
+            stop=stop,
+        )

@@ -47,7 +47,7 @@ def test_verbose_logs_one_line_per_phase(sandbox: RunningSandbox) -> None:
         "applying: " in line for line in phases
     )
     assert not any(" GET " in line for line in phases), "-v has no request lines"
-    assert done.stdout.startswith("Cycle 1 finished")
+    assert done.stdout.startswith("Cycle 1 (full: ")
 
 
 def test_very_verbose_logs_requests_and_writes(sandbox: RunningSandbox) -> None:
@@ -79,7 +79,7 @@ def test_json_logs_every_stderr_line_is_json_and_the_file_gets_the_same(
     assert done.stdout == "", "the summary is a JSON record on stderr"
     records = [json.loads(line) for line in done.stderr.splitlines()]
     summary = records[-1]
-    assert summary["message"].startswith("Cycle 1 finished") and summary["exit_code"] == 0
+    assert summary["message"].startswith("Cycle 1 (full: ") and summary["exit_code"] == 0
     assert summary["counts"]["user Create"]["Success"] == 10
     assert any(r.get("phase") == "applying" for r in records)
     assert log_file.read_text() == done.stderr

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from snsync.sandbox import options as sandbox_options
-from snsync.sandbox.demo_instance import demo_sys_id
+from snsync.sandbox.demo_instance import demo_instance, demo_sys_id
 from snsync.sandbox.profiles import PROFILES
 from snsync.sandbox.runner import SandboxOptions, start_sandbox
 from snsync.sandbox.servicenow import pool
@@ -107,3 +107,28 @@ def test_a_batch_saves_round_trips_not_server_time_per_record(
     answer = sn.call("POST", "/api/now/v1/batch", json={"rest_requests": items}).json()
     assert [s["status_code"] for s in answer["serviced_requests"]] == [201, 201, 201]
     assert [s for s in spent if s] == [pytest.approx(0.2)] * 3
+
+
+def test_the_benchmark_host_passes_a_sandbox_profile(tmp_path: Path) -> None:
+    import json
+
+    from benchmarks.bound import LatencyProfile
+    from benchmarks.sandbox_host import Sandbox, SandboxSetup, ThreadHost
+    from snsync.sandbox.demo_tenant import demo_tenant
+
+    (tmp_path / "t.json").write_text(json.dumps(demo_tenant()))
+    (tmp_path / "i.json").write_text(json.dumps(demo_instance()))
+    host = ThreadHost()
+    try:
+        timed = LatencyProfile(50.0, 20.0, 16, "lan", sandbox_profile="lan")
+        setup = SandboxSetup(tmp_path / "t.json", tmp_path / "i.json", tmp_path / "s", timed)
+        sandbox = Sandbox(host, setup)
+        running = host._registry._running[sandbox.key]
+        assert running.graph.service_ms == PROFILES["lan"].graph_page_ms
+        quiet = LatencyProfile(0.0, 0.0, 16, "quiet", sandbox_profile="")
+        sandbox.set_latency(quiet)  # setup steps: no latency
+        assert (running.graph.service_ms, running.servicenow.latency_ms) == (0.0, 0.0)
+        sandbox.set_latency(timed)  # timed steps: the sandbox profile again
+        assert running.servicenow.latency_ms == PROFILES["lan"].servicenow_network_ms
+    finally:
+        host.close()

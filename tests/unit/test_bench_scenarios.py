@@ -116,7 +116,7 @@ def test_graph_reads_needed_counts_pages() -> None:
     scenario = generate(ScenarioSpec(users=2500, groups=10))
     groups = len(scenario.assigned_groups)
     # users, assignments, one members page per assigned group, one page of all groups, token+app
-    assert graph_reads_needed(scenario) == math.ceil(2500 / 999) + 1 + groups + 1 + 2
+    assert graph_reads_needed(scenario) == math.ceil(2500 / 100) + 1 + groups + 1 + 2
 
 
 def test_bound_runs_servicenow_in_rounds_of_the_cap_and_graph_in_sequence() -> None:
@@ -143,6 +143,25 @@ def test_incremental_bound_reads_one_page_of_changes_per_table() -> None:
     assert need.servicenow_reads == 4
     profile = LatencyProfile(servicenow_ms=50, graph_ms=20, cap=16)
     assert bound_seconds(need, profile) == pytest.approx(2 * 0.05 + 5 * 0.02)
+
+
+def test_model_bound_overlaps_the_read_chains_and_spreads_write_server_time() -> None:
+    cloud = run.PROFILES["cloud"]
+    assert (cloud.cap, cloud.serialize_sessions, cloud.sandbox_profile) == (8, True, "cloud")
+    writes = Writes(users=10, user_updates=4, groups=1, memberships=5)
+    need = Needed(9, 2, writes, graph_chain=3, read_chain_rows=(1000, 10))
+    # Graph 3 x (30 + 120) = 450 ms beats the reads (40 + 30 + 150) + (40 + 30 + 1.5) = 291.5;
+    # writes: (6 x (30 + 200) + 4 x (30 + 100) + 6 x (30 + 40)) / 8 + one round trip of 40
+    assert bound_seconds(need, cloud) == pytest.approx((450 + 2320 / 8 + 40) / 1000)
+    reads_only = Needed(9, 2, Writes(), graph_chain=1, read_chain_rows=(1000, 1000, 1000))
+    assert bound_seconds(reads_only, cloud) == pytest.approx(3 * 220 / 1000)
+
+
+def test_needed_knows_the_chains_that_cannot_overlap() -> None:
+    scenario = generate(ScenarioSpec(users=250, groups=5))
+    need = needed(scenario, Rows(sys_user=2500, sys_user_group=3), Writes())
+    assert need.graph_chain == 2 + 3  # token, app, three pages of 100 users with managers
+    assert need.read_chain_rows == (1000, 1000, 500)
 
 
 def test_endpoints_name_paths_with_ids_replaced() -> None:
@@ -192,6 +211,8 @@ def test_workload_and_profile_options() -> None:
     assert default.scenarios == ("changed", "empty", "half", "nochange")
     big = run.parse_args(["--workload=w100k"])
     assert (big.users, big.groups, big.scenarios) == (100_000, 2_000, ("empty", "nochange"))
+    cloud = run.parse_args(["--profile=cloud", "--no-serialize-sessions"])
+    assert cloud.profile.sandbox_profile == "cloud" and not cloud.profile.serialize_sessions
     custom = run.parse_args(["--sn-latency-ms=5", "--cap=4"])
     assert (custom.profile.servicenow_ms, custom.profile.cap) == (5.0, 4)
     assert custom.profile.graph_ms == 20.0 and "overridden" in custom.profile.name

@@ -10,6 +10,7 @@ import pytest
 from snsync.engine.cycle import CycleReport, cycle, plan_reading
 from snsync.engine.executor import execute_waves
 from snsync.engine.reading import read_picture
+from snsync.engine.supervisor import QuarantinedError, RunOptions, supervise
 from snsync.model import (
     GROUP_TABLE,
     MEMBER_TABLE,
@@ -205,3 +206,42 @@ def test_executor_resolves_placeholders_once_per_wave(
     assert [r.item.directory_id for r in results] == [i.directory_id for i in planned.items()]
     assert all(not r.item.pending for r in results if r.status is Status.SUCCESS)
     assert servicenow.rows(USER_TABLE)[-1]["sys_created_by"] == ACCOUNT
+
+
+def test_a_directory_value_that_looks_like_a_placeholder_is_written_as_it_is(
+    tmp_path: Path, directory: FakeDirectory, servicenow: FakeServiceNow
+) -> None:
+    # An attacker who can edit a directory attribute must not steer a sys_id into a field.
+    crafted = placeholder("user", "ceo")
+    directory.people["ann"]["jobTitle"] = crafted
+    directory.people["bob"]["department"] = placeholder(DEPARTMENTS, "cmn_department:Sales")
+    run(tmp_path, directory, servicenow, references={"create_missing": True})
+    users = by_name(servicenow)
+    ann, bob = users["ann@contoso.example"], users["bob@contoso.example"]
+    assert ann["title"] == crafted
+    assert ann["manager"] == users["ceo@contoso.example"]["sys_id"]
+    # The crafted department name is a name like any other: looked up, created, referenced.
+    created = by_name(servicenow, DEPARTMENTS)[placeholder(DEPARTMENTS, "cmn_department:Sales")]
+    assert bob["department"] == created["sys_id"]
+    assert bob["department"] != by_name(servicenow, DEPARTMENTS)["Sales"]["sys_id"]
+
+
+def test_supervisor_quarantines_and_waits_on_the_clock_port(
+    tmp_path: Path, directory: FakeDirectory, servicenow: FakeServiceNow
+) -> None:
+    config = fake_config(tmp_path, safety={"quarantine": {"min_writes": 1, "backoff": ["6h"]}})
+    clock = FakeClock()
+    ports = fake_ports(config, directory, servicenow, clock)
+    for uid in ("ceo", "ann", "bob"):
+        servicenow.refuse.add((USER_TABLE, "user_name", f"{uid}@contoso.example"))
+    supervise(config, ports, RunOptions())
+    quarantine = ports.state.quarantine()
+    assert quarantine is not None and quarantine.until == clock.now + 6 * 3600
+    writes = len(servicenow.writes)
+    with pytest.raises(QuarantinedError):
+        supervise(config, ports, RunOptions())
+    assert len(servicenow.writes) == writes  # nothing was tried while quarantined
+    servicenow.refuse.clear()
+    clock.now += 6 * 3600
+    report = supervise(config, ports, RunOptions(force_full=True))
+    assert report.exit_code == 0 and ports.state.quarantine() is None

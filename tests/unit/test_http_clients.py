@@ -16,6 +16,7 @@ from snsync.errors import (
     NotFoundError,
     TransientError,
     UnauthorizedError,
+    UnreadableAnswerError,
     WriteBlockedError,
 )
 from snsync.graph.client import GraphClient
@@ -71,7 +72,7 @@ def test_post_is_not_repeated_after_503_but_429_is() -> None:
 @responses.activate
 def test_connection_errors_retry_reads_then_give_up_as_transient() -> None:
     responses.get(f"{SN}/down", body=requests.ConnectionError("Connection refused"))
-    with pytest.raises(TransientError, match="after 3 attempts: connection refused"):
+    with pytest.raises(TransientError, match="connection refused \\(after 3 attempts\\)"):
         http().request("GET", f"{SN}/down")
     assert len(responses.calls) == 3
 
@@ -103,14 +104,17 @@ def test_ca_bundle_is_passed_on_every_request(tmp_path: Any) -> None:
 
 
 @responses.activate
-def test_servicenow_keyset_paging() -> None:
-    pages = [[{"sys_id": "a"}, {"sys_id": "b"}], [{"sys_id": "c"}]]
+def test_servicenow_keyset_paging_reads_past_short_pages_until_an_empty_one() -> None:
+    # Read rules apply after sysparm_limit: a short (or empty-looking) page is not the end.
+    pages = [[{"sys_id": "a"}, {"sys_id": "b"}], [{"sys_id": "c"}], [{"sys_id": "d"}], []]
     for page in pages:
         responses.get(f"{SN}/api/now/table/sys_user", json={"result": page})
     rows = sn_client(http()).read_all("sys_user", ["user_name"])
-    assert [r["sys_id"] for r in rows] == ["a", "b", "c"]
+    assert [r["sys_id"] for r in rows] == ["a", "b", "c", "d"]
     second = responses.calls[1].request.url or ""
     assert "sys_id%3Eb%5EORDERBYsys_id" in second and "sysparm_limit=2" in second
+    assert "sys_id%3Ed%5EORDERBYsys_id" in (responses.calls[3].request.url or "")
+    assert len(responses.calls) == 4
 
 
 @pytest.mark.parametrize(
@@ -169,7 +173,47 @@ def test_servicenow_row_without_sys_id_is_a_clear_error() -> None:
 
 
 @responses.activate
-def test_servicenow_html_answer_is_a_clear_error() -> None:
-    responses.get(f"{SN}/api/now/table/sys_user", body="<html>login</html>")
-    with pytest.raises(BadRequestError, match="not JSON"):
+def test_servicenow_html_answer_is_retried_then_a_clear_error() -> None:
+    responses.get(
+        f"{SN}/api/now/table/sys_user", body="<html>login</html>", content_type="text/html"
+    )
+    with pytest.raises(UnreadableAnswerError, match=r"HTML page .*after 3 attempts"):
         sn_client(http()).read_all("sys_user", ["user_name"])
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_a_create_whose_answer_was_lost_is_found_not_sent_twice() -> None:
+    url = f"{SN}/api/now/table/sys_user"
+    responses.post(url, body=requests.ConnectionError("Connection aborted"))
+    landed = {"sys_id": "a" * 32, "user_name": "x", "source": "entra:1"}
+    responses.get(url, json={"result": [landed]})
+    responses.get(url, json={"result": []})
+    record = sn_client(http()).create("sys_user", {"user_name": "x", "source": "entra:1"})
+    assert record["sys_id"] == "a" * 32
+    posts = [c for c in responses.calls if c.request.method == "POST"]
+    assert len(posts) == 1, "found by its identity fields: not created again"
+    probe = responses.calls[1].request.url or ""
+    assert "source%3Dentra%3A1" in probe and "sys_created_by%3Du" in probe
+
+
+@responses.activate
+def test_a_create_that_did_not_land_is_sent_again() -> None:
+    url = f"{SN}/api/now/table/sys_user"
+    responses.post(url, body=requests.ConnectionError("Connection aborted"))
+    responses.post(url, json={"result": {"sys_id": "b" * 32, "user_name": "x"}}, status=201)
+    responses.get(url, json={"result": []})
+    record = sn_client(http()).create("sys_user", {"user_name": "x", "source": "entra:1"})
+    assert record["sys_id"] == "b" * 32
+
+
+@responses.activate
+def test_delete_answered_404_after_a_lost_answer_counts_as_done() -> None:
+    url = f"{SN}/api/now/table/sys_user_grmember/{'c' * 32}"
+    responses.delete(url, body=requests.ConnectionError("Connection aborted"))
+    responses.delete(url, status=404, json={"error": {"message": "No Record found"}})
+    sn_client(http()).delete("sys_user_grmember", "c" * 32)  # no error
+    responses.reset()
+    responses.delete(url, status=404, json={"error": {"message": "No Record found"}})
+    with pytest.raises(NotFoundError):
+        sn_client(http()).delete("sys_user_grmember", "c" * 32)

@@ -196,7 +196,7 @@ def customised() -> dict[str, Any]:
     attributes = users["attributeMappings"]
     attributes[5]["flowType"] = "AttributeAddOnly"
     attributes[11]["source"] = {"type": "Function", "expression": "AppendX([city])", "name": "X"}
-    attributes[12]["source"] = {"type": "Attribute", "name": "extensionAttribute3"}
+    attributes[12]["source"] = {"type": "Attribute", "name": "extensionAttribute16"}
     users["scope"]["groups"][0]["clauses"].append(
         {"operatorName": "IsMemberOf", "sourceOperandName": "department", "targetOperand": None}
     )
@@ -219,7 +219,7 @@ def test_every_unsupported_construct_is_listed_with_its_path_and_exit_5(tmp_path
     expected_paths = [
         f"{USERS}.attributeMappings[5]: flowType 'AttributeAddOnly'",
         f"{USERS}.attributeMappings[11]: target 'city': expression 'AppendX([city])' does not",
-        f"{USERS}.attributeMappings[12]: target 'country': 'extensionAttribute3'",
+        f"{USERS}.attributeMappings[12]: target 'country': 'extensionAttribute16'",
         f"{USERS}.scope.inputFilterGroups:",
         f"{USERS}.scope.groups[0].clauses[2]: operator 'IsMemberOf'",
         f"{GROUPS}.flowTypes: group flow types 'Add, Update' differ",

@@ -20,11 +20,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 
 from snsync.config import NotificationsConfig, SmtpConfig
-from snsync.errors import SnsyncError
+from snsync.errors import NotificationError, SnsyncError
 from snsync.notify import (
     CycleFacts,
     FailedObject,
-    NotificationError,
     Notifier,
     Problem,
     failures_problem,

@@ -169,12 +169,13 @@ def test_provisioning_service_names_are_translated_to_what_graph_returns(tmp_pat
     assert config.scope.filters[0][0].attribute == "id"
 
 
-def test_extension_attributes_are_named_as_not_readable_yet(tmp_path: Path) -> None:
-    mappings = users_with(title={"source": "extensionAttribute7"})
+def test_extension_attributes_are_readable_and_an_unknown_one_is_not(tmp_path: Path) -> None:
+    mappings = users_with(title={"source": "ExtensionAttribute7"})
     code, _, stderr = validate(write_config(tmp_path, mappings={"users": mappings}))
-    assert code == 2
-    assert "onPremisesExtensionAttributes.extensionAttribute7" in stderr
-    assert "cannot read yet" in stderr
+    assert code == 0, stderr
+    mappings = users_with(title={"source": "extensionAttribute16"})
+    code, _, stderr = validate(write_config(tmp_path, mappings={"users": mappings}))
+    assert code == 2 and "extensionAttribute16" in stderr
 
 
 def test_synthesized_attributes_cannot_be_tested_by_a_scoping_filter() -> None:
