@@ -10,9 +10,12 @@ suite runs a short campaign; `make kill-test` the long one (SNSYNC_KILL_POINTS, 
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,14 +24,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from snsync.sandbox.demo_instance import DEMO_PASSWORD
 from snsync.sandbox.demo_tenant import demo_group_id, demo_user_id
 from snsync.sandbox.runner import RunningSandbox, SandboxOptions, start_sandbox
 from snsync.sandbox.server import Request, Response
 
-from .conftest import GraphAdmin, Snsync
+from .conftest import GraphAdmin, ServiceNowAdmin, Snsync
 
 POINTS = int(os.environ.get("SNSYNC_KILL_POINTS", "8"))
 SEEDS = [int(s) for s in os.environ.get("SNSYNC_KILL_SEEDS", "3").split(",")]
@@ -232,3 +237,27 @@ def picture(sandbox: RunningSandbox, admin: GraphAdmin) -> dict[str, Any]:
         "groups": sorted((r["name"], sorted(plain(r).items())) for r in groups.values()),
         "members": sorted(rows.items()),
     }
+
+
+def test_a_write_cut_off_mid_body_is_not_applied(sandbox: RunningSandbox) -> None:
+    """The kill points rely on it: a process killed while sending a body writes nothing (as a
+    real instance, which waits for the whole body and drops the request when it never comes)."""
+    url = urlsplit(sandbox.info["servicenow_url"])
+    context = ssl.create_default_context(cafile=sandbox.info["ca_pem"])
+    before = sandbox.servicenow_app.write_count()
+    auth = base64.b64encode(f"admin:{DEMO_PASSWORD}".encode()).decode()
+    head = (
+        "POST /api/now/table/sys_user_grmember HTTP/1.1\r\n"
+        f"Host: {url.hostname}:{url.port}\r\nAuthorization: Basic {auth}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+    )
+    with (
+        socket.create_connection((url.hostname, url.port)) as raw,
+        context.wrap_socket(raw, server_hostname=url.hostname) as tls,
+    ):
+        tls.sendall(head.encode())  # and no body: the process died here
+    admin = ServiceNowAdmin(sandbox)
+    for _ in range(5):  # round trips after the cut-off request, which is served meanwhile
+        admin.rows("sys_user_grmember")
+    assert sandbox.servicenow_app.write_count() == before
+    assert all(r["group"] and r["user"] for r in admin.rows("sys_user_grmember"))
