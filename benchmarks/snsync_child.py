@@ -34,6 +34,7 @@ def measured_cycle(
     # CPU time, not wall time: other processes on the machine must not look like a slow step.
     profiler = cProfile.Profile(time.process_time) if cprofile else None
     start = resource.getrusage(resource.RUSAGE_SELF)
+    start_rss = peak_rss_bytes(start)
     started = time.perf_counter()
     if profiler:
         profiler.enable()
@@ -54,14 +55,27 @@ def measured_cycle(
     return {
         "wall_s": wall,
         "cpu_s": (end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime),
-        "peak_rss_bytes": end.ru_maxrss * 1024,  # Linux reports kilobytes
-        "start_rss_bytes": start.ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss_bytes(end),
+        "start_rss_bytes": start_rss,
         "requests": dict(report.requests),
         "actions": report.counts(),
         "unchanged": report.planned.unchanged,
         "failures": failures[:MAX_FAILURES_SHOWN],
         "failure_count": len(failures),
     }
+
+
+def peak_rss_bytes(usage: resource.struct_rusage) -> int:
+    """This process's high-water RSS. Linux's `ru_maxrss` survives exec, so a child forked from
+    a big parent would report the parent's size; the kernel's VmHWM starts afresh at exec and is
+    preferred where it exists."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return usage.ru_maxrss * 1024  # kilobytes on Linux
 
 
 def main(argv: list[str] | None = None) -> int:
