@@ -106,5 +106,8 @@ class NamedChoice(click.Choice[str]):
     def __init__(self, choices: Sequence[str]) -> None:
         super().__init__(choices, case_sensitive=False)
 
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return f"[{'|'.join(map(str, self.choices))}]"
+
     def get_invalid_choice_message(self, value: Any, ctx: click.Context | None) -> str:
         return f"'{value}' is not one of: {', '.join(map(str, self.choices))}"
