@@ -366,7 +366,7 @@ def test_batches_run_concurrently_and_results_keep_the_requests_order(
     rig: Callable[..., Rig],
 ) -> None:
     r = rig(max_concurrent=4)
-    r.instance.app.set_concurrency_latency(20)
+    r.instance.app.set_concurrency_latency(150)  # long enough to overlap on a loaded machine
     requests = [create(f"par{i}") for i in range(16)]
     results = write_batched(r.client, requests, batch_size=2, concurrency=4)
     assert [res.record["user_name"] if res.record else "" for res in results] == [
