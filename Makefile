@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench lint typecheck unit integration soak clean lock
+.PHONY: test demo bench lint typecheck unit integration soak clean lock kill-test
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
+
+# Issue 9.6: twenty kill -9 points per seed, ten seeds, each then one clean cycle vs a twin.
+kill-test: $(STAMP)
+	SNSYNC_KILL_POINTS=20 SNSYNC_KILL_SEEDS=1,2,3,4,5,6,7,8,9,10 \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_trust_kill.py
 
 demo: $(STAMP)
 	$(BIN)/python -m snsync.demo

@@ -328,6 +328,8 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
                 metrics_file=options.metrics_file,
             )
             stopped, why = stop.exit_code(), stop.reason  # max_cycle_time passed, a quota spent
+            if not options.dry_run:
+                _prune_log(config, state)
     except requests.RequestException as exc:  # a cycle of the loop must end in one line too
         raise request_error(exc, config) from None
     finally:
@@ -340,6 +342,13 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
     if stopped is not ExitCode.OK:
         _console().warning(why or "the cycle stopped early")
     return stopped if stopped is not ExitCode.OK else report.exit_code
+
+
+def _prune_log(config: Config, state: Any) -> None:
+    """Retention: provisioning-log rows older than state.keep_log go after each cycle."""
+    pruned = state.prune_log(time.time() - config.state.keep_log)
+    if pruned:
+        log.info("pruned %d provisioning-log rows older than state.keep_log", pruned)
 
 
 def _stop_on_signals() -> None:

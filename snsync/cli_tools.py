@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ from snsync.printable import printable_lines
 
 
 @click.command()
-@click.option("--user", help="UPN, display name or object id.")
+@click.option("--user", help="Part of a display name, UPN or mail, or an object id.")
 @click.option(
     "--action",
     type=NamedChoice([a.value for a in Action]),
@@ -27,7 +28,8 @@ from snsync.printable import printable_lines
     help="Only this status.",
 )
 @click.option("--cycle", type=int, help="Cycle number.")
-@click.option("--since", help="Only entries newer than this, e.g. 2h, 30m, 1d.")
+@click.option("--since", help="Only entries newer than this: a duration (2h) or a UTC time.")
+@click.option("--until", help="Only entries older than this: a duration (2h) or a UTC time.")
 @click.option("--limit", type=int, default=200, show_default=True)
 @click.option(
     "--output",
@@ -46,27 +48,47 @@ def logs(
     status: str | None,
     cycle: int | None,
     since: str | None,
+    until: str | None,
     limit: int,
     output: str,
 ) -> None:
     """Read the provisioning log: one row per object per action."""
-    from snsync.render import dumps, log_csv, log_json, log_text
+    from snsync.render import dumps, log_csv, log_json, log_text, reference_names
     from snsync.state import LogFilter
 
     config = _config(ctx)
-    try:
-        since_ts = time.time() - parse_duration(since) if since else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
-    query = LogFilter(user, action, status, cycle, since_ts, limit)
+    query = LogFilter(
+        user, action, status, cycle, _when(since, "--since"), limit, _when(until, "--until")
+    )
     with _state(config, lock=False) as state:
         entries = state.log_entries(query)
+        names = reference_names(state.cached_picture().target) if state.has_cached_picture() else {}
     if output == "json":
         click.echo(dumps(log_json(entries)))
     elif output == "csv":
-        click.echo(log_csv(entries), nl=False)
+        click.echo(log_csv(entries, names), nl=False)
     else:
-        click.echo(log_text(entries))
+        click.echo(log_text(entries, names))
+
+
+def _when(text: str | None, option: str) -> float | None:
+    """A duration back from now (`2h`, `1d`) or a UTC time (`2026-12-01 10:00`)."""
+    if not text:
+        return None
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"'{text}' is neither a duration (30m, 2h, 1d) nor a time (2026-12-01 10:00)",
+            param_hint=option,
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
 
 @click.command()

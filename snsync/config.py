@@ -375,6 +375,7 @@ class StateConfig(_Section):
     """Where snsync keeps its links, cycles and provisioning log."""
 
     path: Path = Path("~/.local/state/snsync/state.db")
+    keep_log: Duration = 90 * 86400  # provisioning-log rows older than this are pruned
 
     @field_validator("path")
     @classmethod

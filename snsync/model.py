@@ -15,6 +15,7 @@ Progress = Callable[[str, int], None]  # (what, how many more) while reading or 
 USER_TABLE = "sys_user"
 GROUP_TABLE = "sys_user_group"
 MEMBER_TABLE = "sys_user_grmember"
+REDACTED = "[redacted]"  # what every output shows instead of a value fed by Redact()
 
 
 class ObjectType(StrEnum):
@@ -73,6 +74,7 @@ class Reason(StrEnum):
     INVALID_LOOKUP = "InvalidLookupReference"
     MANAGER_NOT_PROVISIONED = "ManagerNotProvisioned"
     EXPRESSION_FAILED = "ExpressionEvaluationFailed"
+    ATTRIBUTE_TOO_LONG = "AttributeValueTooLong"  # over limits.max_attribute_length: refused
     ACTION_SWITCHED_OFF = "ActionSwitchedOff"
     NOT_ACTIVE = "SourceUserNotActive"
     OUT_OF_SCOPE_KEPT = "SkipOutOfScopeDeletions"
@@ -87,6 +89,7 @@ class Reason(StrEnum):
     MEMBERSHIP_KEPT = "MembershipRowNotOwned"  # a member left; the row predates snsync: kept
     TARGET_INCOMPLETE = "TargetIncomplete"  # ServiceNow answered with too few records
     NOT_CREATED = "ReferencedRecordNotCreated"
+    REDACTED_NOT_CACHED = "RedactedValueNotCached"  # incremental: only a digest was kept
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class SourceObject:
     attributes: Mapping[str, Any]
     in_scope: bool
     scope_reason: str
+    refused: str | None = None  # why the object is refused as a whole (an over-long value)
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,10 @@ class Desired:
     references: Mapping[str, tuple[str, str]]  # field -> (table, display value or directory id)
     matching: tuple[tuple[str, str], ...]  # (field, value) in precedence order
     error: str | None = None  # an expression failed: the object fails, the others go on
+    error_reason: Reason | None = None  # the reason code of `error` (default: expression)
+    # Fields fed by a Redact() mapping: never shown or kept as such. Their value in `values` is
+    # the value, or (for an object read from the cached picture) only its keyed digest.
+    redacted: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,22 @@ class Change:
     old: str | None
     new: str
     label: str | None = None  # display value of a reference (department name, manager name)
+    redacted: bool = False  # fed by Redact(): written to ServiceNow, shown as [redacted]
+
+    @property
+    def shown_old(self) -> str | None:
+        """The old value as every output shows it."""
+        return REDACTED if self.redacted and self.old else self.old
+
+    @property
+    def shown_new(self) -> str:
+        """The new value as every output shows it."""
+        return REDACTED if self.redacted and self.new else self.new
+
+    @property
+    def shown_label(self) -> str | None:
+        """The reference's display value as every output shows it."""
+        return REDACTED if self.redacted and self.label else self.label
 
 
 @dataclass(frozen=True)
@@ -233,6 +257,9 @@ class PlanItem:
     # Fields (and "sys_id") holding a placeholder for a record created earlier in the cycle:
     # the executor puts the new record's sys_id there before the write.
     pending: frozenset[str] = frozenset()
+    # A redacted value was needed that the cached picture keeps only as a digest: the next
+    # cycle reads everything (and writes it).
+    full_next: bool = False
 
     @property
     def table(self) -> str:

@@ -8,7 +8,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -17,7 +17,7 @@ from snsync.config import Config
 from snsync.engine.cycle import CycleReport
 from snsync.engine.plan import CyclePlan
 from snsync.errors import ExitCode
-from snsync.model import Change, PlanItem, Reason, Result, Status
+from snsync.model import Change, PlanItem, Reason, Result, Status, TargetSnapshot
 from snsync.printable import printable_lines
 from snsync.progress import progress_line
 from snsync.redact import redact
@@ -29,6 +29,7 @@ MAX_VALUE = 60
 def plan_text(planned: CyclePlan) -> str:
     """The plan as the admin reads it: one block per object, attribute diffs under it."""
     names = planned.names
+    known = reference_names(planned.target)
     users, groups = planned.users, planned.groups
     lines = [
         f"Scope: {planned.in_scope} users in scope of {len(planned.snapshot.users)} in the "
@@ -37,7 +38,7 @@ def plan_text(planned: CyclePlan) -> str:
     ]
     for item in planned.items():
         lines.append(_item_line(item))
-        lines += [f"      {_change(c)}" for c in item.changes]
+        lines += [f"      {_change(c, known)}" for c in item.changes]
         lines += [
             f"      {name}: set once '{names.get(who, who)}' is created"
             for name, who in item.deferred.items()
@@ -80,7 +81,8 @@ def item_json(item: PlanItem) -> dict[str, Any]:
         "adopt": item.adopt,
         "object_type": item.kind,
         "changes": [
-            {"field": c.field, "old": c.old, "new": c.new, "label": c.label} for c in item.changes
+            {"field": c.field, "old": c.shown_old, "new": c.shown_new, "label": c.shown_label}
+            for c in item.changes
         ],
         "deferred": dict(item.deferred),
     }
@@ -191,7 +193,7 @@ def result_json(result: Result) -> dict[str, Any]:
     return data
 
 
-def log_text(entries: Sequence[LogEntry]) -> str:
+def log_text(entries: Sequence[LogEntry], names: Mapping[str, str] | None = None) -> str:
     if not entries:
         return "No provisioning log entries match."
     lines = []
@@ -202,7 +204,7 @@ def log_text(entries: Sequence[LogEntry]) -> str:
             f"{when} cycle {e.cycle_id} {e.action:<7} {e.status:<8} {e.display_name} "
             f"({e.directory_id}){reason} {e.message}".rstrip()
         )
-        lines += [f"      {_change(Change(**c))}" for c in e.changes]
+        lines += [f"      {_change(Change(**c), names)}" for c in e.changes]
     return printable_lines(lines)
 
 
@@ -212,7 +214,7 @@ LOG_CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def log_csv(entries: Sequence[LogEntry]) -> str:
+def log_csv(entries: Sequence[LogEntry], names: Mapping[str, str] | None = None) -> str:
     """The log as CSV (RFC 4180, a header row; changes as `field: old -> new` joined by '; ').
     A cell that a spreadsheet would run as a formula is prefixed with a quote."""
     buffer = io.StringIO()
@@ -220,7 +222,7 @@ def log_csv(entries: Sequence[LogEntry]) -> str:
     writer.writerow(LOG_CSV_COLUMNS)
     for e in entries:
         when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        changes = "; ".join(_change(Change(**c)) for c in e.changes)
+        changes = "; ".join(_change(Change(**c), names) for c in e.changes)
         row = [when, e.cycle_id, e.object_type, e.directory_id, e.display_name, e.sys_id,
                e.action, e.status, e.reason, e.message, changes]  # fmt: skip
         writer.writerow(["" if v is None else _cell(str(v)) for v in row])
@@ -253,11 +255,28 @@ def _result_line(result: Result) -> str:
     return f"{result.item.display_name} ({result.item.directory_id}): {reason}{result.message}"
 
 
-def _change(change: Change) -> str:
-    new = _short(change.new)
-    if change.label:
-        new = f"{_short(change.label)} ({change.new})"
-    return f"{change.field}: {_short(change.old)} -> {new}"
+def _change(change: Change, names: Mapping[str, str] | None = None) -> str:
+    """`field: old -> new` as it may be shown (a Redact() value masked), a reference shown by
+    its name with the sys_id after it."""
+    new = _short(change.shown_new)
+    if change.shown_label:
+        new = f"{_short(change.shown_label)} ({change.shown_new})"
+    old = _short(change.shown_old)
+    unmasked = change.shown_old == change.old
+    if names and unmasked and change.old is not None and change.old in names:
+        old = f"{_short(names[change.old])} ({change.old})"
+    return f"{change.field}: {old} -> {new}"
+
+
+def reference_names(target: TargetSnapshot | None) -> dict[str, str]:
+    """sys_id -> name of the records a reference may point at (users, groups and reference
+    tables as last read), so that an old reference value reads as a name."""
+    if target is None:
+        return {}
+    names = {sys_id: name for table in target.references.values() for name, sys_id in table.items()}
+    names.update({s: r.get("name", "") for s, r in target.groups.items() if r.get("name")})
+    names.update({s: r.get("user_name", "") for s, r in target.users.items() if r.get("user_name")})
+    return names
 
 
 def _short(value: str | None) -> str:

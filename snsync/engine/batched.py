@@ -128,6 +128,15 @@ def write_request(item: PlanItem, fields: Mapping[str, Sequence[str]]) -> WriteR
     return WriteRequest(WriteKind.UPDATE, item.table, values, item.sys_id, kept)
 
 
+def masked_message(item: PlanItem, message: str) -> str:
+    """An answer's message without the Redact() values the write carried (ServiceNow may quote
+    them, as in a unique-key violation): for single and batched writes alike."""
+    for change in item.changes:
+        if change.redacted and len(change.new) >= 3:
+            message = message.replace(change.new, change.shown_new)
+    return message
+
+
 def item_result(item: PlanItem, written: WriteResult, stop_reason: str = "") -> Result:
     """A write's outcome as the plan item's Result (the messages of a single request's)."""
     if not written.started:
@@ -140,10 +149,11 @@ def item_result(item: PlanItem, written: WriteResult, stop_reason: str = "") -> 
         )
     error = written.error
     if isinstance(error, TransientError):
-        message = f"{error}; it will be tried again next cycle"
+        message = f"{masked_message(item, str(error))}; it will be tried again next cycle"
         return Result(item, Status.FAILURE, item.sys_id, Reason.TRANSIENT, message)
     if error is not None:
-        return Result(item, Status.FAILURE, item.sys_id, Reason.API_ERROR, str(error))
+        message = masked_message(item, str(error))
+        return Result(item, Status.FAILURE, item.sys_id, Reason.API_ERROR, message)
     record = dict(written.record) if written.record is not None else None
     return Result(item, item.status, written.sys_id, item.reason, item.message, record)
 

@@ -14,12 +14,14 @@ from snsync.connections import Connections
 from snsync.engine.approvals import read_trust, trust_from_config
 from snsync.engine.batched import batching_for
 from snsync.engine.executor import OnResult, execute_waves
+from snsync.engine.journal import journaling
 from snsync.engine.plan import CyclePlan, cycle_options, plan_cycle
-from snsync.engine.ports import Ports, ports_for
+from snsync.engine.ports import Ports, StateStore, ports_for
 from snsync.engine.reading import Reading, read_picture
 from snsync.engine.record import Outcome, cycle_record, result_counts
 from snsync.engine.trust import Trust
 from snsync.errors import ExitCode
+from snsync.masking import Masker, new_key
 from snsync.model import ObjectType, Progress, Reason, Result, Status
 from snsync.state import State
 
@@ -70,8 +72,17 @@ def read_and_plan(
     return plan_reading(config, ports, reading, allow_disables)
 
 
+def masker_for(state: StateStore) -> Masker:
+    """The state file's Redact() key, or a new one (kept when the cycle is recorded)."""
+    return Masker(state.redaction_key() or new_key())
+
+
 def plan_reading(
-    config: Config, ports: Ports, reading: Reading, allow_disables: bool = False
+    config: Config,
+    ports: Ports,
+    reading: Reading,
+    allow_disables: bool = False,
+    masker: Masker | None = None,
 ) -> CyclePlan:
     """The cycle's plan over what was read, the stored links and the escrow (pure, given them).
     When an adoption waits on roles, the role tables are read and the plan made again, before
@@ -79,9 +90,12 @@ def plan_reading(
     links = {kind: ports.state.links(kind) for kind in KINDS}
     escrow = ports.state.escrow()
     now = ports.clock()
+    masker = masker or masker_for(ports.state)
 
     def plan(trust: Trust) -> CyclePlan:
-        options = cycle_options(config, now=now, allow_disables=allow_disables, trust=trust)
+        options = cycle_options(
+            config, now=now, allow_disables=allow_disables, trust=trust, masker=masker
+        )
         return plan_cycle(reading.picture, links, escrow, options)
 
     planned = plan_trusted(config, ports, plan)
@@ -140,17 +154,23 @@ def cycle(
     started = time.monotonic()
     state = ports.state
     cycle_id = None if dry_run else state.start_cycle("starting")
+    masker = masker_for(state)
     try:
         reading = read_picture(config, ports, progress, force_full)
         if cycle_id is not None:
             state.set_cycle_kind(cycle_id, reading.mode)
-        planned = plan_reading(config, ports, reading, allow_disables)
+        planned = plan_reading(config, ports, reading, allow_disables, masker)
     except Exception as exc:
         if cycle_id is not None:
             state.end_cycle(cycle_id, f"error: {exc}", {}, ports.requests())
         raise
     if progress:
         progress(TO_APPLY, sum(1 for item in planned.items() if item.writes))
+    if cycle_id is not None:
+        # Until this cycle records what it saw and wrote, the next one reads everything: a
+        # killed cycle's writes are invisible to an incremental read (they are snsync's own).
+        state.require_full_next()
+        on_result = journaling(state, on_result)
     results = execute_waves(
         planned.waves,
         ports.target,
@@ -166,5 +186,5 @@ def cycle(
     )  # fmt: skip
     if cycle_id is not None:
         outcome = Outcome(cycle_id, duration, report.results, report.requests, ports.clock())
-        state.record_cycle(cycle_record(config, planned, reading, outcome))
+        state.record_cycle(cycle_record(config, planned, reading, outcome, masker))
     return report

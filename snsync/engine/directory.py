@@ -6,8 +6,10 @@ Pure: the raw Graph objects come from graph/source.py."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
+from snsync.bounds import over_long_reason
 from snsync.config import ScopeConfig
 from snsync.engine.scope import build_index, counted_assignments, decide
 from snsync.model import AppScope, ScopeDecision, SourceObject, SourceSnapshot
@@ -23,6 +25,24 @@ def assigned_groups(app: AppScope, scope: ScopeConfig) -> dict[str, str]:
     }
 
 
+def refuse_over_long(
+    objects: Sequence[Mapping[str, Any]], max_length: int
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The objects with every over-long value dropped (so it is never mapped, printed or
+    cached), and object id -> why it is refused (limits.max_attribute_length)."""
+    kept: list[dict[str, Any]] = []
+    refused: dict[str, str] = {}
+    for raw in objects:
+        flat = with_extension_attributes(raw)
+        why = over_long_reason(flat, max_length)
+        if why is None:
+            kept.append(dict(raw))
+            continue
+        refused[str(raw.get("id"))] = why
+        kept.append({k: v for k, v in raw.items() if not over_long_reason({k: v}, max_length)})
+    return kept, refused
+
+
 def build_snapshot(
     users: Sequence[Mapping[str, Any]],
     app: AppScope,
@@ -30,6 +50,7 @@ def build_snapshot(
     groups: Sequence[Mapping[str, Any]] = (),
     incomplete: Sequence[str] = (),
     whole_directory: bool = True,
+    refused: Mapping[str, str] | None = None,
 ) -> SourceSnapshot:
     """Decide scope and synthesize attributes for every user and assigned group read."""
     result: dict[str, SourceObject] = {}
@@ -43,9 +64,13 @@ def build_snapshot(
             # (delta reports no change on the reports of a manager who was deleted).
             raw = {**raw, "manager": None}
         user = source_user(raw, decision, index.roles.get(str(raw.get("id")), ()))
+        if refused and user.id in refused:
+            user = replace(user, refused=refused[user.id])
         result[user.id] = user
     roles = assigned_groups(app, scope)
     source_groups = {str(g["id"]): source_group(g, roles.get(str(g["id"]), "")) for g in groups}
+    for gid in set(source_groups) & set(refused or ()):
+        source_groups[gid] = replace(source_groups[gid], refused=(refused or {})[gid])
     members = {gid: app.group_members.get(gid, ()) for gid in source_groups}
     return SourceSnapshot(
         users=result,

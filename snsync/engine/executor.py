@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from snsync.engine.batched import Batching, BatchWriter, execute_batched
+from snsync.engine.batched import Batching, BatchWriter, execute_batched, masked_message
 from snsync.engine.ports import TargetWriter
 from snsync.errors import ApiError, TransientError, WriteBlockedError
 from snsync.model import (
@@ -182,10 +182,12 @@ def apply_item(item: PlanItem, client: TargetWriter) -> Result:
             Status.FAILURE,
             item.sys_id,
             Reason.TRANSIENT,
-            f"{exc}; it will be tried again next cycle",
+            f"{masked_message(item, str(exc))}; it will be tried again next cycle",
         )
     except ApiError as exc:
-        return Result(item, Status.FAILURE, item.sys_id, Reason.API_ERROR, str(exc))
+        return Result(
+            item, Status.FAILURE, item.sys_id, Reason.API_ERROR, masked_message(item, str(exc))
+        )
 
 
 def _sends_nothing(item: PlanItem) -> Result:

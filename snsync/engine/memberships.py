@@ -4,7 +4,7 @@ snsync is never deleted by it: when its member leaves, the log says so and how t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from snsync.engine.trust import CREATOR_FIELD
@@ -48,6 +48,7 @@ def plan_memberships(
     *,
     kept: Mapping[str, str] | None = None,
     account: str = "",
+    frozen: Collection[str] = (),
 ) -> MembershipPlan:
     """Plan memberships of the groups in `wanted` (in-scope group id -> member user ids).
 
@@ -56,6 +57,7 @@ def plan_memberships(
     the wanted groups; `owned` the pair keys of rows snsync created, `kept` of rows it found (and
     never deletes). A row created by the integration `account` is snsync's even when its link
     was lost (a create whose answer never came back), and one created by anyone else never is.
+    No row of a `frozen` user or group (linked to a protected record) is added or removed.
     """
     rows = list(rows)
     kept = kept or {}
@@ -67,7 +69,7 @@ def plan_memberships(
     forgotten: list[str] = []
     wanted_keys: set[str] = set()
     unchanged = 0
-    for key, group_sys, user_sys in _wanted_pairs(wanted, group_links, user_links):
+    for key, group_sys, user_sys in _wanted_pairs(wanted, group_links, user_links, frozen):
         wanted_keys.add(key)
         row = by_pair.get((group_sys, user_sys))
         if row is None:
@@ -80,7 +82,9 @@ def plan_memberships(
         else:
             adopted[key] = row["sys_id"]
             forgotten += [key] if key in owned else []
-    leaving = _Leaving(wanted, wanted_keys, {r["sys_id"]: r for r in rows}, names, creators)
+    leaving = _Leaving(
+        wanted, wanted_keys, {r["sys_id"]: r for r in rows}, names, creators, frozenset(frozen)
+    )
     items += leaving.owned(owned) + leaving.kept(kept)
     items += leaving.orphans(rows, owned, kept, _reverse(group_links), _reverse(user_links))
     forgotten += leaving.forgotten
@@ -111,10 +115,14 @@ class _Leaving:
     rows: Mapping[str, Record]
     names: Mapping[str, str]
     creators: _Creators
+    frozen: frozenset[str]
     forgotten: list[str] = field(default_factory=list)
 
     def _left(self, key: str) -> bool:
-        return key.split(":", 1)[0] in self.wanted and key not in self.wanted_keys
+        group_id, user_id = key.split(":", 1)
+        if group_id in self.frozen or user_id in self.frozen:
+            return False
+        return group_id in self.wanted and key not in self.wanted_keys
 
     def owned(self, owned: Mapping[str, str]) -> list[PlanItem]:
         """Rows snsync created go; a row the state calls snsync's but someone else made stays."""
@@ -198,14 +206,15 @@ def _wanted_pairs(
     wanted: Mapping[str, Iterable[str]],
     group_links: Mapping[str, str],
     user_links: Mapping[str, str],
+    frozen: Collection[str],
 ) -> Iterator[tuple[str, str, str]]:
     for group_id in sorted(wanted):
         group_sys = group_links.get(group_id)
-        if not group_sys:
+        if not group_sys or group_id in frozen:
             continue
         for user_id in sorted(set(wanted[group_id])):
             user_sys = user_links.get(user_id)
-            if user_sys:
+            if user_sys and user_id not in frozen:
                 yield pair_key(group_id, user_id), group_sys, user_sys
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from snsync.config import Config
 from snsync.connections import Connections
 from snsync.engine.cycle import CycleReport, plan_trusted
-from snsync.engine.directory import build_snapshot, source_user
+from snsync.engine.directory import build_snapshot, refuse_over_long, source_user
 from snsync.engine.executor import execute
 from snsync.engine.memberships import MembershipPlan
 from snsync.engine.plan import (
@@ -29,9 +30,10 @@ from snsync.engine.reading import reference_tables, source_attributes, target_fi
 from snsync.engine.record import new_links, result_counts
 from snsync.engine.scope import decide_scope
 from snsync.engine.trust import Trust
-from snsync.errors import NotFoundError
+from snsync.errors import ConfigError, NotFoundError
 from snsync.model import (
     USER_TABLE,
+    Action,
     ObjectType,
     Picture,
     Plan,
@@ -41,6 +43,7 @@ from snsync.model import (
     Status,
     TargetSnapshot,
 )
+from snsync.redact import register
 from snsync.state import CycleRecord, LinkChanges, State
 
 Say = Callable[[str, str], None]
@@ -65,7 +68,10 @@ def provision(
 ) -> OnDemandOutcome:
     """Provision one user through the ports (see provision_user)."""
     started = time.monotonic()
-    raw = ports.directory.user(user_ref, source_attributes(config))
+    try:
+        raw = ports.directory.user(user_ref, source_attributes(config))
+    except NotFoundError as exc:  # the admin named someone who is not there: usage, exit 2
+        raise ConfigError(str(exc)) from None
     say(
         "import",
         f"{raw.get('displayName')} <{raw.get('userPrincipalName')}> id {raw.get('id')}, "
@@ -74,7 +80,9 @@ def provision(
     app = ports.directory.app_scope()
     decision = decide_scope(raw, app.assignments, app.group_members, app.roles, config.scope)
     say("scope", ("in scope: " if decision.in_scope else "not in scope: ") + decision.reason)
-    user = build_snapshot([raw], app, config.scope, whole_directory=False).users[str(raw["id"])]
+    bounded, refused = refuse_over_long([raw], config.limits.max_attribute_length)
+    snapshot = build_snapshot(bounded, app, config.scope, whole_directory=False, refused=refused)
+    user = snapshot.users[str(raw["id"])]
     links = ports.state.links(USER)
     target = _target_for(config, ports, user.id, user.attributes, links)
     found = ", ".join(f"{r.get('user_name')} ({s})" for s, r in target.users.items()) or "none"
@@ -82,6 +90,19 @@ def provision(
     picture = Picture(SourceSnapshot({user.id: user}), target)
     planned = plan_trusted(config, ports, lambda trust: _plan_one(config, picture, links, trust))
     items = tuple(i for i in planned.users.plan.items if i.directory_id == user.id)
+    held = tuple(h for h in ports.state.held_disables() if h.object_type == USER)
+    if held and any(i.action is Action.DISABLE for i in items):
+        # The threshold holds every disable until an admin approves: this one stays with them.
+        items = tuple(i for i in items if i.action is not Action.DISABLE)
+        planned = replace(planned, held=held)
+        say(
+            "action",
+            f"Disable held: {held[0].count} user disables are held by safety.max_disables "
+            f"({held[0].limit_text}) and this one stays held with them; release them with: "
+            "snsync approve",
+        )
+    elif not items:
+        say("action", _nothing_to_do(user.in_scope, bool(target.users)))
     _say_plan(items, say)
     cycle_id = None if dry_run else ports.state.start_cycle("on-demand")
     results = execute(items, ports.target, dry_run=dry_run)
@@ -112,7 +133,8 @@ def _plan_one(
     """The users table plan for the one user: no guards (on demand is the admin's decision),
     no groups, no memberships, no reference records created."""
     mapper = make_mapper(config.mappings, picture.target)
-    options = with_trust(plan_options(config, mapper), trust)
+    # One user read: another's claim through an earlier matching attribute cannot be seen.
+    options = with_trust(plan_options(config, mapper), replace(trust, whole_directory=False))
     records = picture.target.users
     wanted = desired(mapper, picture.source.users, records, links, options)
     users = plan_table(wanted, records, picture.target.references, links, options)
@@ -123,14 +145,25 @@ def _plan_one(
     return CyclePlan(users, groups, memberships, (), waves, picture, in_scope)
 
 
+def _nothing_to_do(in_scope: bool, has_record: bool) -> str:
+    if in_scope and has_record:
+        return "nothing to do: the ServiceNow record already matches"
+    if in_scope:
+        return "nothing to do (see the scope and match steps above)"
+    if has_record:
+        return "nothing to do: out of scope, and the ServiceNow record needs no change"
+    return (
+        "nothing to do: the user is out of scope and has no ServiceNow record (snsync creates "
+        "records only for users in scope)"
+    )
+
+
 def _say_plan(items: tuple[Any, ...], say: Say) -> None:
-    if not items:
-        say("action", "nothing to do: the ServiceNow record already matches")
     for item in items:
         adopted = " (adopting the matched record)" if item.adopt else ""
         say("action", f"{item.action.value}{adopted}: {item.message or item.reason or ''}".strip())
         for change in item.changes:
-            say("attribute", f"{change.field}: {change.old!r} -> {change.new!r}")
+            say("attribute", f"{change.field}: {change.shown_old!r} -> {change.shown_new!r}")
 
 
 def _target_for(
@@ -147,6 +180,9 @@ def _target_for(
     target = ports.target
     wanted = mapper.desired(source_user(attributes, ScopeDecision(True, ""))).values
     clauses = [(f, wanted[f]) for f in mapper.matching_fields if wanted.get(f)]
+    # A redacted matching value goes into a query URL: masked in -vv lines and messages.
+    for value in (v for f, v in clauses if f in mapper.redacted_targets):
+        register(value, quote(value, safe=""), quote_plus(value))
     if config.mappings.link_field:
         clauses.append((config.mappings.link_field, mapper.link_value(user_id)))
     records: dict[str, Record] = {}

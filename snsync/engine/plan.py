@@ -23,11 +23,18 @@ from snsync.engine.guards import (
     wait_for_backoff,
 )
 from snsync.engine.memberships import MembershipPlan, plan_memberships
-from snsync.engine.planner import PlanOptions, effective_links, plan_objects, with_trust
+from snsync.engine.planner import (
+    PlanOptions,
+    effective_links,
+    plan_objects,
+    protected_links,
+    with_trust,
+)
 from snsync.engine.trust import Trust
 from snsync.engine.waves import user_waves
 from snsync.mapping.expressions import EvalContext
 from snsync.mapping.mapper import Mapper
+from snsync.masking import Masker
 from snsync.model import (
     GROUP_TABLE,
     MEMBER_TABLE,
@@ -65,10 +72,16 @@ class CycleOptions:
     now: float = 0.0
     # Without the roles read from ServiceNow every adoption of an existing record is held.
     trust: Trust = field(default_factory=lambda: Trust(user_roles=None, group_roles=None))
+    masker: Masker | None = None  # compares Redact() values with the digests the state keeps
 
 
 def cycle_options(
-    config: Config, *, now: float, allow_disables: bool = False, trust: Trust | None = None
+    config: Config,
+    *,
+    now: float,
+    allow_disables: bool = False,
+    trust: Trust | None = None,
+    masker: Masker | None = None,
 ) -> CycleOptions:
     """Planning options from the config (and this cycle's trust facts)."""
     return CycleOptions(
@@ -78,6 +91,7 @@ def cycle_options(
         allow_disables,
         now,
         trust or trust_from_config(config),
+        masker,
     )
 
 
@@ -89,6 +103,7 @@ class TablePlan:
     desired: tuple[Desired, ...]
     links: dict[str, str]
     stale_links: tuple[str, ...]
+    frozen: frozenset[str] = frozenset()  # linked to a protected record: no membership writes
 
 
 @dataclass(frozen=True)
@@ -231,6 +246,8 @@ def plan_options(
         disable=actions.disable,
         skip_out_of_scope_deletions=options.safety.skip_out_of_scope_deletions,
         object_type=object_type,
+        redacted=mapper.redacted_targets,
+        masker=options.masker if isinstance(options, CycleOptions) else None,
     )
     if object_type is GROUP:
         return replace(result, protected_names=frozenset(), name_field="name")
@@ -259,7 +276,8 @@ def plan_table(
     """Plan one table (pure)."""
     links = effective_links(stored, records, options)
     plan = plan_objects(wanted, records, references, links, options)
-    return TablePlan(plan, tuple(wanted), links, tuple(sorted(set(stored) - set(links))))
+    stale = tuple(sorted(set(stored) - set(links)))
+    return TablePlan(plan, tuple(wanted), links, stale, protected_links(links, records, options))
 
 
 def missing_references(wanted: Iterable[Desired], references: References) -> list[tuple[str, str]]:
@@ -378,6 +396,7 @@ def plan_cycle_memberships(
         names,
         kept=links.get(KEPT, {}),
         account=account,
+        frozen=users.frozen | groups.frozen,
     )
     items = tuple(_wait_for(i, group_waits, user_waits) for i in planned.plan.items)
     return replace(planned, plan=replace(planned.plan, items=items))

@@ -15,7 +15,9 @@ from snsync.engine.trust import (
     protected_why,
     stamp_distrust,
 )
+from snsync.masking import Masker, is_digest
 from snsync.model import (
+    REDACTED,
     Action,
     Change,
     Desired,
@@ -53,6 +55,9 @@ class PlanOptions:
     account: str = ""  # the integration account: never written; its records' stamps are trusted
     privileged: Roles | None = field(default_factory=dict)  # sys_id -> roles; None: unread
     approved: Mapping[str, str] = field(default_factory=dict)  # directory id -> approved sys_id
+    whole_directory: bool = True  # False: a later matching attribute's claim cannot be weighed
+    redacted: frozenset[str] = frozenset()  # fields fed by Redact(): compared by keyed digest
+    masker: Masker | None = None  # the state file's key (the cached picture keeps digests)
 
 
 @dataclass
@@ -76,6 +81,7 @@ def with_trust(options: PlanOptions, trust: Trust) -> PlanOptions:
         protected_names=trust.protected_users if users else trust.protected_groups,
         privileged=trust.user_roles if users else trust.group_roles,
         approved=trust.approved.get(options.object_type, {}),
+        whole_directory=trust.whole_directory,
     )
 
 
@@ -93,6 +99,18 @@ def effective_links(
             if directory_id and sys_id not in taken and not stamp_distrust(record, options.account):
                 result.setdefault(directory_id, sys_id)
     return result
+
+
+def protected_links(
+    links: Mapping[str, str], records: Mapping[str, Record], options: PlanOptions
+) -> frozenset[str]:
+    """Directory ids linked to a protected record: no membership row of theirs is written."""
+    return frozenset(
+        directory_id
+        for directory_id, sys_id in links.items()
+        if sys_id in records
+        and protected_why(sys_id, records[sys_id], options.name_field, *_protection(options))
+    )
 
 
 def untrusted_stamps(
@@ -142,7 +160,9 @@ def plan_objects(
     }
     ctx = _Context(records, references, options, linked, planned_creates)
     claimed = {sys_id: d for d, sys_id in linked.items()}
-    unlinked = [d for d in desired if d.directory_id not in linked and _may_match(d)]
+    unlinked = [
+        _folded(d, options) for d in desired if d.directory_id not in linked and _may_match(d)
+    ]
     ctx.matches = resolve_matches(unlinked, _build_index(records, options), claimed)
     doubted = untrusted_stamps(linked, records, options)
     items: list[PlanItem] = []
@@ -188,11 +208,26 @@ def _build_index(records: Mapping[str, Record], options: PlanOptions) -> ByField
     for name in options.matching_fields:
         by_value: dict[str, list[str]] = {}
         for sys_id, record in records.items():
-            value = record.get(name, "").strip().lower()
+            value = _fold(name, record.get(name, ""), options).strip().lower()
             if value:
                 by_value.setdefault(value, []).append(sys_id)
         by_field[name] = by_value
     return by_field
+
+
+def _fold(name: str, value: str, options: PlanOptions) -> str:
+    """What matching compares: a redacted field by the keyed digest of its folded value."""
+    if name in options.redacted and options.masker is not None:
+        return options.masker.folded(value)
+    return value
+
+
+def _folded(want: Desired, options: PlanOptions) -> Desired:
+    """`want` with its redacted matching values as matching compares them."""
+    if not options.redacted & {name for name, _ in want.matching}:
+        return want
+    matching = tuple((name, _fold(name, value, options)) for name, value in want.matching)
+    return replace(want, matching=matching)
 
 
 def _stamped(record: Record, options: PlanOptions) -> str | None:
@@ -210,12 +245,12 @@ def _may_match(want: Desired) -> bool:
 def _plan_linked(want: Desired, sys_id: str, ctx: _Context) -> PlanItem | None:
     record = ctx.records[sys_id]
     if want.error:
-        return _failure(want, sys_id, Reason.EXPRESSION_FAILED, want.error)
+        return _failure(want, sys_id, want.error_reason or Reason.EXPRESSION_FAILED, want.error)
     if not want.in_scope:
         return _plan_gone(want.directory_id, sys_id, record, ctx.options, want.display_name)
     labels: dict[str, str] = {}
     values, deferred, warnings = _resolve(want, ctx, labels)
-    changes = _diff(values, record, labels)
+    changes = _diff(values, record, labels, want, ctx.options)
     if not changes and not deferred:
         return None
     return _update_item(want, sys_id, changes, deferred, warnings)
@@ -225,7 +260,7 @@ def _plan_unlinked(want: Desired, ctx: _Context) -> PlanItem | None:
     if not want.in_scope:
         return None  # never provisioned and not wanted: nothing of ours to touch
     if want.error:
-        return _failure(want, None, Reason.EXPRESSION_FAILED, want.error)
+        return _failure(want, None, want.error_reason or Reason.EXPRESSION_FAILED, want.error)
     if not want.active:
         return _skip(
             want,
@@ -264,17 +299,23 @@ def _plan_create(
     why = protected_why("", {options.name_field: name}, options.name_field, *_protection(options))
     if why:
         return _skip(want, Reason.PROTECTED_RECORD, f"not created: {why}; snsync never writes it")
-    changes = tuple(Change(k, None, v, labels.get(k)) for k, v in sorted(merged.items()) if v != "")
+    changes = tuple(
+        Change(k, None, v, labels.get(k), k in want.redacted)
+        for k, v in sorted(merged.items())
+        if v != ""
+    )
+    writable = _writable(changes, warnings)
     return PlanItem(
         Action.CREATE,
         want.directory_id,
         want.display_name,
         None,
-        changes,
+        writable,
         _status(warnings),
         _reason(warnings),
         _message(warnings),
         deferred=deferred,
+        full_next=writable != changes,
     )
 
 
@@ -303,9 +344,14 @@ def _plan_adoption(
             f"the matching record has {options.link_field}='{stamp}' from another "
             "integration; snsync does not take it over",
         )
-    changes = _diff(values, record, labels)
+    changes = _diff(values, record, labels, want, options)
     approved = options.approved.get(want.directory_id) == match.sys_id
     held = hold_why(match.sys_id, record, options.privileged)
+    if not held and match.rank > 0 and not options.whole_directory:
+        held = (
+            f"was matched through {match.field} while only this {options.object_type} was read "
+            "(another may match it through an earlier attribute; a full cycle weighs them all)"
+        )
     if held and not approved:
         message = (
             f"matches existing {options.object_type} '{name}' ({match.sys_id}) through "
@@ -341,8 +387,8 @@ def _keep_name(
         return changes, ""
     first = renames[0]
     note = (
-        f"matched through {match.field}, so {first.field} stays '{first.old}' this cycle "
-        f"(the directory says '{first.new}'); the next cycle renames it"
+        f"matched through {match.field}, so {first.field} stays '{first.shown_old}' this "
+        f"cycle (the directory says '{first.shown_new}'); the next cycle renames it"
     )
     return tuple(c for c in changes if c.field not in kept), note
 
@@ -411,20 +457,46 @@ def _resolve(
             warnings.append(
                 (
                     Reason.INVALID_LOOKUP,
-                    f"{name} '{value}' does not exist in {table}; the field was left as it is",
+                    f"{name} '{REDACTED if name in want.redacted else value}' does not exist "
+                    f"in {table}; the field was left as it is",
                 )
             )
     return values, deferred, warnings
 
 
 def _diff(
-    values: Mapping[str, str], record: Record, labels: Mapping[str, str]
+    values: Mapping[str, str],
+    record: Record,
+    labels: Mapping[str, str],
+    want: Desired,
+    options: PlanOptions,
 ) -> tuple[Change, ...]:
-    return tuple(
-        Change(name, record.get(name, ""), value, labels.get(name))
-        for name, value in sorted(values.items())
-        if record.get(name, "") != value
-    )
+    changes: list[Change] = []
+    for name, value in sorted(values.items()):
+        old, redacted = record.get(name, ""), name in want.redacted
+        if redacted and options.masker is not None:
+            if options.masker.same(old, value):
+                continue
+        elif old == value:
+            continue
+        changes.append(Change(name, old, value, labels.get(name), redacted))
+    return tuple(changes)
+
+
+def _writable(changes: tuple[Change, ...], warnings: list[Notice]) -> tuple[Change, ...]:
+    """The changes a write can carry: a redacted value the cached picture keeps only as a digest
+    is left out, with a warning (the next cycle reads everything and writes it)."""
+    unknown = [c.field for c in changes if c.redacted and is_digest(c.new)]
+    if unknown:
+        warnings.append(
+            (
+                Reason.REDACTED_NOT_CACHED,
+                f"{', '.join(unknown)} (Redact()) differs from ServiceNow, and the cached picture "
+                "keeps only a digest of it: left out; the next cycle reads everything and "
+                "writes it",
+            )
+        )
+    return tuple(c for c in changes if c.field not in unknown)
 
 
 def _update_item(
@@ -434,8 +506,16 @@ def _update_item(
     deferred: Mapping[str, str],
     warnings: list[Notice],
 ) -> PlanItem:
+    writable = _writable(changes, warnings)
+    if not writable and not deferred and writable != changes:
+        return replace(
+            _skip(want, Reason.REDACTED_NOT_CACHED, _message(warnings)),
+            sys_id=sys_id,
+            status=Status.WARNING,
+            full_next=True,
+        )
     action = Action.UPDATE
-    for change in changes:
+    for change in writable:
         if change.field == "active" and change.new == "false":
             action = Action.DISABLE
         elif change.field == "active" and change.new == "true":
@@ -445,11 +525,12 @@ def _update_item(
         want.directory_id,
         want.display_name,
         sys_id,
-        changes,
+        writable,
         _status(warnings),
         _reason(warnings),
         _message(warnings),
         deferred=deferred,
+        full_next=writable != changes,
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from snsync.config import AttributeMapping, Config
 from snsync.engine.approvals import trust_from_config
-from snsync.engine.directory import assigned_groups, build_snapshot
+from snsync.engine.directory import assigned_groups, build_snapshot, refuse_over_long
 from snsync.engine.plan import (
     cycle_options,
     make_group_mapper,
@@ -128,7 +128,13 @@ def read_full(config: Config, ports: Ports, progress: Progress | None, reason: s
     users = directory.users(attributes, progress, incomplete)
     wanted = assigned_groups(app, config.scope)
     groups = directory.groups(wanted, group_attributes, incomplete)
-    source = build_snapshot(users, app, config.scope, groups, incomplete)
+    limit = config.limits.max_attribute_length
+    (users, refused), (groups, refused_groups) = (
+        refuse_over_long(users, limit),
+        refuse_over_long(groups, limit),
+    )
+    refused.update(refused_groups)
+    source = build_snapshot(users, app, config.scope, groups, incomplete, refused=refused)
     tables = reference_tables([*config.mappings.users, *config.mappings.groups])
     group_fields = target_fields(make_group_mapper(config), "name")
     snapshot = TargetSnapshot(
@@ -167,7 +173,14 @@ def read_incremental(config: Config, ports: Ports, progress: Progress | None) ->
     group_list = directory.groups(
         wanted, source_attributes(config, "group"), incomplete, known=groups
     )
-    source = build_snapshot(list(users.values()), app, config.scope, group_list, incomplete)
+    limit = config.limits.max_attribute_length
+    (user_list, refused), (group_list, refused_groups) = (
+        refuse_over_long(list(users.values()), limit),
+        refuse_over_long(group_list, limit),
+    )
+    refused.update(refused_groups)
+    users = {str(u["id"]): dict(u) for u in user_list}
+    source = build_snapshot(user_list, app, config.scope, group_list, incomplete, refused=refused)
     since = _since(state.servicenow_watermark() or "")
     target = drifted_target(config, ports, saved.target, since)
     cache = SourceCache(users, {str(g["id"]): dict(g) for g in group_list}, dict(app.group_members))

@@ -5,7 +5,7 @@ the watermarks the next incremental cycle continues from. The state commits it i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from snsync.config import Config
@@ -19,12 +19,19 @@ from snsync.engine.reading import (
     target_fields,
     watermark,
 )
+from snsync.graph.source import ALWAYS_SELECT, EXTENSIONS_PROPERTY, SYNTHESIZED
+from snsync.mapping.mapper import Mapper
+from snsync.masking import DIGESTS_KEY, MASKED_ATTRIBUTE, Masker
 from snsync.model import (
     Action,
     CachedPicture,
     ObjectType,
     Reason,
+    Record,
     Result,
+    SourceCache,
+    SourceObject,
+    SourceSnapshot,
     Status,
     TargetSnapshot,
 )
@@ -32,6 +39,11 @@ from snsync.state import CycleRecord, LinkChanges, Watermarks
 
 USER, GROUP, MEMBERSHIP = ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP
 KEPT = ObjectType.KEPT_MEMBERSHIP
+# Attributes snsync itself reads (identity, scope, names) or synthesizes others from: kept in
+# the cached picture even when only Redact() reads them.
+ALWAYS_KEPT = frozenset(
+    {*ALWAYS_SELECT, *SYNTHESIZED, "businessPhones", EXTENSIONS_PROPERTY, "members"}
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,11 @@ class Outcome:
 
 
 def cycle_record(
-    config: Config, planned: CyclePlan, reading: Reading, outcome: Outcome
+    config: Config,
+    planned: CyclePlan,
+    reading: Reading,
+    outcome: Outcome,
+    masker: Masker | None = None,
 ) -> CycleRecord:
     """Everything the state keeps of one cycle."""
     results = outcome.results
@@ -64,6 +80,8 @@ def cycle_record(
         **membership_links(planned.memberships, results, user_links, group_links),
     }
     picture, marks = saved_picture(config, planned.target, reading, results)
+    if masker is not None:
+        picture = masked_picture(config, picture, planned.picture.source, masker)
     failures = any(r.status is Status.FAILURE for r in results)
     return CycleRecord(
         outcome.cycle_id,
@@ -78,9 +96,11 @@ def cycle_record(
         marks,
         # A create that failed in flight may have landed: only a full read can adopt it.
         full_next=any(
-            r.item.action is Action.CREATE and r.reason == Reason.TRANSIENT for r in results
+            (r.item.action is Action.CREATE and r.reason == Reason.TRANSIENT) or r.item.full_next
+            for r in results
         ),
         now=outcome.now,
+        redaction_key=masker.key if masker is not None else None,
     )
 
 
@@ -176,3 +196,71 @@ def saved_picture(
     full = reading.mode == "full"
     marks = Watermarks(reading.links, watermark(users, groups), fingerprint(config), full)
     return CachedPicture(reading.cache, saved), marks
+
+
+def masked_picture(
+    config: Config, picture: CachedPicture, source: SourceSnapshot, masker: Masker
+) -> CachedPicture:
+    """The picture as the state keeps it: every field a Redact() mapping writes as its keyed
+    digest (both sides), and every directory attribute read only inside Redact() left out, with
+    the digests of the redacted mapping results standing in for it."""
+    users, groups = make_mapper(config.mappings), make_group_mapper(config)
+    if not users.redacted_targets and not groups.redacted_targets:
+        return picture
+    filtered = {c.attribute for clauses in config.scope.filters for c in clauses}
+    directory = picture.directory
+    kept = SourceCache(
+        _masked_objects(directory.users, source.users, users, filtered, masker),
+        _masked_objects(directory.groups, source.groups, groups, set(), masker),
+        directory.members,
+    )
+    target = picture.target
+    saved = replace(
+        target,
+        users=_digested(target.users, users.redacted_targets, masker),
+        groups=_digested(target.groups, groups.redacted_targets, masker),
+    )
+    return CachedPicture(kept, saved)
+
+
+def _masked_objects(
+    raw: Mapping[str, Mapping[str, Any]],
+    objects: Mapping[str, SourceObject],
+    mapper: Mapper,
+    needed: set[str],
+    masker: Masker,
+) -> dict[str, dict[str, Any]]:
+    if not mapper.redacted_targets:
+        return {k: dict(v) for k, v in raw.items()}
+    masked = mapper.masked_attributes - needed - ALWAYS_KEPT  # filters need the value itself
+    result: dict[str, dict[str, Any]] = {}
+    for object_id, attributes in raw.items():
+        kept = {k: MASKED_ATTRIBUTE if k in masked else v for k, v in attributes.items()}
+        found = objects.get(object_id)
+        if found is not None:
+            kept[DIGESTS_KEY] = _result_digests(mapper, found, masker)
+        result[object_id] = kept
+    return result
+
+
+def _result_digests(mapper: Mapper, found: SourceObject, masker: Masker) -> dict[str, str | None]:
+    """Target field -> digest of the redacted mapping's result (None: the flow was ignored)."""
+    wanted = mapper.desired(found)
+    if wanted.error:
+        return {}
+    values = {**wanted.create_only, **wanted.values}
+    return {
+        name: (masker.digest(values[name]) if values[name] else "") if name in values else None
+        for name in sorted(wanted.redacted)
+    }
+
+
+def _digested(
+    records: Mapping[str, Record], fields: frozenset[str], masker: Masker
+) -> dict[str, Record]:
+    if not fields:
+        return dict(records)
+    return {
+        sys_id: {k: masker.digest(v) if k in fields and v else v for k, v in record.items()}
+        for sys_id, record in records.items()
+    }

@@ -3,6 +3,7 @@ quarantine from the cycle's failures, send notifications and write the metrics f
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -96,6 +97,8 @@ def supervised_cycle(
 def supervise(config: Config, ports: Ports, options: RunOptions) -> CycleReport:
     """One cycle with everything around it; raises QuarantinedError while quarantined."""
     state, clock, dry_run = ports.state, ports.clock, options.dry_run
+    if not dry_run:
+        new_credentials(config, state)
     quarantine = state.quarantine()
     if quarantine and not dry_run and clock() < quarantine.until:
         raise QuarantinedError(_held_message(quarantine, config))
@@ -190,6 +193,47 @@ def _after_cycle(
         _send(notifier, recovery_problem("quarantine" if quarantine else "failures", facts))
 
 
+AUTH_REASON = "authentication failed"
+
+
+def auth_identity(config: Config) -> str:
+    """A digest of the credentials and endpoints (tenant, app, secret or certificate, instance,
+    account): the auth-failure count and an auth quarantine belong to one of them. Secrets enter
+    only through a slow salted hash, never as themselves."""
+    graph, sn = config.graph, config.servicenow
+    secrets = [graph.client_secret, sn.auth.password, getattr(sn.auth, "client_secret", None)]
+    parts = [
+        graph.tenant_id, graph.client_id, str(graph.authority_host), str(graph.graph_url),
+        str(graph.certificate.model_dump(mode="json") if graph.certificate else ""),
+        str(sn.instance), sn.auth.type, sn.auth.username,
+        *(s.get_secret_value() if s is not None else "" for s in secrets),
+    ]  # fmt: skip
+    text = "\0".join(parts).encode()
+    return hashlib.pbkdf2_hmac("sha256", text, b"snsync auth identity", 20_000).hex()
+
+
+def new_credentials(config: Config, state: StateStore) -> None:
+    """After a change of credentials or endpoints, earlier auth failures say nothing: the count
+    starts again and an auth quarantine is lifted (with a log line)."""
+    identity = auth_identity(config)
+    known = state.auth_identity()
+    if known == identity:
+        return
+    state.save_auth_identity(identity)
+    if known is None:
+        return
+    if state.auth_failures():
+        state.save_auth_failures(0)
+    quarantine = state.quarantine()
+    if quarantine is not None and quarantine.reason.startswith(AUTH_REASON):
+        state.save_quarantine(None)
+        log.warning(
+            "auth quarantine lifted: the credentials or endpoints changed since it began (%s); "
+            "this cycle tries them",
+            quarantine.reason,
+        )
+
+
 def _auth_failed(
     config: Config,
     state: StateStore,
@@ -201,7 +245,7 @@ def _auth_failed(
     count = state.auth_failures() + 1
     state.save_auth_failures(count)
     if count >= config.safety.quarantine.auth_failures:
-        text = f"authentication failed {count} cycles in a row: {reason}"
+        text = f"{AUTH_REASON} {count} cycles in a row: {reason}"
         entered = next_quarantine(quarantine, text, now, config.safety.quarantine)
         state.save_quarantine(entered)
         _send(notifier, quarantine_problem(text, entered.until, str(config.source_path)))

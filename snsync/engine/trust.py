@@ -25,6 +25,7 @@ class Trust:
     user_roles: Roles | None = field(default_factory=dict)  # holders of a privileged role
     group_roles: Roles | None = field(default_factory=dict)  # groups holding any role
     approved: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # type -> id -> sys_id
+    whole_directory: bool = True  # False (provision on demand): other users' claims are unseen
 
 
 def protected_set(configured: Iterable[str], built_in: Iterable[str] = ()) -> frozenset[str]:

@@ -35,6 +35,7 @@ __all__ = [
     "evaluate",
     "is_redacted",
     "parse",
+    "plain_attributes",
     "referenced_attributes",
     "rename_attributes",
     "to_text",
@@ -164,6 +165,19 @@ def is_redacted(expr: Expr) -> bool:
     """Whether the result must be kept out of logs: a Redact call appears anywhere in it."""
     # Anywhere, not only outermost: Join("", Redact([secret]), "x") still carries the secret.
     return any(isinstance(node, Call) and node.name == "Redact" for node in _walk(expr))
+
+
+def plain_attributes(expr: Expr) -> frozenset[str]:
+    """Source attributes the expression reads outside any Redact call."""
+    if isinstance(expr, Attribute):
+        return frozenset({expr.name})
+    if isinstance(expr, Call):
+        if expr.name == "Redact":
+            return frozenset()
+        return frozenset().union(*(plain_attributes(a) for a in expr.args))
+    if isinstance(expr, Compare):
+        return plain_attributes(expr.left) | plain_attributes(expr.right)
+    return frozenset()
 
 
 # --- tokenizer ----------------------------------------------------------------------------

@@ -14,9 +14,13 @@ from snsync.mapping.expressions import (
     Expr,
     ExpressionEvalError,
     evaluate,
+    is_redacted,
     parse,
+    plain_attributes,
+    referenced_attributes,
 )
-from snsync.model import Desired, SourceObject
+from snsync.masking import DIGEST_PREFIX, DIGESTS_KEY, is_masked
+from snsync.model import Desired, Reason, SourceObject
 
 # Fields ServiceNow stores as booleans ("true"/"false"); expressions often yield "1"/"0"/"True".
 BOOLEAN_FIELDS = frozenset(
@@ -24,6 +28,9 @@ BOOLEAN_FIELDS = frozenset(
 )
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no", ""})
+# A redacted value an object read from the cached picture needs but that no digest stands for:
+# equal to no value, so the planner sees a change it cannot write (and asks for a full read).
+UNKNOWN_DIGEST = f"{DIGEST_PREFIX}unknown"
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,11 @@ class _Rule:
     index: int
     mapping: AttributeMapping
     expression: Expr | None
+
+    @property
+    def redacted(self) -> bool:
+        """Whether the rule's value comes out of a Redact() call."""
+        return self.expression is not None and is_redacted(self.expression)
 
 
 class Mapper:
@@ -59,6 +71,8 @@ class Mapper:
         )
         self.matching_fields = tuple(m.target for m in matching)
         self.targets = tuple(r.mapping.target for r in self._rules)
+        self.redacted_targets = frozenset(r.mapping.target for r in self._rules if r.redacted)
+        self.masked_attributes = _read_only_redacted(self._rules)
 
     def link_value(self, directory_id: str) -> str:
         """What snsync stamps into the link field for a directory object."""
@@ -69,11 +83,14 @@ class Mapper:
         values: dict[str, str] = {}
         create_only: dict[str, str] = {}
         references: dict[str, tuple[str, str]] = {}
-        error: str | None = None
+        error: str | None = user.refused
         for rule in self._rules:
             mapping = rule.mapping
             try:
                 raw = self._raw_value(rule, user.attributes)
+            except _NoDigest:
+                values[mapping.target] = UNKNOWN_DIGEST
+                continue
             except ExpressionEvalError as exc:
                 error = error or f"{self.section}[{rule.index}] ({mapping.target}): {exc}"
                 continue
@@ -102,10 +119,18 @@ class Mapper:
             references=references,
             matching=matching,
             error=error,
+            error_reason=Reason.ATTRIBUTE_TOO_LONG if user.refused else None,
+            redacted=self.redacted_targets,
         )
 
     def _raw_value(self, rule: _Rule, attributes: Any) -> Any:
         mapping = rule.mapping
+        if rule.redacted and _reads_masked(rule, attributes):
+            digests = attributes.get(DIGESTS_KEY) or {}
+            if mapping.target not in digests:
+                raise _NoDigest
+            found = digests[mapping.target]
+            return IGNORE if found is None else str(found)
         if rule.expression is not None:
             return evaluate(rule.expression, attributes, self.context)
         if mapping.kind == "constant":
@@ -129,6 +154,30 @@ def to_servicenow(target: str, value: Any) -> str:
         if lowered in _FALSE:
             return "false"
     return text
+
+
+class _NoDigest(Exception):
+    """A cached object's redacted input was not kept and no digest of the result was either."""
+
+
+def _reads_masked(rule: _Rule, attributes: Any) -> bool:
+    """Whether the rule reads an attribute the cached picture kept masked (no value)."""
+    assert rule.expression is not None
+    return any(is_masked(attributes.get(a)) for a in referenced_attributes(rule.expression))
+
+
+def _read_only_redacted(rules: Sequence[_Rule]) -> frozenset[str]:
+    """Attributes read inside Redact() and nowhere else: the cached picture does not keep them."""
+    inside: set[str] = set()
+    plain: set[str] = set()
+    for rule in rules:
+        if rule.expression is None:
+            plain |= {rule.mapping.source} if rule.mapping.source else set()
+            continue
+        outside = plain_attributes(rule.expression)
+        plain |= outside
+        inside |= referenced_attributes(rule.expression) - outside
+    return frozenset(inside - plain)
 
 
 def _soft_deleted(user: SourceObject) -> bool:

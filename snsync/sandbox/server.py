@@ -259,6 +259,9 @@ def _handler_class(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if len(body) < length:  # the client went away mid-body: a real server drops it
+                self.close_connection = True
+                return
             response = server.respond(self.command, lambda: _request(self, server, body))
             if response is None:  # an injected dropped connection
                 self.close_connection = True

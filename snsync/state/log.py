@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from snsync.model import Result
-from snsync.state.picture import USERS_BY_UPN
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,18 @@ class LogFilter:
     cycle: int | None = None
     since: float | None = None
     limit: int = 200
+    until: float | None = None
+
+
+# Directory users whose UPN, mail or display name (as last read) contains the text.
+_USERS_MATCHING = (
+    "SELECT j.key FROM cache, json_each(cache.value) AS j WHERE cache.kind='src_user' AND ("
+    + " OR ".join(
+        f"instr(lower(coalesce(json_extract(j.value, '$.{name}'), '')), lower(?)) > 0"
+        for name in ("userPrincipalName", "mail", "displayName")
+    )
+    + ")"
+)
 
 
 def write_log(db: sqlite3.Connection, cycle_id: int | None, results: Sequence[Result]) -> None:
@@ -61,7 +72,12 @@ def write_log(db: sqlite3.Connection, cycle_id: int | None, results: Sequence[Re
             r.message,
             json.dumps(
                 [
-                    {"field": c.field, "old": c.old, "new": c.new, "label": c.label}
+                    {
+                        "field": c.field,
+                        "old": c.shown_old,
+                        "new": c.shown_new,
+                        "label": c.shown_label,
+                    }
                     for c in r.item.changes
                 ]
             ),
@@ -80,12 +96,13 @@ def read_log(db: sqlite3.Connection, query: LogFilter) -> list[LogEntry]:
     where: list[str] = ["1=1"]
     args: list[Any] = []
     if query.user:
-        # A UPN names a user by the directory as last read; the log keeps the object id.
+        # Part of a name, UPN or mail: the log keeps the object id and the display name, the
+        # cached directory the UPN and mail as last read.
         where.append(
-            "(directory_id=? OR lower(display_name)=lower(?) OR changes LIKE ? OR "
-            f"directory_id IN ({USERS_BY_UPN}))"
+            "(directory_id=? OR instr(lower(display_name), lower(?)) > 0 OR "
+            f"directory_id IN ({_USERS_MATCHING}))"
         )
-        args += [query.user, query.user, f'%"{query.user}"%', query.user]
+        args += [query.user, query.user, query.user, query.user, query.user]
     for column, value in (("action", query.action), ("status", query.status)):
         if value:
             where.append(f"lower({column})=lower(?)")
@@ -96,6 +113,9 @@ def read_log(db: sqlite3.Connection, query: LogFilter) -> list[LogEntry]:
     if query.since is not None:
         where.append("time>=?")
         args.append(query.since)
+    if query.until is not None:
+        where.append("time<=?")
+        args.append(query.until)
     sql = (
         "SELECT id, cycle_id, time, object_type, directory_id, display_name, sys_id, action,"
         f" status, reason, message, changes FROM log WHERE {' AND '.join(where)}"

@@ -34,8 +34,10 @@ _USERS_LINK, _GROUPS_LINK, _SN_WATERMARK = (
 )
 _WATERMARKS = (_USERS_LINK, _GROUPS_LINK, _SN_WATERMARK)
 _SYNC, _HELD, _QUARANTINE = "sync", "held", "quarantine"
+_REDACTION_KEY = "redaction_key"
 _AUTH_FAILURES, _LAST_SUCCESS, _NOTIFY = "auth_failures", "last_success_at", "notify:"
 _APPROVED, _SERVICE_CHECKS = "approved_adoptions", "service_checks"
+_AUTH_IDENTITY = "auth_identity"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class CycleRecord:
     watermarks: Watermarks | None = None
     full_next: bool = False  # make the next cycle a full one
     now: float | None = None  # the cycle's clock (back-off and watermark times); None: now
+    redaction_key: bytes | None = None  # the key the picture's Redact() digests were made with
 
 
 def backoff_seconds(failures: int, backoff: Sequence[int]) -> float:
@@ -125,6 +128,8 @@ class State:
                 self.update_escrow(failed, done, record.retry_backoff, record.now)
             if record.held is not None:
                 self.save_held_disables(record.held)
+            if record.redaction_key is not None and self.redaction_key() is None:
+                self._put(_REDACTION_KEY, record.redaction_key.hex())
             if record.picture is not None:
                 self.save_picture(record.picture)
             if record.watermarks is not None:
@@ -217,6 +222,11 @@ class State:
         self._put(_USERS_LINK, None)
 
     # the cached picture
+    def redaction_key(self) -> bytes | None:
+        """The random key of this state file's Redact() digests (None until a cycle kept one)."""
+        value = self._get(_REDACTION_KEY)
+        return bytes.fromhex(value) if isinstance(value, str) else None
+
     def has_cached_picture(self) -> bool:
         return picture.has_picture(self.db)
 
@@ -254,6 +264,14 @@ class State:
 
     def save_auth_failures(self, count: int) -> None:
         self._put(_AUTH_FAILURES, count)
+
+    # a digest of the credentials and endpoints the auth-failure count belongs to
+    def auth_identity(self) -> str | None:
+        value = self._get(_AUTH_IDENTITY)
+        return str(value) if value is not None else None
+
+    def save_auth_identity(self, identity: str) -> None:
+        self._put(_AUTH_IDENTITY, identity)
 
     def last_success(self) -> float | None:
         value = self._get(_LAST_SUCCESS)
@@ -381,6 +399,11 @@ class State:
 
     def log_entries(self, query: LogFilter) -> list[LogEntry]:
         return read_log(self.db, query)
+
+    def prune_log(self, before: float) -> int:
+        """Drop provisioning-log rows older than `before`; how many went."""
+        with self.transaction():
+            return int(self.db.execute("DELETE FROM log WHERE time<?", (before,)).rowcount)
 
     # small named values, one JSON document each
     def _get(self, key: str) -> Any:

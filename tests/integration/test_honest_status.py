@@ -88,3 +88,21 @@ def test_metrics_say_full_then_incremental(snsync: Snsync, tmp_path: Path) -> No
         line = next(x for x in prom.read_text().splitlines() if x.startswith("snsync_cycle_full "))
         seen.append(line.split()[1])
     assert [float(v) for v in seen] == [1.0, 0.0]
+
+
+def test_auth_quarantine_is_per_credentials(snsync: Snsync, sandbox: RunningSandbox) -> None:
+    secret_file = sandbox.directory / "graph-client-secret.txt"
+    good = secret_file.read_text()
+    secret_file.write_text("wrong-one")
+    assert [snsync("run", "--once").exit_code for _ in range(2)] == [3, 3]
+    secret_file.write_text("wrong-two")  # another config sharing the state: its own count
+    assert snsync("run", "--once").exit_code == 3
+    assert snsync.json("status")["quarantine"] is None, "2 + 1 failures of two credentials"
+    assert [snsync("run", "--once").exit_code for _ in range(2)] == [3, 3]
+    quarantined = snsync("run", "--once")
+    assert quarantined.exit_code == 4 and "authentication failed 3 cycles" in quarantined.stderr
+    secret_file.write_text(good)  # the fix
+    fixed = snsync("run", "--once")
+    assert fixed.exit_code in (0, 1), fixed.output
+    assert "auth quarantine lifted: the credentials or endpoints changed" in fixed.stderr
+    assert snsync.json("status")["quarantine"] is None

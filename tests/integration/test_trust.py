@@ -108,6 +108,33 @@ def test_email_matched_admin_is_held_not_taken_over_until_approved(
     assert adopted["user_name"] == LEE and adopted["source"] == f"entra:{demo_user_id('lee.gu')}"
 
 
+def test_admin_role_inherited_through_a_group_holds_the_adoption(
+    snsync: Snsync, sn_admin: ServiceNowAdmin
+) -> None:
+    boss = sn_admin.insert("sys_user", {"user_name": LEE})
+    admins = sn_admin.insert("sys_user_group", {"name": "Platform Admins"})
+    role = sn_admin.insert("sys_user_role", {"name": "security_admin"})["sys_id"]
+    sn_admin.insert("sys_group_has_role", {"group": admins["sys_id"], "role": role})
+    sn_admin.insert("sys_user_grmember", {"group": admins["sys_id"], "user": boss["sys_id"]})
+    before = snapshot(sn_admin, "sys_user", f"user_name={LEE}")
+    code, done = results(snsync, "run", "--once")
+    assert code == 4
+    (held,) = [r for r in done if r["directory_id"] == demo_user_id("lee.gu")]
+    assert held["reason"] == "AdoptionHeld" and "security_admin" in held["message"]
+    assert snapshot(sn_admin, "sys_user", f"user_name={LEE}") == before
+
+
+def test_provision_on_demand_does_not_adopt_through_a_later_attribute(
+    snsync: Snsync, sn_admin: ServiceNowAdmin
+) -> None:
+    other = sn_admin.insert("sys_user", {"user_name": "someone.else", "email": LEE})
+    snsync.reconfigure(mappings=by_email_too())
+    before = snapshot(sn_admin, "sys_user", "user_name=someone.else")
+    result = snsync("provision", LEE)
+    assert "AdoptionHeld" in result.output and "only this user was read" in result.output
+    assert snapshot(sn_admin, "sys_user", f"sys_id={other['sys_id']}") == before
+
+
 def test_inactive_record_matched_by_user_name_is_held(
     snsync: Snsync, sn_admin: ServiceNowAdmin
 ) -> None:
@@ -163,6 +190,24 @@ def test_protected_group_is_never_written(snsync: Snsync, sn_admin: ServiceNowAd
     assert item["reason"] == "ProtectedRecord" and code == 0
     assert sn_admin.one("sys_user_group", f"sys_id={existing['sys_id']}")["description"] == "ours"
     assert sn_admin.rows("sys_user_grmember", f"group={existing['sys_id']}") == []
+
+
+def test_a_linked_group_made_protected_gets_no_membership_writes(
+    snsync: Snsync, sn_admin: ServiceNowAdmin, graph_admin: GraphAdmin, sandbox: RunningSandbox
+) -> None:
+    assert snsync("run", "--once").exit_code == 0
+    agents = sn_admin.one("sys_user_group", f"name={AGENTS}")
+    snsync.reconfigure(safety={"protected_groups": [AGENTS]})
+    group = demo_group_id(AGENTS)
+    graph_admin.call("DELETE", f"groups/{group}/members/{demo_user_id('emily.braun')}/$ref")
+    graph_admin.call("PATCH", f"groups/{group}", {"description": "changed"})
+    rows = sn_admin.rows("sys_user_grmember", f"group={agents['sys_id']}")
+    code, done = results(snsync, "run", "--once")
+    assert code == 0
+    assert sn_admin.rows("sys_user_grmember", f"group={agents['sys_id']}") == rows
+    assert sn_admin.one("sys_user_group", f"name={AGENTS}") == agents
+    (item,) = [r for r in done if r["directory_id"] == group]
+    assert item["reason"] == "ProtectedRecord"
 
 
 def test_pre_existing_membership_row_is_kept_when_its_user_leaves(

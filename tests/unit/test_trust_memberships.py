@@ -83,3 +83,13 @@ def test_rows_of_groups_out_of_scope_are_never_touched() -> None:
 def test_without_a_known_account_no_unlinked_row_is_snsyncs() -> None:
     result = plan_memberships({"g1": []}, GROUPS, USERS, [row("r1", "u1", "")], {}, NAMES)
     assert result.plan.items == ()
+
+
+def test_no_row_of_a_frozen_user_or_group_is_added_or_removed() -> None:
+    rows = [row("r1", "u1", ACCOUNT)]
+    owned = {K1: "r1"}
+    for frozen in (["g1"], ["u1", "u2"]):
+        result = plan_memberships(
+            {"g1": ["u2"]}, GROUPS, USERS, rows, owned, NAMES, account=ACCOUNT, frozen=frozen
+        )
+        assert result.plan.items == () and result.forgotten == ()

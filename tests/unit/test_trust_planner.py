@@ -227,3 +227,15 @@ def test_a_match_on_a_record_linked_to_another_user_still_fails() -> None:
 def only(items: tuple[PlanItem, ...]) -> PlanItem:
     assert len(items) == 1, items
     return items[0]
+
+
+def test_with_one_user_read_an_adoption_through_a_later_attribute_is_held() -> None:
+    # Provision on demand cannot see another user whose user_name would win the record.
+    record_ = record(BOSS, "boss@contoso.example", email="carol@contoso.example")
+    alone = replace(BY_MAIL, whole_directory=False)
+    carol = want("u1", "carol@contoso.example", "carol@contoso.example")
+    item = only(plan_users([carol], target(record_), {}, alone).items)
+    assert item.reason == Reason.ADOPTION_HELD and "only this user was read" in item.message
+    owner = want("u2", "boss@contoso.example", "boss@contoso.example")
+    assert only(plan_users([owner], target(record_), {}, alone).items).adopt
+    assert only(plan_users([carol], target(record_), {}, BY_MAIL).items).adopt
