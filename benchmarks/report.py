@@ -157,7 +157,7 @@ def _notes(result: ScenarioResult, sample_label: str) -> list[str]:
         f"{_int(server.sys_user_rows)} rows",
         f"  snsync results: {actions or 'none'}; unchanged {_int(cycle.unchanged)}",
         f"  needed writes: {result.need.writes.describe()}",
-        f"  snsync process: peak RSS {_mib(cycle.peak_rss_bytes)} MiB (getrusage; "
+        f"  snsync process: peak RSS {_mib(cycle.peak_rss_bytes)} MiB (VmHWM; "
         f"{_mib(cycle.start_rss_bytes)} MiB after start-up and imports), CPU "
         f"{_secs(cycle.cpu_s)} s for {_secs(cycle.wall_s)} s of wall time; machine load average "
         f"(1 min) {cycle.load[0]:.2f} before, {cycle.load[1]:.2f} after",

@@ -354,8 +354,8 @@ def _preamble(options: Options) -> list[str]:
             for section, keys in snsync_settings(options).items()
             for key, value in keys.items()
         ),
-        "CPU and peak RSS: resource.getrusage of the snsync process (RSS includes the "
-        "interpreter and imports)",
+        "CPU: resource.getrusage of the snsync process; peak RSS: its VmHWM (ru_maxrss where "
+        "there is no /proc), interpreter and imports included",
         "naive script: list assigned users and groups from Graph, then one request at a time: per "
         "user GET sys_user by user_name, then POST or PATCH (the issue's baseline, 'users only'); "
         "per group GET by name, POST if missing; per membership GET the user, GET the row, POST "
