@@ -32,7 +32,7 @@ from snsync.cli_support import (
 from snsync.cli_tools import expression, logs
 from snsync.clickgroup import SnsyncGroup
 from snsync.config import Config, LiteralSecretWarning
-from snsync.errors import ExitCode, SnsyncError
+from snsync.errors import CycleStopped, ExitCode, SnsyncError
 from snsync.preflight import request_error
 from snsync.printable import printable
 from snsync.sandbox.graph_settings import graph_cli_options
@@ -315,18 +315,28 @@ def _one_cycle(config: Config, options: CycleOptions, output: str) -> ExitCode:
             _state(config, lock=not options.dry_run) as state,
             _progress(output, running) as progress,
         ):
-            _check_services(config, conns, state, remember=not options.dry_run)
-            report = supervised_cycle(
-                config,
-                conns,
-                state,
-                dry_run=options.dry_run,
-                allow_disables=options.allow_disables,
-                force_full=options.full,
-                progress=progress,
-                on_result=result_logger(progress),
-                metrics_file=options.metrics_file,
-            )
+            try:
+                _check_services(config, conns, state, remember=not options.dry_run)
+                report = supervised_cycle(
+                    config,
+                    conns,
+                    state,
+                    dry_run=options.dry_run,
+                    allow_disables=options.allow_disables,
+                    force_full=options.full,
+                    progress=progress,
+                    on_result=result_logger(progress),
+                    metrics_file=options.metrics_file,
+                )
+            except SnsyncError as exc:
+                if stop.exit_code() is ExitCode.OK:
+                    raise
+                # A read refused because the cycle was stopped (a spent quota, max_cycle_time):
+                # the stop is the news, with its own exit code, not "cannot connect".
+                raise CycleStopped(
+                    f"{stop.reason} (it stopped this cycle while reading: {exc})",
+                    code=stop.exit_code(),
+                ) from None
             stopped, why = stop.exit_code(), stop.reason  # max_cycle_time passed, a quota spent
             if not options.dry_run:
                 _prune_log(config, state)
