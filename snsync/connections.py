@@ -61,7 +61,11 @@ def connect(config: Config, *, read_only: bool, policy: RetryPolicy | None = Non
         pool_size=max(16, workers * 2),
         origins=(config.servicenow.instance,),
         limits=limits,
-        limiter=AdaptiveLimiter("servicenow", max_concurrency=workers),
+        # Start at the configured concurrency: it is the admin's statement of what the instance
+        # serves. The limiter halves on 429/503 and grows back while latency holds. (Starting
+        # at 4 and growing by latency never got past 4 once writes went in batches, whose
+        # latency is many times a read's: a first sync ran at 2.5x its bound.)
+        limiter=AdaptiveLimiter("servicenow", max_concurrency=workers, start=workers),
     )
     tokens = GraphTokenProvider(config.graph, graph_http)
     return Connections(
