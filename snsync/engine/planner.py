@@ -304,18 +304,8 @@ def _plan_create(
         for k, v in sorted(merged.items())
         if v != ""
     )
-    writable = _writable(changes, warnings)
-    return PlanItem(
-        Action.CREATE,
-        want.directory_id,
-        want.display_name,
-        None,
-        writable,
-        _status(warnings),
-        _reason(warnings),
-        _message(warnings),
-        deferred=deferred,
-        full_next=writable != changes,
+    return _write_item(
+        Action.CREATE, want, None, changes, _writable(changes, warnings), deferred, warnings
     )
 
 
@@ -520,6 +510,20 @@ def _update_item(
             action = Action.DISABLE
         elif change.field == "active" and change.new == "true":
             action = Action.ENABLE
+    return _write_item(action, want, sys_id, changes, writable, deferred, warnings)
+
+
+def _write_item(
+    action: Action,
+    want: Desired,
+    sys_id: str | None,
+    changes: tuple[Change, ...],
+    writable: tuple[Change, ...],
+    deferred: Mapping[str, str],
+    warnings: list[Notice],
+) -> PlanItem:
+    """A create or update of `writable` (the changes that may be written this cycle); a change
+    held back makes the next cycle full."""
     return PlanItem(
         action,
         want.directory_id,
