@@ -53,8 +53,11 @@ class Instance:
             method, self.base_url + path, auth=auth, verify=self.ca, timeout=30, **kwargs
         )
 
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("GET", path, **kwargs)
+
     def result(self, path: str, **kwargs: Any) -> Any:
-        response = self.call("GET", path, **kwargs)
+        response = self.get(path, **kwargs)
         assert response.status_code == 200, response.text
         return response.json()["result"]
 

@@ -9,8 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,12 +33,11 @@ from snsync.sandbox.server import FaultPlan, SandboxServer
 from snsync.sandbox.servicenow import ServiceNowApp, load_instance_file
 from snsync.sandbox.tls import SandboxTls
 
+from .sn_harness import ADMIN, SNSYNC, START, Clock, Instance
+
 pytestmark = pytest.mark.integration
 
-SNSYNC = ("snsync", DEMO_PASSWORD)
-ADMIN = ("admin", DEMO_PASSWORD)
 AUDITOR = ("auditor", DEMO_PASSWORD)
-START = datetime(2025, 3, 4, 10, 15, 0, tzinfo=UTC)
 SYS_ID_LENGTH = 32
 ADELE = demo_sys_id("sys_user", "adele.vance@contoso.example")
 ALEX = demo_sys_id("sys_user", "alex.wilber@contoso.example")
@@ -48,47 +46,6 @@ MARKETING = demo_sys_id("cmn_department", "Marketing")
 SALES = demo_sys_id("cmn_department", "Sales")
 SERVICE_DESK = demo_sys_id("sys_user_group", "Service Desk")
 DEMO_USERS = 8
-
-
-@dataclass
-class Clock:
-    """A settable clock for the app."""
-
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Instance:
-    """A running sandbox instance and a way to call it."""
-
-    app: ServiceNowApp
-    server: SandboxServer
-    ca: str
-    clock: Clock
-    session: requests.Session = field(default_factory=requests.Session)
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-    def call(
-        self, method: str, path: str, *, auth: Any = SNSYNC, **kwargs: Any
-    ) -> requests.Response:
-        """One request; verify= is passed on every call (REQUESTS_CA_BUNDLE would win otherwise)."""
-        return self.session.request(
-            method, self.base_url + path, auth=auth, verify=self.ca, timeout=10, **kwargs
-        )
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.call("GET", path, **kwargs)
-
-    def result(self, path: str, **kwargs: Any) -> Any:
-        response = self.get(path, **kwargs)
-        assert response.status_code == 200, response.text
-        return response.json()["result"]
 
 
 @pytest.fixture(scope="module")
