@@ -134,7 +134,7 @@ def execute_on_demand(
     """The waves executed as a cycle executes them: each confirmed create or adoption linked at
     once (journaled), and the next cycle full until this one is recorded."""
     on_result = None
-    if cycle_id is not None:
+    if cycle_id is not None and any(i.writes for wave in waves for i in wave):
         ports.state.require_full_next()
         on_result = journaling(ports.state)
     return execute_waves(
@@ -153,8 +153,9 @@ def record_on_demand(
     failed = any(r.status is Status.FAILURE for r in results)
     counts = {"by_action": result_counts(results)}
     outcome = "failures" if failed else "success"
+    wrote = any(r.item.writes for r in results)
     record = CycleRecord(
-        report.cycle_id, outcome, counts, report.requests, results, links, full_next=True
+        report.cycle_id, outcome, counts, report.requests, results, links, full_next=wrote
     )
     ports.state.record_cycle(record)
 

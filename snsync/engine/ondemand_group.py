@@ -111,9 +111,10 @@ def provision_group(
     target = TargetSnapshot({}, references, records)
     alone = Picture(SourceSnapshot({}, groups={group.id: group}), target)
     planned = plan_trusted(config, ports, lambda t: plan_group(config, alone, links, t, group.id))
-    planned, group_items = _held(planned, planned.groups.plan.items, GROUP, ports, say)
-    if not group_items:
-        say("action", nothing_to_do(group.in_scope, bool(planned.groups.links), "group"))
+    group_items = planned.groups.plan.items
+    planned, group_items = _held(planned, group_items, GROUP, ports, say)
+    if not group_items and not planned.held:
+        say("action", nothing_to_do(group.in_scope, group.id in planned.groups.links, "group"))
     say_plan(group_items, say)
     blocked = _blocked(group, group_items, planned)
     if blocked:
@@ -127,6 +128,8 @@ def provision_group(
     results = execute_on_demand(ports, planned.waves, cycle_id, dry_run=dry_run, batching=batching)
     for r in results:
         say("result", f"{r.item.kind} {r.item.display_name}: {result_text(r, dry_run)}")
+    if not results:
+        say("result", "nothing written")
     duration = time.monotonic() - started
     report = CycleReport(cycle_id, dry_run, duration, planned, tuple(results), ports.requests())
     if cycle_id is not None:
@@ -275,9 +278,13 @@ def _with_members(
         config, ports, lambda t: plan_group(config, picture, links, t, group.id, ids)
     )
     for user in users.values():
+        _say_member(user, found[user.id], say)
         items = tuple(i for i in planned.users.plan.items if i.directory_id == user.id)
+        held = len(planned.held)
         planned, items = _held(planned, items, USER, ports, say)
-        _say_member(user, items, found[user.id], planned, say)
+        if not items and len(planned.held) == held:
+            say("action", nothing_to_do(user.in_scope, user.id in planned.users.links))
+        say_plan(items, say)
     say_plan(planned.memberships.plan.items, say, step="membership")
     return planned
 
@@ -290,22 +297,13 @@ def _group_sys_id(planned: CyclePlan, group_id: str) -> str | None:
     return planned.groups.links.get(group_id)
 
 
-def _say_member(
-    user: SourceObject,
-    items: Sequence[PlanItem],
-    records: Mapping[str, Record],
-    planned: CyclePlan,
-    say: Say,
-) -> None:
-    """One member's steps, as `provision USER` says them."""
+def _say_member(user: SourceObject, records: Mapping[str, Record], say: Say) -> None:
+    """A member's import, scope and match steps, as `provision USER` says them."""
     attributes = user.attributes
     say("user", f"{user.display_name} <{attributes.get('userPrincipalName')}> id {user.id}")
     say("scope", ("in scope: " if user.in_scope else "not in scope: ") + user.scope_reason)
     considered = ", ".join(f"{r.get('user_name')} ({s})" for s, r in records.items())
     say("match", f"ServiceNow records considered: {considered or 'none'}")
-    if not items:
-        say("action", nothing_to_do(user.in_scope, user.id in planned.users.links))
-    say_plan(items, say)
 
 
 def _links_made(planned: CyclePlan, results: tuple[Result, ...]) -> dict[ObjectType, LinkChanges]:

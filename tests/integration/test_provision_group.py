@@ -12,8 +12,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from snsync.sandbox.demo_tenant import demo_group_id, demo_user_id
 from snsync.sandbox.runner import RunningSandbox
 
@@ -118,11 +116,15 @@ def test_after_an_incremental_picture_on_demand_writes_are_not_created_twice(
     graph_admin.assign(team["id"])
     assert provision(sandbox, "Night Shift").code == 0
     assert group_rows(sn_admin, "Night Shift") == {"nina.night"}
+    solo = graph_admin.create_user("sol.solo")
+    graph_admin.assign(solo["id"])
+    assert provision(sandbox, "sol.solo@contoso.example").code == 0  # a user: the same rule
     cycle = snsync.json("run", "--once")
     assert cycle["mode"] == "full", "on-demand writes are not in the saved picture"
     assert not any(k.endswith("Create") for k in cycle["counts"]), cycle["counts"]
     assert len(sn_admin.rows("sys_user", "user_name=nina.night@contoso.example")) == 1
     assert len(sn_admin.rows("sys_user_group", "name=Night Shift")) == 1
+    assert len(sn_admin.rows("sys_user", "user_name=sol.solo@contoso.example")) == 1
 
 
 def test_dry_run_writes_nothing(sandbox: RunningSandbox) -> None:
@@ -238,6 +240,7 @@ def test_a_group_not_assigned_is_not_in_scope_and_nothing_is_written(
     assert "scope: not in scope: not assigned to the app" in done.stdout
     assert "nothing to do: the group is out of scope and has no ServiceNow record" in done.stdout
     assert "members: none provisioned: the group is not assigned to the app" in done.stdout
+    assert "result: nothing written" in done.stdout
     assert writes(sandbox) == before
 
 
@@ -307,15 +310,65 @@ def test_pre_existing_rows_are_kept_and_linked_not_duplicated(
     assert status["links"].get("membership_kept") == 1, status["links"]
 
 
-@pytest.mark.parametrize("held_kind", ["groups"])
-def test_a_held_disable_stays_held(
-    sandbox: RunningSandbox,
-    graph_admin: GraphAdmin,
-    sn_admin: ServiceNowAdmin,
-    snsync: Snsync,
-    held_kind: str,
+def test_leaving_members_lose_only_rows_snsync_created(
+    sandbox: RunningSandbox, sn_admin: ServiceNowAdmin, snsync: Snsync
 ) -> None:
-    snsync.reconfigure(safety={"max_disables": {"users": 500, held_kind: 1}})
+    desk = sn_admin.insert("sys_user_group", {"name": AGENTS})
+    adele = sn_admin.one("sys_user", "user_name=adele.vance@contoso.example")
+    theirs = sn_admin.insert(
+        "sys_user_grmember", {"group": desk["sys_id"], "user": adele["sys_id"]}
+    )
+    assert snsync("run", "--once").exit_code == 0  # adopts the group; adele's row is kept
+    emily = sn_admin.one("sys_user", "user_name=emily.braun@contoso.example")
+    ours = sn_admin.one("sys_user_grmember", f"group={desk['sys_id']}^user={emily['sys_id']}")
+    snsync.reconfigure(
+        scope={
+            "filters": [
+                [
+                    {"attribute": "userPrincipalName", "operator": "NOT EQUALS", "value": who}
+                    for who in ("adele.vance@contoso.example", "emily.braun@contoso.example")
+                ]
+            ]
+        }
+    )
+    done = provision(
+        sandbox,
+        AGENTS,
+        "--member",
+        "adele.vance@contoso.example",
+        "--member",
+        "emily.braun@contoso.example",
+    )
+    assert done.code == 0, done.stdout + done.stderr
+    assert "membership: ServiceNow Agents / Emily Braun: Delete" in done.stdout
+    assert f"delete sys_user_grmember {theirs['sys_id']} in ServiceNow" in done.stdout
+    rows = {r["sys_id"] for r in sn_admin.rows("sys_user_grmember", f"group={desk['sys_id']}")}
+    assert theirs["sys_id"] in rows, "a row snsync did not create is never deleted"
+    assert ours["sys_id"] not in rows
+    assert len(rows) == 5, "the other members' rows are not this run's"
+
+
+def test_a_held_member_disable_stays_held(
+    sandbox: RunningSandbox, graph_admin: GraphAdmin, sn_admin: ServiceNowAdmin, snsync: Snsync
+) -> None:
+    snsync.reconfigure(safety={"max_disables": {"users": 1}})
+    assert snsync("run", "--once").exit_code == 0
+    graph_admin.unassign(demo_user_id("lee.gu"))
+    graph_admin.unassign(demo_user_id("patti.fernandez"))
+    assert snsync("run", "--once").exit_code == 4
+    emily = "emily.braun@contoso.example"
+    graph_admin.call("PATCH", f"users/{emily}", {"accountEnabled": False})
+    done = provision(sandbox, AGENTS, "--member", emily)
+    assert done.code == 4, done.stdout + done.stderr
+    assert "Disable held: 2 user disables are held by safety.max_disables" in done.stdout
+    assert sn_admin.one("sys_user", f"user_name={emily}")["active"] == "true"
+    assert "HELD: 2 user disables" in snsync("status").stdout
+
+
+def test_a_held_group_disable_stays_held(
+    sandbox: RunningSandbox, graph_admin: GraphAdmin, sn_admin: ServiceNowAdmin, snsync: Snsync
+) -> None:
+    snsync.reconfigure(safety={"max_disables": {"users": 500, "groups": 1}})
     assert snsync("run", "--once").exit_code == 0
     graph_admin.unassign(demo_group_id(AGENTS))
     graph_admin.unassign(demo_group_id(APPROVERS))
