@@ -224,3 +224,23 @@ class GraphDirectory:
                 service="graph",
                 status=404,
             ) from None
+
+    def group(self, group_id: str, attributes: set[str]) -> dict[str, Any]:
+        """One group by object id, with what the group mappings need."""
+        params = {"$select": ",".join(group_select(attributes))}
+        try:
+            return self.graph.get(f"groups/{group_id}", params)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no directory group with object id '{group_id}'", service="graph", status=404
+            ) from None
+
+    def groups_named(self, name: str, attributes: set[str]) -> list[dict[str, Any]]:
+        """The groups whose displayName is `name` (Graph compares it ignoring case)."""
+        quoted = name.replace("'", "''")  # OData: a quote inside a string literal is doubled
+        params = {
+            "$filter": f"displayName eq '{quoted}'",
+            "$select": ",".join(group_select(attributes)),
+            "$top": "999",
+        }
+        return [g for page in self.graph.iter_pages("groups", params) for g in page]
