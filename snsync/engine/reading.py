@@ -142,9 +142,9 @@ def read_full(config: Config, ports: Ports, progress: Progress | None, reason: s
         target.references(tables),
         target.groups(group_fields),
     )
-    cache = SourceCache(
-        {str(u["id"]): dict(u) for u in users},
-        {str(g["id"]): dict(g) for g in groups},
+    cache = SourceCache(  # the objects as read (refuse_over_long made them ours): no copy
+        {str(u["id"]): u for u in users},
+        {str(g["id"]): g for g in groups},
         dict(app.group_members),
     )
     return Reading("full", reason, Picture(source, snapshot), cache, links)
