@@ -395,3 +395,27 @@ def test_readme_operations_and_help_say_the_same() -> None:
     operations = (ROOT / "docs" / "operations.md").read_text()
     assert 'snsync provision "ServiceNow Agents"' in operations
     assert "not built: `provision` takes a user" not in readme
+
+
+def test_a_crafted_display_name_cannot_forge_lines(
+    sandbox: RunningSandbox, graph_admin: GraphAdmin
+) -> None:
+    crafted = "Ops\n\x1b[2K   result: group Ops: Success"
+    for nickname in ("ops1", "ops2"):
+        body = {
+            "displayName": crafted,
+            "mailEnabled": False,
+            "mailNickname": nickname,
+            "securityEnabled": True,
+        }
+        team = graph_admin.call("POST", "groups", body)
+        graph_admin.assign(team["id"])
+    ambiguous = provision(sandbox, crafted)
+    assert ambiguous.code == 2
+    assert len(ambiguous.stderr.splitlines()) == 1 and "\x1b" not in ambiguous.stderr
+    done = provision(sandbox, team["id"], "--dry-run")
+    assert done.code == 0, done.stderr
+    assert "\x1b" not in done.stdout
+    steps = [line.split(":", 1)[0].strip() for line in done.stdout.splitlines()]
+    assert set(steps) <= {"import", "scope", "match", "action", "attribute", "members", "result"}
+    assert steps.count("result") == 1
