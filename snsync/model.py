@@ -4,7 +4,7 @@ module imports nothing from snsync."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -92,7 +92,7 @@ class Reason(StrEnum):
     REDACTED_NOT_CACHED = "RedactedValueNotCached"  # incremental: only a digest was kept
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Assignment:
     """One row of the service principal's appRoleAssignedTo."""
 
@@ -103,7 +103,7 @@ class Assignment:
     principal_name: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScopeDecision:
     """Whether a user is in scope, and why, in words for the admin."""
 
@@ -141,7 +141,36 @@ class DeltaLinks:
     groups: str
 
 
-@dataclass(frozen=True)
+class Attributes(Mapping[str, Any]):
+    """A directory object's attributes: the object as Graph returned it, with the synthesized
+    ones on top, without a copy of the Graph object (at 100,000 users a copy costs ~100 MB)."""
+
+    __slots__ = ("_base", "_extra")
+
+    def __init__(self, base: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+        self._base = base
+        self._extra = extra
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._extra:
+            return self._extra[key]
+        return self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._extra or key in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._extra
+        yield from (k for k in self._base if k not in self._extra)
+
+    def __len__(self) -> int:
+        return len(self._extra) + sum(1 for k in self._base if k not in self._extra)
+
+    def __repr__(self) -> str:
+        return f"Attributes({dict(self)!r})"
+
+
+@dataclass(frozen=True, slots=True)
 class SourceObject:
     """A directory user or group as the mappings see it: Graph attributes plus synthesized ones."""
 
@@ -193,7 +222,7 @@ class CachedPicture:
     target: TargetSnapshot
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Desired:
     """What one directory user's ServiceNow record should hold, computed by the mappings."""
 
@@ -212,7 +241,7 @@ class Desired:
     redacted: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One attribute's change, as shown to the admin and kept in the log."""
 
@@ -238,7 +267,7 @@ class Change:
         return REDACTED if self.redacted and self.label else self.label
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanItem:
     """One planned action on one object."""
 
@@ -305,7 +334,7 @@ def placeholder_of(item: PlanItem) -> str:
     return placeholder(item.kind, item.directory_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     """How one plan item ended."""
 

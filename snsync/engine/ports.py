@@ -55,6 +55,10 @@ class Directory(Protocol):
 
     def user(self, ref: str, attributes: set[str]) -> dict[str, Any]: ...
 
+    def group(self, group_id: str, attributes: set[str]) -> dict[str, Any]: ...
+
+    def groups_named(self, name: str, attributes: set[str]) -> list[dict[str, Any]]: ...
+
 
 class TargetReader(Protocol):
     """ServiceNow, as the read phase sees it."""

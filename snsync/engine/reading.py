@@ -14,9 +14,13 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from snsync import background
 from snsync.config import AttributeMapping, Config
 from snsync.engine.approvals import trust_from_config
 from snsync.engine.directory import assigned_groups, build_snapshot, refuse_over_long
@@ -59,6 +63,7 @@ SN_TIME = "%Y-%m-%d %H:%M:%S"
 log = logging.getLogger(__name__)
 MEMBER_FIELDS = ("user", "group", "sys_created_by")  # the creator decides whose a row is
 GROUP = ObjectType.GROUP
+READING_SN = "reading ServiceNow"
 
 
 @dataclass(frozen=True)
@@ -137,18 +142,28 @@ def choose_mode(config: Config, ports: Ports, force_full: bool) -> tuple[str, st
 
 
 def read_full(config: Config, ports: Ports, progress: Progress | None, reason: str) -> Reading:
-    """List everything on both sides."""
-    directory, target = ports.directory, ports.target
+    """List everything on both sides. ServiceNow's tables are read while Graph is (neither
+    depends on the other); on Graph, the users' pages (the longest chain) run beside the app's
+    assignments, its groups' members (parallel `$batch`) and the assigned groups."""
+    directory = ports.directory
+    progress = shared(progress)
     attributes, group_attributes = source_attributes(config), source_attributes(config, "group")
+    servicenow = start_target_reads(config, ports, progress)
     links = directory.latest_delta_links(
-        user_delta_select(graph_select(attributes), "manager" in attributes),
-        group_delta_select(group_select(group_attributes)),
+        user_select_for(attributes), group_delta_select(group_select(group_attributes))
     )
-    app = directory.app_scope(progress)
+    group_notes: list[str] = []
+
+    def groups_side() -> tuple[AppScope, list[dict[str, Any]]]:
+        app = directory.app_scope(progress)
+        wanted = assigned_groups(app, config.scope)
+        return app, directory.groups(wanted, group_attributes, group_notes)
+
+    graph_groups = background.start(groups_side, "snsync-read-groups")
     incomplete: list[str] = []
     users = directory.users(attributes, progress, incomplete)
-    wanted = assigned_groups(app, config.scope)
-    groups = directory.groups(wanted, group_attributes, incomplete)
+    app, groups = background.result(graph_groups, "reading the app's groups from Graph")
+    incomplete += group_notes
     limit = config.limits.max_attribute_length
     (users, refused), (groups, refused_groups) = (
         refuse_over_long(users, limit),
@@ -156,19 +171,48 @@ def read_full(config: Config, ports: Ports, progress: Progress | None, reason: s
     )
     refused.update(refused_groups)
     source = build_snapshot(users, app, config.scope, groups, incomplete, refused=refused)
-    tables = reference_tables([*config.mappings.users, *config.mappings.groups])
-    group_fields = target_fields(make_group_mapper(config), "name")
-    snapshot = TargetSnapshot(
-        target.users(target_fields(make_mapper(config.mappings), "user_name"), progress),
-        target.references(tables),
-        target.groups(group_fields),
-    )
-    cache = SourceCache(
-        {str(u["id"]): dict(u) for u in users},
-        {str(g["id"]): dict(g) for g in groups},
+    snapshot = TargetSnapshot(*(background.result(f, READING_SN) for f in servicenow))
+    cache = SourceCache(  # the objects as read (refuse_over_long made them ours): no copy
+        {str(u["id"]): u for u in users},
+        {str(g["id"]): g for g in groups},
         dict(app.group_members),
     )
     return Reading.of("full", reason, Picture(source, snapshot), cache, links, app)
+
+
+def start_target_reads(
+    config: Config, ports: Ports, progress: Progress | None
+) -> tuple[Future[Any], Future[Any], Future[Any]]:
+    """sys_user, the reference tables and sys_user_group, each read in a thread of its own:
+    the futures of TargetSnapshot's first three fields, in its order."""
+    target = ports.target
+    user_fields = target_fields(make_mapper(config.mappings), "user_name")
+    group_fields = target_fields(make_group_mapper(config), "name")
+    tables = reference_tables([*config.mappings.users, *config.mappings.groups])
+    return (
+        background.start(lambda: target.users(user_fields, progress), "snsync-read-users"),
+        background.start(lambda: target.references(tables), "snsync-read-references"),
+        background.start(lambda: target.groups(group_fields), "snsync-read-groups-sn"),
+    )
+
+
+def user_select_for(attributes: set[str]) -> str:
+    """The users/delta `$select` for these attributes (with manager when a mapping reads it)."""
+    return user_delta_select(graph_select(attributes), "manager" in attributes)
+
+
+def shared(progress: Progress | None) -> Progress | None:
+    """`progress` callable from several reading threads at once (one call at a time)."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+    report = progress
+
+    def locked(what: str, count: int) -> None:
+        with lock:
+            report(what, count)
+
+    return locked
 
 
 def read_incremental(config: Config, ports: Ports, progress: Progress | None) -> Reading:

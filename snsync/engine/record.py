@@ -188,10 +188,10 @@ def saved_picture(
         if kind is MEMBERSHIP and r.item.action is Action.DELETE:
             rows.pop(r.sys_id or "", None)
         elif kind is MEMBERSHIP and record:
-            rows[record["sys_id"]] = subset(record, MEMBER_FIELDS)
+            rows[record["sys_id"]] = kept(record, MEMBER_FIELDS)
         elif (kind is USER or kind is GROUP) and record:
             store = users if kind is USER else groups
-            store[record["sys_id"]] = subset(record, fields[kind])
+            store[record["sys_id"]] = kept(record, fields[kind])
         elif kind is ObjectType.REFERENCE and record and r.sys_id:
             table = references.setdefault(r.item.reference_table, {})
             table[r.item.display_name.lower()] = r.sys_id
@@ -201,6 +201,15 @@ def saved_picture(
     full = reading.mode == "full"
     marks = Watermarks(reading.links, watermark(users, groups), fingerprint(config), full)
     return CachedPicture(reading.cache, saved), marks
+
+
+def kept(record: Record, fields: Iterable[str]) -> Record:
+    """The fields of a write's answer the cached picture keeps: the answer itself when it holds
+    no others (the writer asked back only those), so that no second copy is made."""
+    keep = {"sys_id", "sys_updated_on", *fields}
+    if all(name in keep for name in record):
+        return record
+    return subset(record, fields)
 
 
 def masked_picture(

@@ -360,11 +360,10 @@ class State:
         now = time.time() if now is None else now
         current = {(e.object_type, e.directory_id): e for e in self.escrow()}
         with self.transaction():
-            for r in succeeded:
-                self.db.execute(
-                    "DELETE FROM escrow WHERE object_type=? AND directory_id=?",
-                    (r.item.kind, r.item.directory_id),
-                )
+            self.db.executemany(
+                "DELETE FROM escrow WHERE object_type=? AND directory_id=?",
+                ((r.item.kind, r.item.directory_id) for r in succeeded),
+            )
             for r in failed:
                 before = current.get((r.item.kind, r.item.directory_id))
                 failures = (before.failures if before else 0) + 1
