@@ -10,10 +10,14 @@ from snsync.config import Config
 from snsync.engine.narrow import narrow_block
 from snsync.engine.plan import CyclePlan, make_group_mapper, make_mapper
 from snsync.engine.reading import Reading
-from snsync.model import Action, CachedPicture, ObjectType, Result, Status
+from snsync.model import Action, CachedPicture, ObjectType, PlanItem, Reason, Result, Status
 from snsync.state import PictureChanges, PictureFacts
 
 USER, GROUP, MEMBERSHIP = ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP
+# Skips that depend on the object alone (never linked, so no record or link of it can change
+# without its own change or a stamp drift, both of which put it in the focus): not planned
+# again until the object changes. They are logged when they arise, not every cycle.
+STANDING = frozenset({Reason.NOT_ACTIVE, Reason.MISSING_MATCH_VALUE})
 
 
 def picture_facts(
@@ -21,7 +25,8 @@ def picture_facts(
 ) -> PictureFacts:
     """The facts kept beside the picture (of the focus objects only, after a narrowed cycle).
     Pending: every object with a plan item but a write that succeeded (whose answer the picture
-    keeps): skips, failures, warnings, held and waiting writes are planned again next cycle."""
+    keeps), or a skip that depends on the object alone (`STANDING`): skips, failures, warnings,
+    held and waiting writes are planned again next cycle."""
     focus = planned.focus
     users = planned.snapshot.users
     in_scope = [i for i, u in users.items() if u.in_scope and (focus is None or i in focus.users)]
@@ -32,7 +37,7 @@ def picture_facts(
     }
     pending: dict[str, set[str]] = {USER: set(), GROUP: set(), MEMBERSHIP: set()}
     for item in planned.items():
-        if (item.object_type, item.directory_id) in done:
+        if (item.object_type, item.directory_id) in done or _standing(item):
             continue
         if item.object_type is MEMBERSHIP:
             pending[MEMBERSHIP].add(item.directory_id.split(":", 1)[-1])
@@ -53,6 +58,10 @@ def picture_facts(
         link_field=config.mappings.link_field,
         listed=reading.listed,
     )
+
+
+def _standing(item: PlanItem) -> bool:
+    return item.action is Action.SKIP and item.sys_id is None and item.reason in STANDING
 
 
 def picture_changes(

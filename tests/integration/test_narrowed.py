@@ -34,13 +34,26 @@ def test_a_quiet_cycle_plans_only_what_had_an_item(snsync: Snsync, sandbox: Runn
     snsync("run", "--once")
     with planned(sandbox) as plan:
         assert plan.focus is not None, "narrowed"
-        # Only the objects whose last item was not a write that succeeded (a disabled user
-        # never created, a create with a warning) and their reports are planned, not the tenant.
-        assert demo_user_id("irvin.sayers") in plan.focus.users
+        # Only the objects whose last item was not a write that succeeded (a create with a
+        # warning) and their reports are planned, not the tenant; nor a disabled user never
+        # created (a skip that depends on the user alone, until the user changes).
+        assert demo_user_id("irvin.sayers") not in plan.focus.users
         assert len(plan.focus.users) <= 3 and not plan.focus.groups
         narrowed_in_scope = plan.in_scope
     with planned(sandbox, full=True) as whole:
         assert whole.focus is None and whole.in_scope == narrowed_in_scope
+
+
+def test_a_disabled_user_never_created_is_planned_again_when_it_changes(
+    snsync: Snsync, sandbox: RunningSandbox, graph_admin: GraphAdmin, sn_admin: ServiceNowAdmin
+) -> None:
+    snsync("run", "--once")
+    irvin = demo_user_id("irvin.sayers")
+    graph_admin.call("PATCH", f"users/{irvin}", {"accountEnabled": True})
+    with planned(sandbox) as plan:
+        assert plan.focus is not None and irvin in plan.focus.users
+    snsync("run", "--once")
+    assert sn_admin.one("sys_user", "user_name=irvin.sayers@contoso.example")["active"] == "true"
 
 
 def test_a_changed_manager_plans_its_reports(
