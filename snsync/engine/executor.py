@@ -115,11 +115,13 @@ def resolve(item: PlanItem, created: Mapping[str, str]) -> PlanItem | Result:
 
 
 def made(results: Iterable[Result]) -> dict[str, str]:
-    """Placeholder -> sys_id of the records these results created or adopted."""
+    """Placeholder -> sys_id of the records these results created or adopted (no membership
+    row is ever named by a placeholder: none of those)."""
     return {
         placeholder_of(r.item): r.sys_id
         for r in results
         if r.sys_id
+        and r.item.object_type is not ObjectType.MEMBERSHIP
         and r.status in (Status.SUCCESS, Status.WARNING)
         and (r.item.action is Action.CREATE or r.item.adopt)
     }

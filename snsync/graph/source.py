@@ -158,6 +158,37 @@ def _pages(
     return items
 
 
+class Interner:
+    """Makes equal attribute values of the objects read one string object (department, city,
+    job title, the manager's `@odata.type` repeat from user to user; JSON parsing makes a new
+    string of each). An attribute that shows more than `limit` different values is left alone
+    from then on, so unique values (ids, names, mail) cost no table."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self.limit = limit
+        self._values: dict[str, dict[str, str]] = {}
+        self._unique: set[str] = set()
+
+    def share(self, raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        """`raw` with its repeated string values (and those of its nested objects) shared."""
+        for key, value in raw.items():
+            if isinstance(value, str):
+                name = prefix + key
+                if name not in self._unique:
+                    raw[key] = self._shared(name, value)
+            elif isinstance(value, dict):
+                self.share(value, f"{prefix}{key}/")
+        return raw
+
+    def _shared(self, key: str, value: str) -> str:
+        table = self._values.setdefault(key, {})
+        found = table.setdefault(value, value)
+        if len(table) > self.limit:
+            self._unique.add(key)
+            del self._values[key]
+        return found
+
+
 def read_users(
     graph: GraphClient,
     attributes: Iterable[str],
@@ -170,7 +201,10 @@ def read_users(
     if "manager" in attributes:
         params["$expand"] = "manager($select=id)"
     noted = incomplete if incomplete is not None else []
-    return _pages(graph, "users", params, "users", noted, progress)
+    interner = Interner()
+    return [
+        interner.share(user) for user in _pages(graph, "users", params, "users", noted, progress)
+    ]
 
 
 def read_groups(
@@ -242,3 +276,23 @@ class GraphDirectory:
                 service="graph",
                 status=404,
             ) from None
+
+    def group(self, group_id: str, attributes: set[str]) -> dict[str, Any]:
+        """One group by object id, with what the group mappings need."""
+        params = {"$select": ",".join(group_select(attributes))}
+        try:
+            return self.graph.get(f"groups/{group_id}", params)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no directory group with object id '{group_id}'", service="graph", status=404
+            ) from None
+
+    def groups_named(self, name: str, attributes: set[str]) -> list[dict[str, Any]]:
+        """The groups whose displayName is `name` (Graph compares it ignoring case)."""
+        quoted = name.replace("'", "''")  # OData: a quote inside a string literal is doubled
+        params = {
+            "$filter": f"displayName eq '{quoted}'",
+            "$select": ",".join(group_select(attributes)),
+            "$top": "999",
+        }
+        return [g for page in self.graph.iter_pages("groups", params) for g in page]
