@@ -4,7 +4,9 @@ most the writes in flight; those are found again by their stamp, or by pair and 
 
 The writes answered together (one Batch API request) are journaled together, in one transaction
 per object type: a commit costs a disk sync (about 3 ms), and one per write, taken in turn by
-every worker, kept ServiceNow's threads waiting about 5% of a first sync."""
+every worker, kept ServiceNow's threads waiting about 5% of a first sync. (Items of a refused
+batch that are sent again one by one are journaled with the rest of their batch, when the last
+of them is answered.)"""
 
 from __future__ import annotations
 
