@@ -47,6 +47,12 @@ def top_lines(title: str, limit: int) -> str:
         lines.append(
             f"{stat.size / 2**20:8.1f} MiB {stat.count:>9,} blocks  {frame.filename}:{frame.lineno}"
         )
+    # Allocations made inside the standard library (dataclasses.replace, json), by their caller.
+    for stat in snapshot.statistics("traceback")[:limit]:
+        frames = stat.traceback
+        if len(frames) > 1 and any("/snsync/" not in f.filename for f in frames):
+            callers = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in frames)
+            lines.append(f"{stat.size / 2**20:8.1f} MiB  {callers}")
     return "\n".join(lines)
 
 
@@ -57,7 +63,10 @@ def instrument(phases: Phases, report: list[str], trace: bool, limit: int, colle
     def mark(name: str) -> None:
         phases[name] = current_rss_bytes()
         if trace:
+            peak = tracemalloc.get_traced_memory()[1]
+            report.append(f"(traced peak before this point: {peak / 2**20:.1f} MiB)")
             report.append(top_lines(name, limit))
+            tracemalloc.reset_peak()
         if name == "read and planned" and collector == "freeze":
             gc.freeze()
         elif name == "read and planned" and collector == "off":
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     phases: Phases = {}
     report: list[str] = []
     if args.tracemalloc:
-        tracemalloc.start()
+        tracemalloc.start(3)
     instrument(phases, report, bool(args.tracemalloc), args.top, args.gc)
     clock = CollectorClock()
     figures = measured_cycle(args.config)

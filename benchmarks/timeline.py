@@ -94,26 +94,37 @@ def phases(t: Timeline) -> list[str]:
 
 
 def waves(t: Timeline) -> list[str]:
-    """One line per wave: items, writes, when its results came back, requests in flight."""
+    """One line per wave of the plan: items, writes, when its first and last result came back
+    (waves overlap in time: an item starts once what it references exists)."""
     at: dict[str, list[float]] = {}
     for r in t.results:
         if r["writes"]:
             at.setdefault(r["key"], []).append(r["at"])
-    planned = t.marks.get("planned", 0.0)
-    sn = t.of("servicenow", planned)
-    lines = ["wave  kinds                      items  writes   first s    last s  in flight"]
-    previous_end = planned
+    lines = ["wave  kinds                      items  writes   first s    last s"]
     for number, keys in enumerate(t.waves):
         kinds = sorted({k.split("|", 2)[0] + " " + k.split("|", 2)[1] for k in keys})
         times = [s for k in keys for s in at.get(k, ())]
-        first, last = (min(times), max(times)) if times else (previous_end, previous_end)
-        busy = in_flight(sn, previous_end, last)
+        first, last = (f"{min(times):9.2f}", f"{max(times):9.2f}") if times else ("-", "-")
         lines.append(
             f"{number:>4}  {', '.join(kinds)[:25]:25} {len(keys):>6} {len(times):>7} "
-            f"{first:>9.2f} {last:>9.2f} {busy:>10.1f}"
+            f"{first:>9} {last:>9}"
         )
-        previous_end = max(previous_end, last)
     return lines
+
+
+def occupancy(t: Timeline, slices: int = 10) -> str:
+    """ServiceNow requests in flight, on average, in each tenth of the write phase."""
+    planned = t.marks.get("planned", 0.0)
+    spans = t.of("servicenow", planned)
+    if not spans:
+        return "no writes"
+    start, end = min(s for s, _ in spans), max(e for _, e in spans)
+    step = (end - start) / slices
+    shares = [in_flight(spans, start + i * step, start + (i + 1) * step) for i in range(slices)]
+    return (
+        f"in flight by tenth of the write phase ({step:.2f} s each, cap {t.concurrency}): "
+        + " ".join(f"{x:.1f}" for x in shares)
+    )
 
 
 def run(args: argparse.Namespace) -> Timeline:
@@ -158,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"timeline of a first sync ({args.scenario}, {args.users:,} users, {args.profile})")
     print("\n".join(phases(timeline)))
     print("\n".join(waves(timeline)))
+    print(occupancy(timeline))
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 Record = Mapping[str, str]  # one ServiceNow row: field -> value
@@ -267,6 +268,31 @@ class Change:
         return REDACTED if self.redacted and self.label else self.label
 
 
+_CREATED: dict[str, dict[tuple[str, str | None], Change]] = {}
+_CREATED_LIMIT = 256  # different values of one field before it counts as unique
+
+
+def created_value(field: str, new: str, label: str | None, redacted: bool) -> Change:
+    """The Change that sets `field` on a new record. Values that repeat from record to record
+    (active, department, city, job title) are one shared object per field and value; a field
+    once seen with more than a few hundred values (names, mail, ids) gets new objects, and so
+    does a Redact() value (never kept beyond the cycle that writes it)."""
+    if redacted:
+        return Change(field, None, new, label, redacted)
+    values = _CREATED.get(field)
+    if values is None:
+        if len(_CREATED) >= _CREATED_LIMIT:
+            return Change(field, None, new, label, redacted)
+        values = _CREATED[field] = {}
+    elif len(values) > _CREATED_LIMIT:
+        return Change(field, None, new, label, redacted)
+    key = (new, label)
+    found = values.get(key)
+    if found is None:
+        found = values[key] = Change(field, None, new, label)
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class PlanItem:
     """One planned action on one object."""
@@ -289,6 +315,13 @@ class PlanItem:
     # A redacted value was needed that the cached picture keeps only as a digest: the next
     # cycle reads everything (and writes it).
     full_next: bool = False
+
+    def __post_init__(self) -> None:
+        # Hundreds of thousands of items name the same few pending fields, and most defer
+        # nothing: one shared set and one shared empty mapping, not one each (~280 bytes).
+        object.__setattr__(self, "pending", _shared_fields(self.pending))
+        if not self.deferred:
+            object.__setattr__(self, "deferred", _NOTHING)
 
     @property
     def table(self) -> str:
@@ -322,6 +355,15 @@ class Plan:
         for item in self.items:
             result[item.action.value] = result.get(item.action.value, 0) + 1
         return result
+
+
+_NOTHING: Mapping[str, str] = MappingProxyType({})
+_FIELD_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared_fields(fields: frozenset[str]) -> frozenset[str]:
+    """One frozenset object per distinct set of field names (few: the pending fields)."""
+    return _FIELD_SETS.setdefault(fields, fields) if len(_FIELD_SETS) < 1024 else fields
 
 
 def placeholder(object_type: ObjectType | str, directory_id: str) -> str:

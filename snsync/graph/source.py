@@ -158,6 +158,37 @@ def _pages(
     return items
 
 
+class Interner:
+    """Makes equal attribute values of the objects read one string object (department, city,
+    job title, the manager's `@odata.type` repeat from user to user; JSON parsing makes a new
+    string of each). An attribute that shows more than `limit` different values is left alone
+    from then on, so unique values (ids, names, mail) cost no table."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self.limit = limit
+        self._values: dict[str, dict[str, str]] = {}
+        self._unique: set[str] = set()
+
+    def share(self, raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        """`raw` with its repeated string values (and those of its nested objects) shared."""
+        for key, value in raw.items():
+            if isinstance(value, str):
+                name = prefix + key
+                if name not in self._unique:
+                    raw[key] = self._shared(name, value)
+            elif isinstance(value, dict):
+                self.share(value, f"{prefix}{key}/")
+        return raw
+
+    def _shared(self, key: str, value: str) -> str:
+        table = self._values.setdefault(key, {})
+        found = table.setdefault(value, value)
+        if len(table) > self.limit:
+            self._unique.add(key)
+            del self._values[key]
+        return found
+
+
 def read_users(
     graph: GraphClient,
     attributes: Iterable[str],
@@ -170,7 +201,10 @@ def read_users(
     if "manager" in attributes:
         params["$expand"] = "manager($select=id)"
     noted = incomplete if incomplete is not None else []
-    return _pages(graph, "users", params, "users", noted, progress)
+    interner = Interner()
+    return [
+        interner.share(user) for user in _pages(graph, "users", params, "users", noted, progress)
+    ]
 
 
 def read_groups(
