@@ -172,14 +172,15 @@ def plan_cycle(
     (`focus`), keeping the items of the focus objects only."""
     source, target = picture.source, picture.target
     users, groups, creates = plan_tables(picture, links, options)
+    offsets = focus.link_offsets if focus else {}
     if focus is None:
         unseen = incomplete_target(
             table_reads(target, source, groups, links), options.safety.target_min_share
         )
     else:
         # A narrowed cycle runs only on a picture the last cycle saw whole (engine/narrow.py).
-        users, groups, unseen = _focused(users, focus.users), _focused(groups, focus.groups), ()
-    offsets = focus.link_offsets if focus else {}
+        users = _focused(users, focus.users, offsets.get(USER, 0))
+        groups, unseen = _focused(groups, focus.groups, offsets.get(GROUP, 0)), ()
     waiting = waiting_for(escrow)
     held: list[Held] = []
     guard = Guard(source.incomplete, unseen, waiting, options, held)
@@ -225,10 +226,12 @@ def _in(objects: Mapping[str, SourceObject], ids: frozenset[str]) -> list[Source
     return [o for i, o in objects.items() if i in ids]
 
 
-def _focused(table: TablePlan, ids: frozenset[str]) -> TablePlan:
-    """The table's items for the focus objects only; the others count as unchanged."""
+def _focused(table: TablePlan, ids: frozenset[str], unloaded: int) -> TablePlan:
+    """The table's items for the focus objects only. Unchanged: the focus objects without an
+    item, and every linked object outside the focus (it has none)."""
     items = tuple(i for i in table.plan.items if i.directory_id in ids)
     unchanged = sum(1 for d in table.desired if d.directory_id in ids) - len(items)
+    unchanged += unloaded + sum(1 for d in table.links if d not in ids)
     plan = replace(table.plan, items=items, unchanged=max(unchanged, 0))
     return replace(table, plan=plan)
 

@@ -84,3 +84,16 @@ def test_a_record_drifted_by_hand_is_planned_through_its_link(
     snsync("run", "--once")
     repaired = sn_admin.one("sys_user", f"sys_id={adele['sys_id']}")
     assert (repaired["active"], repaired["title"]) == ("true", "Software Engineer")
+
+
+def test_the_disable_threshold_counts_the_links_outside_the_focus(
+    snsync: Snsync, sandbox: RunningSandbox, graph_admin: GraphAdmin
+) -> None:
+    snsync.reconfigure(safety={"max_disables": {"users": "10%"}})
+    snsync("run", "--once")
+    graph_admin.unassign(demo_group_id("ServiceNow Agents"))
+    with planned(sandbox) as plan:
+        assert plan.focus is not None and plan.held, "held, as a full cycle holds them"
+        narrowed = [(h.count, h.limit) for h in plan.held]
+    with planned(sandbox, full=True) as whole:
+        assert [(h.count, h.limit) for h in whole.held] == narrowed
