@@ -72,6 +72,7 @@ class PageGuard:
         self.max_pages = max_pages
         self.pages = 0
         self._seen: set[str] = set()
+        self._first_count: int | None = None  # X-Total-Count where stepping past hidden rows began
 
     def next_page(self, cursor: str) -> None:
         """Count one more page, identified by its link or keyset cursor."""
@@ -91,6 +92,21 @@ class PageGuard:
             raise self._error(
                 f"the keyset cursor did not advance after page {self.pages} ({current!r} after "
                 f"{previous!r})"
+            )
+
+    def hidden_window(self, offset: int, count: int, slack: int) -> None:
+        """Stepping past rows the read rules hide, `offset` rows past the cursor: the row count
+        of one keyset query may grow by rows inserted meanwhile (`slack`), not by more; the
+        number of steps is bounded by max_pages as any page is. `offset` 0 ends the stepping."""
+        if offset == 0:
+            self._first_count = None
+            return
+        if self._first_count is None:
+            self._first_count = count
+        elif count > self._first_count + slack:
+            raise self._error(
+                f"its row count (X-Total-Count) grew from {self._first_count:,} to {count:,} "
+                f"while stepping past rows the read rules hide ({offset:,} rows past the cursor)"
             )
 
     def _error(self, why: str) -> UnsafeAnswerError:

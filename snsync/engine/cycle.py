@@ -89,7 +89,8 @@ def plan_reading(
     """The cycle's plan over what was read, the stored links and the escrow (pure, given them).
     When an adoption waits on roles, the role tables are read and the plan made again, before
     anything is written (so a cycle that adopts nothing reads no role table)."""
-    links = {kind: ports.state.links(kind) for kind in KINDS}
+    narrowed = reading.narrowing
+    links = {kind: narrowed.links[kind] if narrowed else ports.state.links(kind) for kind in KINDS}
     escrow = ports.state.escrow()
     now = ports.clock()
     masker = masker or masker_for(ports.state)
@@ -98,7 +99,9 @@ def plan_reading(
         options = cycle_options(
             config, now=now, allow_disables=allow_disables, trust=trust, masker=masker
         )
-        return plan_cycle(reading.picture, links, escrow, options)
+        return plan_cycle(
+            reading.picture, links, escrow, options, narrowed.focus if narrowed else None
+        )
 
     planned = plan_trusted(config, ports, plan)
     for note in planned.target_incomplete:

@@ -5,7 +5,7 @@ Pure: the raw Graph objects come from graph/source.py."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -51,11 +51,14 @@ def build_snapshot(
     incomplete: Sequence[str] = (),
     whole_directory: bool = True,
     refused: Mapping[str, str] | None = None,
+    present: Collection[str] | None = None,
 ) -> SourceSnapshot:
-    """Decide scope and synthesize attributes for every user and assigned group read."""
+    """Decide scope and synthesize attributes for every user and assigned group read
+    (`present`: the ids of every directory user, when `users` is only a part of them)."""
     result: dict[str, SourceObject] = {}
     index = build_index(app.assignments, app.group_members, app.roles, scope)
-    present = {str(raw.get("id")) for raw in users}
+    if present is None:
+        present = {str(raw.get("id")) for raw in users}
     for raw in map(with_extension_attributes, users):
         decision = decide(raw, index, scope)
         manager = raw.get("manager")

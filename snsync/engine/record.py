@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from snsync.config import Config
+from snsync.engine.kept import picture_changes, picture_facts
 from snsync.engine.memberships import MembershipPlan
 from snsync.engine.plan import CyclePlan, make_group_mapper, make_mapper
 from snsync.engine.reading import (
@@ -82,6 +83,8 @@ def cycle_record(
     picture, marks = saved_picture(config, planned.target, reading, results)
     if masker is not None:
         picture = masked_picture(config, picture, planned.picture.source, masker)
+    facts = picture_facts(config, planned, reading, results)
+    changes = picture_changes(planned, reading, picture, results)
     failures = any(r.status is Status.FAILURE for r in results)
     return CycleRecord(
         outcome.cycle_id,
@@ -101,6 +104,8 @@ def cycle_record(
         ),
         now=outcome.now,
         redaction_key=masker.key if masker is not None else None,
+        picture_facts=facts,
+        picture_changes=changes,
     )
 
 

@@ -41,16 +41,19 @@ class TableClient:
         self, table: str, fields: Sequence[str], query: str = "", page_size: int | None = None
     ) -> Iterator[list[Record]]:
         """Yield pages of `table` in sys_id order, paging by key so that writes made meanwhile
-        cannot shift rows between pages, until a page comes back empty: read rules apply after
-        `sysparm_limit`, so a short page does not mean the end. `query` must not use ^NQ."""
+        cannot shift rows between pages. Read rules apply after `sysparm_limit`, so a short page
+        does not mean the end, nor does an empty one while X-Total-Count (rows matching the
+        keyset query, counted before read rules) says rows lie past it: then the same query
+        steps on with `sysparm_offset` to the first page with a readable row, and the keyset
+        goes on from that row. `query` must not use ^NQ."""
         if "^NQ" in query:
             raise ValueError("keyset paging cannot combine with ^NQ queries")
-        last = ""
+        last, offset = "", 0
         limit = page_size or self.page_size
         columns = ",".join(dict.fromkeys(["sys_id", *fields]))
         guard = PageGuard("servicenow", table, self.http.limits.max_pages)
         while True:
-            guard.next_page(last)
+            guard.next_page(f"{last}@{offset}" if offset else last)
             STOP.check(f"reading {table} from ServiceNow")
             cursor = f"sys_id>{last}^" if last else ""
             params = {
@@ -60,12 +63,21 @@ class TableClient:
                 "sysparm_exclude_reference_link": "true",
                 "sysparm_suppress_pagination_header": "true",
             }
-            page = self._result_list(self._send("GET", self._table_url(table), params=params))
+            if offset:
+                params["sysparm_offset"] = str(offset)
+            answer = self._send("GET", self._table_url(table), params=params)
+            page = self._result_list(answer)
             if not page:
-                return
+                count = total_count(answer)
+                if count <= offset + limit:
+                    return  # nothing past this window: the end of the table
+                guard.hidden_window(offset + limit, count, slack=limit)
+                offset += limit  # a window the read rules hid completely: step past it
+                continue
             yield page
             guard.advancing(last, page[-1]["sys_id"])
-            last = page[-1]["sys_id"]
+            guard.hidden_window(0, 0, slack=0)
+            last, offset = page[-1]["sys_id"], 0
 
     def read_all(self, table: str, fields: Sequence[str], query: str = "") -> list[Record]:
         """Every record of `table` matching `query`, with `fields` and sys_id."""
@@ -303,6 +315,13 @@ def _error_body(answer: JsonAnswer) -> tuple[str, str]:
     if isinstance(error, dict):
         return str(error.get("message") or "error")[:300], str(error.get("detail") or "")[:300]
     return (answer.response.reason or "error"), ""
+
+
+def total_count(answer: JsonAnswer) -> int:
+    """X-Total-Count of a list answer: how many rows match its query, counted before row read
+    rules (0 when absent or not a number: without it an empty page has to end the read)."""
+    text = answer.response.headers.get("X-Total-Count", "").strip()
+    return int(text) if text.isdigit() and len(text) <= 15 else 0
 
 
 def _lenient_json(response: requests.Response) -> Any:

@@ -46,9 +46,9 @@ class LogFilter:
 
 # Directory users whose UPN, mail or display name (as last read) contains the text.
 _USERS_MATCHING = (
-    "SELECT j.key FROM cache, json_each(cache.value) AS j WHERE cache.kind='src_user' AND ("
+    "SELECT id FROM pic_user WHERE ("
     + " OR ".join(
-        f"instr(lower(coalesce(json_extract(j.value, '$.{name}'), '')), lower(?)) > 0"
+        f"instr(lower(coalesce(json_extract(value, '$.{name}'), '')), lower(?)) > 0"
         for name in ("userPrincipalName", "mail", "displayName")
     )
     + ")"

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from snsync.cli import cli
 from snsync.sandbox.demo_instance import demo_instance
 from snsync.sandbox.runner import RunningSandbox, SandboxOptions, start_sandbox
+from snsync.sandbox.server import Request, Response
 
 from .conftest import ServiceNowAdmin
 
@@ -87,3 +88,84 @@ def test_a_spent_hourly_quota_ends_the_cycle_cleanly(
     assert "Traceback" not in result.output
     status = run(sandbox, "status")
     assert status.exit_code == 0, status.output
+
+
+# Nine rows the integration account may not read, sorted between auditor (85a7...) and
+# legacy.user (a5d8...): with pages of 4, the second keyset page and the one after it come back
+# completely empty while alex.wilber and adele.vance (b27b..., d907...) follow.
+MIDDLE = [f"9{n:031x}" for n in range(1, 10)]
+
+
+def hide_a_middle_stretch(instance: dict[str, Any]) -> dict[str, Any]:
+    for n, sys_id in enumerate(MIDDLE):
+        instance["tables"]["sys_user"].append(
+            {"sys_id": sys_id, "user_name": f"hidden.middle{n}", "first_name": "Hidden"}
+        )
+    instance["read_rules"] = [{"table": "sys_user", "condition": "first_name!=Hidden"}]
+    return instance
+
+
+def test_pages_the_read_rules_hide_completely_do_not_end_the_read(
+    start: Callable[..., RunningSandbox],
+) -> None:
+    sandbox = start(hide_a_middle_stretch(demo_instance()))
+    configure(sandbox, page_size=4)
+    sn = ServiceNowAdmin(sandbox)
+    before = {r["user_name"]: r for r in sn.rows("sys_user")}
+    later = ["alex.wilber@contoso.example", "adele.vance@contoso.example"]
+    assert all(before[name]["sys_id"] > MIDDLE[-1] for name in later)
+    result = run(sandbox, "run", "--once")
+    assert result.exit_code == 0, result.output
+    after = sn.rows("sys_user")
+    names = [r["user_name"] for r in after]
+    assert len(names) == len(set(names)), "no record was created twice"
+    for name in later:
+        (record,) = [r for r in after if r["user_name"] == name]
+        assert record["sys_id"] == before[name]["sys_id"]
+        # Read and adopted: the cycle wrote the mapped values onto the record on a later page.
+        assert record["source"].startswith("entra:"), record
+        assert record["sys_updated_by"] == "snsync", record
+    hidden = [r for r in after if r["sys_id"] in MIDDLE]
+    assert hidden == [before[r["user_name"]] for r in hidden], "hidden rows were not written"
+
+
+def lie_about_the_row_count(sandbox: RunningSandbox, count: Callable[[int], int]) -> None:
+    """Make every sys_user page after the first come back empty with X-Total-Count saying
+    `count(offset)` rows match: a count that never ends."""
+    app = sandbox.servicenow_app
+    original = app.handle
+
+    def handle(request: Request) -> Response:
+        query = request.query.get("sysparm_query", "")
+        if request.path.endswith("/table/sys_user") and "sys_id>" in query:
+            offset = int(request.query.get("sysparm_offset") or 0)
+            return Response(200, {"result": []}, {"X-Total-Count": str(count(offset))})
+        return original(request)
+
+    app.handle = handle  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("count", "why"),
+    [
+        (lambda offset: offset + 9, "row count (X-Total-Count) grew"),
+        (lambda offset: 10**9, "more than limits.max_pages (40)"),
+    ],
+    ids=["growing", "constant"],
+)
+def test_a_row_count_that_never_ends_stops_the_read_and_writes_nothing(
+    start: Callable[..., RunningSandbox], count: Callable[[int], int], why: str
+) -> None:
+    sandbox = start(demo_instance())
+    configure(sandbox, page_size=4)
+    data = yaml.safe_load(sandbox.config_path.read_text())
+    data["limits"] = {**data.get("limits", {}), "max_pages": 40}
+    sandbox.config_path.write_text(yaml.safe_dump(data))
+    lie_about_the_row_count(sandbox, count)
+    writes = sandbox.servicenow_app.write_count()
+    result = run(sandbox, "run", "--once")
+    assert result.exit_code == 3, result.output  # an unsafe answer: exit 3, as documented
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if "reading sys_user stopped" in line]
+    assert len(lines) == 1 and why in lines[0], result.output
+    assert sandbox.servicenow_app.write_count() == writes, "nothing was written"

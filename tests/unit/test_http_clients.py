@@ -117,6 +117,37 @@ def test_servicenow_keyset_paging_reads_past_short_pages_until_an_empty_one() ->
     assert len(responses.calls) == 4
 
 
+@responses.activate
+def test_servicenow_keyset_steps_with_offset_past_a_page_the_read_rules_hide() -> None:
+    url = f"{SN}/api/now/table/sys_user"
+    answers = [
+        ([{"sys_id": "a"}, {"sys_id": "b"}], 9),  # rows past no cursor: 9, before read rules
+        ([], 7),  # all of c..d hidden, 7 rows past b: step on within the same keyset query
+        ([], 7),  # e..f hidden as well
+        ([{"sys_id": "h"}], 7),  # g hidden, h readable: the keyset goes on from h
+        ([], 1),  # i hidden, and nothing past this window
+    ]
+    for page, count in answers:
+        responses.get(url, json={"result": page}, headers={"X-Total-Count": str(count)})
+    rows = sn_client(http()).read_all("sys_user", ["user_name"])
+    assert [r["sys_id"] for r in rows] == ["a", "b", "h"]
+    sent = [call.request.url or "" for call in responses.calls]
+    assert "sys_id%3Eb" in sent[1] and "sysparm_offset" not in sent[1]
+    assert "sys_id%3Eb" in sent[2] and "sysparm_offset=2" in sent[2]
+    assert "sys_id%3Eb" in sent[3] and "sysparm_offset=4" in sent[3]
+    assert "sys_id%3Eh" in sent[4] and "sysparm_offset" not in sent[4]
+    assert len(sent) == 5
+
+
+@responses.activate
+def test_servicenow_an_empty_page_without_a_row_count_ends_the_read() -> None:
+    url = f"{SN}/api/now/table/sys_user"
+    responses.get(url, json={"result": [{"sys_id": "a"}, {"sys_id": "b"}]})
+    responses.get(url, json={"result": []}, headers={"X-Total-Count": "many"})
+    assert [r["sys_id"] for r in sn_client(http()).read_all("sys_user", [])] == ["a", "b"]
+    assert len(responses.calls) == 2
+
+
 @pytest.mark.parametrize(
     ("status", "error", "fragment"),
     [
