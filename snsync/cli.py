@@ -436,13 +436,34 @@ def status(ctx: click.Context, output: str) -> None:
 
 
 @cli.command()
-@click.argument("user")
+@click.argument("target", metavar="USER|GROUP")
+@click.option(
+    "--group",
+    "as_group",
+    is_flag=True,
+    help="Look the argument up as a group only (display name or object id).",
+)
+@click.option(
+    "--member",
+    "members",
+    multiple=True,
+    metavar="UPN|ID",
+    help="With a group: provision these members (repeatable, at most "
+    "provision.max_group_members) instead of the first ones.",
+)
 @click.option("--dry-run", is_flag=True, help="Show every step; write nothing.")
 @click.pass_context
 @handled
-def provision(ctx: click.Context, user: str, dry_run: bool) -> None:
-    """Provision one USER (userPrincipalName or object id) now, step by step."""
-    from snsync.engine.ondemand import provision_user
+def provision(
+    ctx: click.Context, target: str, as_group: bool, members: tuple[str, ...], dry_run: bool
+) -> None:
+    """Provision one user or group now, step by step.
+
+    A USER is a userPrincipalName or object id; a GROUP a display name (exactly one group of
+    that name) or object id. A group brings up to provision.max_group_members of its members,
+    as users, and their membership rows; the next cycle syncs the rest.
+    """
+    from snsync.engine.ondemand_group import provision_object
 
     config = _config(ctx)
     conns = _connect(config, read_only=dry_run)
@@ -451,7 +472,16 @@ def provision(ctx: click.Context, user: str, dry_run: bool) -> None:
         click.echo(printable(f"{step:>9}: {detail}"))
 
     with _state(config, lock=not dry_run) as state:
-        outcome = provision_user(config, conns, state, user, dry_run=dry_run, say=say)
+        outcome = provision_object(
+            config,
+            conns,
+            state,
+            target,
+            group=as_group,
+            members=members,
+            dry_run=dry_run,
+            say=say,
+        )
     conns.close()
     sys.exit(int(outcome.report.exit_code))
 

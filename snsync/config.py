@@ -371,6 +371,14 @@ class LimitsConfig(_Section):
     max_attribute_length: int = Field(default=32_768, ge=1)
 
 
+class ProvisionConfig(_Section):
+    """`snsync provision` on demand."""
+
+    # A group provisioned on demand brings at most this many members (Microsoft's portal: 5);
+    # the rest are synced by the next cycle.
+    max_group_members: int = Field(default=5, ge=1, le=100)
+
+
 class StateConfig(_Section):
     """Where snsync keeps its links, cycles and provisioning log."""
 
@@ -434,6 +442,7 @@ class Config(_Section):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     references: ReferencesConfig = Field(default_factory=ReferencesConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    provision: ProvisionConfig = Field(default_factory=ProvisionConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     source_path: Path | None = Field(default=None, exclude=True)
 

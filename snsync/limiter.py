@@ -128,6 +128,16 @@ class AdaptiveLimiter:
                 self._signal_holdoff = max(0, self.in_flight - 1)
         return True
 
+    def throttled(self, retry_after_s: float | None) -> None:
+        """A queue signal that held no slot of its own (a `$batch` sub-response answered 429 or
+        503): halve, and pause every worker for its Retry-After, as `release` does."""
+        with self._cond:
+            self.limit = max(1.0, self.limit / 2)
+            self.halvings += 1
+            if retry_after_s and retry_after_s <= self.quota_wait_cap_s:
+                self._paused_until = max(self._paused_until, self._clock() + retry_after_s)
+            self._cond.notify_all()
+
     def quota_spent(self, headers: Mapping[str, str], retry_after_s: float | None) -> str | None:
         """Why waiting for this 429 makes no sense (a per-hour quota spent, or a Retry-After
         past the cap), after stopping the cycle; None when a short wait will do."""

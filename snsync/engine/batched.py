@@ -154,8 +154,8 @@ def item_result(item: PlanItem, written: WriteResult, stop_reason: str = "") -> 
     if error is not None:
         message = masked_message(item, str(error))
         return Result(item, Status.FAILURE, item.sys_id, Reason.API_ERROR, message)
-    record = dict(written.record) if written.record is not None else None
-    return Result(item, item.status, written.sys_id, item.reason, item.message, record)
+    # The answer as the writer kept it (sys_id and the fields asked for), not a copy of it.
+    return Result(item, item.status, written.sys_id, item.reason, item.message, written.record)
 
 
 def _emit(result: Result, on_result: OnResult | None) -> Result:

@@ -4,6 +4,7 @@ the state in one transaction). This module only puts them in order."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -87,7 +88,8 @@ def plan_reading(
     """The cycle's plan over what was read, the stored links and the escrow (pure, given them).
     When an adoption waits on roles, the role tables are read and the plan made again, before
     anything is written (so a cycle that adopts nothing reads no role table)."""
-    links = {kind: ports.state.links(kind) for kind in KINDS}
+    narrowed = reading.narrowing
+    links = {kind: narrowed.links[kind] if narrowed else ports.state.links(kind) for kind in KINDS}
     escrow = ports.state.escrow()
     now = ports.clock()
     masker = masker or masker_for(ports.state)
@@ -96,7 +98,9 @@ def plan_reading(
         options = cycle_options(
             config, now=now, allow_disables=allow_disables, trust=trust, masker=masker
         )
-        return plan_cycle(reading.picture, links, escrow, options)
+        return plan_cycle(
+            reading.picture, links, escrow, options, narrowed.focus if narrowed else None
+        )
 
     planned = plan_trusted(config, ports, plan)
     for note in planned.target_incomplete:
@@ -150,16 +154,47 @@ def cycle(
     allow_disables: bool = False,
     force_full: bool = False,
 ) -> CycleReport:
-    """Read, plan, guard, execute, record; in a dry run nothing is written anywhere."""
+    """Read, plan, guard, execute, record; in a dry run nothing is written anywhere.
+
+    The picture read and the plan live until the cycle ends: they are moved out of the garbage
+    collector's reach once made (gc.freeze), so that its full collections do not walk them
+    again and again (at 100,000 users they took 15% of a first sync's CPU), and handed back to
+    it when the cycle ends."""
+    try:
+        return _cycle(
+            config,
+            ports,
+            dry_run=dry_run,
+            progress=progress,
+            on_result=on_result,
+            allow_disables=allow_disables,
+            force_full=force_full,
+        )
+    finally:
+        gc.unfreeze()
+
+
+def _cycle(
+    config: Config,
+    ports: Ports,
+    *,
+    dry_run: bool,
+    progress: Progress | None,
+    on_result: OnResult | None,
+    allow_disables: bool,
+    force_full: bool,
+) -> CycleReport:
     started = time.monotonic()
     state = ports.state
     cycle_id = None if dry_run else state.start_cycle("starting")
     masker = masker_for(state)
     try:
         reading = read_picture(config, ports, progress, force_full)
+        gc.freeze()
         if cycle_id is not None:
             state.set_cycle_kind(cycle_id, reading.mode)
         planned = plan_reading(config, ports, reading, allow_disables, masker)
+        gc.freeze()
     except Exception as exc:
         if cycle_id is not None:
             state.end_cycle(cycle_id, f"error: {exc}", {}, ports.requests())

@@ -5,14 +5,14 @@ Pure: the raw Graph objects come from graph/source.py."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from snsync.bounds import over_long_reason
 from snsync.config import ScopeConfig
 from snsync.engine.scope import build_index, counted_assignments, decide
-from snsync.model import AppScope, ScopeDecision, SourceObject, SourceSnapshot
+from snsync.model import AppScope, Attributes, ScopeDecision, SourceObject, SourceSnapshot
 
 
 def assigned_groups(app: AppScope, scope: ScopeConfig) -> dict[str, str]:
@@ -51,11 +51,14 @@ def build_snapshot(
     incomplete: Sequence[str] = (),
     whole_directory: bool = True,
     refused: Mapping[str, str] | None = None,
+    present: Collection[str] | None = None,
 ) -> SourceSnapshot:
-    """Decide scope and synthesize attributes for every user and assigned group read."""
+    """Decide scope and synthesize attributes for every user and assigned group read
+    (`present`: the ids of every directory user, when `users` is only a part of them)."""
     result: dict[str, SourceObject] = {}
     index = build_index(app.assignments, app.group_members, app.roles, scope)
-    present = {str(raw.get("id")) for raw in users}
+    if present is None:
+        present = {str(raw.get("id")) for raw in users}
     for raw in map(with_extension_attributes, users):
         decision = decide(raw, index, scope)
         manager = raw.get("manager")
@@ -102,20 +105,19 @@ def source_group(raw: Mapping[str, Any], role: str) -> SourceObject:
 def source_user(
     raw: Mapping[str, Any], decision: ScopeDecision, role_values: Sequence[str] = ()
 ) -> SourceObject:
-    """A SourceObject from a Graph user object and its scope decision."""
-    attributes = dict(raw)
+    """A SourceObject from a Graph user object and its scope decision (the object itself is
+    not copied: the synthesized attributes lie on top of it)."""
     enabled = raw.get("accountEnabled") is not False
     phones = raw.get("businessPhones") or []
     manager = raw.get("manager")
-    attributes.update(
-        {
-            "objectId": raw.get("id"),
-            "IsSoftDeleted": not (decision.in_scope and enabled),
-            "telephoneNumber": phones[0] if phones else None,
-            "manager": manager.get("id") if isinstance(manager, dict) else None,
-            "appRoleAssignments": list(role_values),
-        }
-    )
+    synthesized = {
+        "objectId": raw.get("id"),
+        "IsSoftDeleted": not (decision.in_scope and enabled),
+        "telephoneNumber": phones[0] if phones else None,
+        "manager": manager.get("id") if isinstance(manager, dict) else None,
+        "appRoleAssignments": list(role_values),
+    }
+    attributes = Attributes(raw, synthesized)
     reason = decision.reason if enabled else f"{decision.reason}; accountEnabled is false"
     name = str(raw.get("displayName") or raw.get("userPrincipalName") or raw.get("id"))
     return SourceObject(str(raw.get("id")), name, attributes, decision.in_scope, reason)

@@ -1,15 +1,18 @@
-"""Carry out a plan against ServiceNow, wave after wave, with bounded concurrency inside a wave.
-Placeholders of records created in earlier waves are replaced with their new sys_ids before an
-item is sent. One object's failure never stops the others; every item comes back as a `Result`."""
+"""Carry out a plan against ServiceNow: each item as soon as what it references has been written
+(engine/schedule.py), with bounded concurrency. Placeholders of records created in earlier waves
+are replaced with their new sys_ids before an item is sent. One object's failure never stops
+the others; every item comes back as a `Result`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Protocol, runtime_checkable
 
 from snsync.engine.batched import Batching, BatchWriter, execute_batched, masked_message
 from snsync.engine.ports import TargetWriter
+from snsync.engine.schedule import Scheduler, dependency_graph
 from snsync.errors import ApiError, TransientError, WriteBlockedError
 from snsync.model import (
     Action,
@@ -26,6 +29,15 @@ from snsync.stop import STOP
 OnResult = Callable[[Result], None]
 
 
+@runtime_checkable
+class ResultSink(Protocol):
+    """An OnResult that also takes the results answered together at once (engine/journal.py)."""
+
+    def __call__(self, result: Result) -> None: ...
+
+    def many(self, results: Sequence[Result]) -> None: ...
+
+
 def execute_waves(
     waves: Iterable[Sequence[PlanItem]],
     target: TargetWriter,
@@ -35,35 +47,34 @@ def execute_waves(
     on_result: OnResult | None = None,
     batching: Batching | None = None,
 ) -> list[Result]:
-    """Execute the waves in order; a wave's items see the records earlier waves created.
-    With `batching` (and a target that can), writes go through the Batch API."""
-    created: dict[str, str] = {}  # placeholder -> sys_id, grown once per wave
-    results: list[Result] = []
-    for wave in waves:
-        ready: list[PlanItem] = []
-        blocked: dict[int, Result] = {}
-        for index, item in enumerate(wave):
-            resolved = item if dry_run else resolve(item, created)
-            if isinstance(resolved, Result):
-                blocked[index] = resolved
-                if on_result:
-                    on_result(resolved)
-            else:
-                ready.append(resolved)
-        done = iter(
-            execute(
-                ready,
-                target,
-                concurrency=concurrency,
-                dry_run=dry_run,
-                on_result=on_result,
-                batching=batching,
-            )
-        )
-        wave_results = [blocked[i] if i in blocked else next(done) for i in range(len(wave))]
-        created.update(made(wave_results))
-        results += wave_results
-    return results
+    """Execute the waves' items, each as soon as the records it names, created or adopted in
+    earlier waves, exist (engine/schedule.py); an item sees exactly the records earlier waves
+    created, as if the waves ran one after another. With `batching` (and a target that can),
+    writes go through the Batch API. A dry run resolves nothing and sends nothing."""
+    waves = [tuple(wave) for wave in waves]
+    if dry_run:
+        items = [item for wave in waves for item in wave]
+        return execute(items, target, concurrency=concurrency, dry_run=True, on_result=on_result)
+    batched = batching is not None and isinstance(target, BatchWriter)
+
+    def run(items: Sequence[PlanItem]) -> list[Result]:
+        if not isinstance(on_result, ResultSink):
+            return execute(items, target, concurrency=1, on_result=on_result, batching=batching)
+        # Answered together (one batch): reported together (journaled in one transaction).
+        results = execute(items, target, concurrency=1, batching=batching)
+        on_result.many(results)
+        return results
+
+    scheduler = Scheduler(
+        dependency_graph(waves),
+        run,
+        workers=concurrency,
+        batch_size=batching.size if batching and batched else 1,
+        resolve=resolve,
+        made=made,
+        report=on_result or (lambda _result: None),
+    )
+    return scheduler.execute()
 
 
 def resolve(item: PlanItem, created: Mapping[str, str]) -> PlanItem | Result:
@@ -104,11 +115,13 @@ def resolve(item: PlanItem, created: Mapping[str, str]) -> PlanItem | Result:
 
 
 def made(results: Iterable[Result]) -> dict[str, str]:
-    """Placeholder -> sys_id of the records these results created or adopted."""
+    """Placeholder -> sys_id of the records these results created or adopted (no membership
+    row is ever named by a placeholder: none of those)."""
     return {
         placeholder_of(r.item): r.sys_id
         for r in results
         if r.sys_id
+        and r.item.object_type is not ObjectType.MEMBERSHIP
         and r.status in (Status.SUCCESS, Status.WARNING)
         and (r.item.action is Action.CREATE or r.item.adopt)
     }

@@ -96,10 +96,25 @@ def cycle_options(
 
 
 @dataclass(frozen=True)
+class Focus:
+    """A narrowed cycle (engine/narrow.py): the picture holds only the objects a change touches
+    and what planning them needs (their managers, the records they may match, the objects linked
+    to those records). Only the focus objects' items are kept (the others were planned from a
+    partial view of their inputs); the guards count the rest of each table from the state."""
+
+    users: frozenset[str]
+    groups: frozenset[str]
+    link_offsets: Mapping[ObjectType, int] = field(default_factory=dict)  # links not loaded
+    in_scope_offset: int = 0  # users in scope outside the focus
+
+
+@dataclass(frozen=True)
 class TablePlan:
     """The plan for one table, with the desired records and links it was computed from."""
 
     plan: Plan
+    # The desired records it was planned from; the CyclePlan `plan_cycle` returns keeps only
+    # their names (CyclePlan.names): at 100,000 users they are about 100 MB.
     desired: tuple[Desired, ...]
     links: dict[str, str]
     stale_links: tuple[str, ...]
@@ -119,6 +134,8 @@ class CyclePlan:
     in_scope: int
     held: tuple[Held, ...] = ()
     target_incomplete: tuple[str, ...] = ()  # why ServiceNow's answer cannot be trusted whole
+    display_names: Mapping[str, str] = field(default_factory=dict)  # when `desired` is dropped
+    focus: Focus | None = None  # a narrowed cycle: only these objects were planned
 
     @property
     def snapshot(self) -> SourceSnapshot:
@@ -131,6 +148,8 @@ class CyclePlan:
     @property
     def names(self) -> dict[str, str]:
         """Directory id -> display name, for users and groups."""
+        if self.display_names:
+            return dict(self.display_names)
         return {d.directory_id: d.display_name for d in (*self.users.desired, *self.groups.desired)}
 
     @property
@@ -143,24 +162,38 @@ class CyclePlan:
 
 
 def plan_cycle(
-    picture: Picture, links: Links, escrow: Sequence[EscrowEntry], options: CycleOptions
+    picture: Picture,
+    links: Links,
+    escrow: Sequence[EscrowEntry],
+    options: CycleOptions,
+    focus: Focus | None = None,
 ) -> CyclePlan:
-    """Plan and guard one whole cycle over a complete picture (pure)."""
+    """Plan and guard one cycle (pure): over a complete picture, or over a narrowed one
+    (`focus`), keeping the items of the focus objects only."""
     source, target = picture.source, picture.target
     users, groups, creates = plan_tables(picture, links, options)
-    unseen = incomplete_target(
-        table_reads(target, source, groups, links), options.safety.target_min_share
-    )
+    offsets = focus.link_offsets if focus else {}
+    if focus is None:
+        unseen = incomplete_target(
+            table_reads(target, source, groups, links), options.safety.target_min_share
+        )
+    else:
+        # A narrowed cycle runs only on a picture the last cycle saw whole (engine/narrow.py).
+        users = _focused(users, focus.users, offsets.get(USER, 0))
+        groups, unseen = _focused(groups, focus.groups, offsets.get(GROUP, 0)), ()
     waiting = waiting_for(escrow)
     held: list[Held] = []
     guard = Guard(source.incomplete, unseen, waiting, options, held)
-    users = guard.table(users, links.get(USER, {}), options.safety.max_disables.users)
-    groups = guard.table(groups, links.get(GROUP, {}), options.safety.max_disables.groups)
+    limits = options.safety.max_disables
+    users = guard.table(users, links.get(USER, {}), limits.users, offsets.get(USER, 0))
+    groups = guard.table(groups, links.get(GROUP, {}), limits.groups, offsets.get(GROUP, 0))
     names = {d.directory_id: d.display_name for d in (*users.desired, *groups.desired)}
-    memberships = guard.memberships(
-        plan_cycle_memberships(source, target, users, groups, links, names, options.trust.account),
-        links.get(MEMBERSHIP, {}),
+    planned = plan_cycle_memberships(
+        source, target, users, groups, links, names, options.trust.account
     )
+    if focus is not None:
+        planned = _focused_memberships(planned, focus.users)
+    memberships = guard.memberships(planned, links.get(MEMBERSHIP, {}))
     minted = frozenset(placeholder_of(item) for item in creates)
     by_user = {d.directory_id: d for d in users.desired}
     by_group = {d.directory_id: d for d in groups.desired}
@@ -169,10 +202,11 @@ def plan_cycle(
         for wave in user_waves(users.plan.items)
     ]
     group_items = tuple(_mark_references(i, by_group, minted) for i in groups.plan.items)
-    users = _with_items(users, tuple(i for wave in user_items for i in wave))
-    groups = _with_items(groups, group_items)
+    users = replace(_with_items(users, tuple(i for wave in user_items for i in wave)), desired=())
+    groups = replace(_with_items(groups, group_items), desired=())
     waves = (creates, *user_items, group_items, memberships.plan.items)
-    in_scope = sum(1 for u in source.users.values() if u.in_scope)
+    counted = source.users.values() if focus is None else _in(source.users, focus.users)
+    in_scope = sum(1 for u in counted if u.in_scope) + (focus.in_scope_offset if focus else 0)
     return CyclePlan(
         users,
         groups,
@@ -183,6 +217,38 @@ def plan_cycle(
         in_scope,
         tuple(held),
         unseen,
+        names,
+        focus,
+    )
+
+
+def _in(objects: Mapping[str, SourceObject], ids: frozenset[str]) -> list[SourceObject]:
+    return [o for i, o in objects.items() if i in ids]
+
+
+def _focused(table: TablePlan, ids: frozenset[str], unloaded: int) -> TablePlan:
+    """The table's items for the focus objects only. Unchanged: the focus objects without an
+    item, and every linked object outside the focus (it has none)."""
+    items = tuple(i for i in table.plan.items if i.directory_id in ids)
+    unchanged = sum(1 for d in table.desired if d.directory_id in ids) - len(items)
+    unchanged += unloaded + sum(1 for d in table.links if d not in ids)
+    plan = replace(table.plan, items=items, unchanged=max(unchanged, 0))
+    return replace(table, plan=plan)
+
+
+def _focused_memberships(planned: MembershipPlan, users: frozenset[str]) -> MembershipPlan:
+    """The membership plan for the pairs of the focus users only."""
+
+    def mine(key: str) -> bool:
+        return key.split(":", 1)[-1] in users
+
+    items = tuple(i for i in planned.plan.items if mine(i.directory_id))
+    return replace(
+        planned,
+        plan=replace(planned.plan, items=items),
+        adopted={k: v for k, v in planned.adopted.items() if mine(k)},
+        forgotten=tuple(k for k in planned.forgotten if mine(k)),
+        recovered={k: v for k, v in planned.recovered.items() if mine(k)},
     )
 
 
@@ -321,11 +387,15 @@ class Guard:
     options: CycleOptions
     held: list[Held]
 
-    def table(self, table: TablePlan, stored: Mapping[str, str], limit: DisableLimit) -> TablePlan:
+    def table(
+        self, table: TablePlan, stored: Mapping[str, str], limit: DisableLimit, unloaded: int = 0
+    ) -> TablePlan:
+        """`unloaded`: links of the table outside a narrowed picture (they count for limits)."""
         items = hold_for_incomplete_source(table.plan.items, self.incomplete)
         items = hold_for_incomplete_target(items, self.unseen, stored)
         items = wait_for_backoff(items, self.waiting, self.options.now)
-        items, hold = hold_disables(items, limit, len(table.links), self.options.allow_disables)
+        linked = len(table.links) + unloaded
+        items, hold = hold_disables(items, limit, linked, self.options.allow_disables)
         if hold:
             self.held.append(hold)
         # A link is not stale when its table was not seen whole.

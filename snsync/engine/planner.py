@@ -28,6 +28,7 @@ from snsync.model import (
     Record,
     Status,
     TargetSnapshot,
+    created_value,
 )
 
 References = Mapping[str, Mapping[str, str]]  # table -> display value (lower) -> sys_id
@@ -300,7 +301,7 @@ def _plan_create(
     if why:
         return _skip(want, Reason.PROTECTED_RECORD, f"not created: {why}; snsync never writes it")
     changes = tuple(
-        Change(k, None, v, labels.get(k), k in want.redacted)
+        created_value(k, v, labels.get(k), k in want.redacted)
         for k, v in sorted(merged.items())
         if v != ""
     )

@@ -14,12 +14,17 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from snsync import background
 from snsync.config import AttributeMapping, Config
 from snsync.engine.approvals import trust_from_config
 from snsync.engine.directory import assigned_groups, build_snapshot, refuse_over_long
+from snsync.engine.narrow import Narrowing, narrow_block, read_narrowed
 from snsync.engine.plan import (
     cycle_options,
     make_group_mapper,
@@ -29,6 +34,7 @@ from snsync.engine.plan import (
 from snsync.engine.ports import Ports
 from snsync.engine.trust import trust_fields
 from snsync.errors import DeltaExpired
+from snsync.graph.client import DeltaRound
 from snsync.graph.delta import (
     apply_group_changes,
     apply_user_changes,
@@ -41,6 +47,8 @@ from snsync.mapping.mapper import Mapper
 from snsync.model import (
     GROUP_TABLE,
     USER_TABLE,
+    AppScope,
+    Assignment,
     DeltaLinks,
     ObjectType,
     Picture,
@@ -55,6 +63,7 @@ SN_TIME = "%Y-%m-%d %H:%M:%S"
 log = logging.getLogger(__name__)
 MEMBER_FIELDS = ("user", "group", "sys_created_by")  # the creator decides whose a row is
 GROUP = ObjectType.GROUP
+READING_SN = "reading ServiceNow"
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,25 @@ class Reading:
     mode: str  # full | incremental
     reason: str
     picture: Picture
-    cache: SourceCache
+    cache: SourceCache  # the directory rows to keep (a narrowed read: of its focus only)
     links: DeltaLinks
+    narrowing: Narrowing | None = None  # only the objects changes touch were read
+    assignments: tuple[Assignment, ...] = ()  # the app's, as read (kept to see what changed)
+    roles: Mapping[str, str] = field(default_factory=dict)  # app role id -> value
+    listed: frozenset[str] = frozenset()  # every assigned group (their members were read)
+
+    @classmethod
+    def of(
+        cls,
+        mode: str,
+        reason: str,
+        picture: Picture,
+        cache: SourceCache,
+        links: DeltaLinks,
+        app: AppScope,
+        narrowing: Narrowing | None = None,
+    ) -> Reading:
+        return cls(mode, reason, picture, cache, links, narrowing, app.assignments, dict(app.roles))
 
 
 def read_picture(
@@ -116,18 +142,28 @@ def choose_mode(config: Config, ports: Ports, force_full: bool) -> tuple[str, st
 
 
 def read_full(config: Config, ports: Ports, progress: Progress | None, reason: str) -> Reading:
-    """List everything on both sides."""
-    directory, target = ports.directory, ports.target
+    """List everything on both sides. ServiceNow's tables are read while Graph is (neither
+    depends on the other); on Graph, the users' pages (the longest chain) run beside the app's
+    assignments, its groups' members (parallel `$batch`) and the assigned groups."""
+    directory = ports.directory
+    progress = shared(progress)
     attributes, group_attributes = source_attributes(config), source_attributes(config, "group")
+    servicenow = start_target_reads(config, ports, progress)
     links = directory.latest_delta_links(
-        user_delta_select(graph_select(attributes), "manager" in attributes),
-        group_delta_select(group_select(group_attributes)),
+        user_select_for(attributes), group_delta_select(group_select(group_attributes))
     )
-    app = directory.app_scope(progress)
+    group_notes: list[str] = []
+
+    def groups_side() -> tuple[AppScope, list[dict[str, Any]]]:
+        app = directory.app_scope(progress)
+        wanted = assigned_groups(app, config.scope)
+        return app, directory.groups(wanted, group_attributes, group_notes)
+
+    graph_groups = background.start(groups_side, "snsync-read-groups")
     incomplete: list[str] = []
     users = directory.users(attributes, progress, incomplete)
-    wanted = assigned_groups(app, config.scope)
-    groups = directory.groups(wanted, group_attributes, incomplete)
+    app, groups = background.result(graph_groups, "reading the app's groups from Graph")
+    incomplete += group_notes
     limit = config.limits.max_attribute_length
     (users, refused), (groups, refused_groups) = (
         refuse_over_long(users, limit),
@@ -135,31 +171,87 @@ def read_full(config: Config, ports: Ports, progress: Progress | None, reason: s
     )
     refused.update(refused_groups)
     source = build_snapshot(users, app, config.scope, groups, incomplete, refused=refused)
-    tables = reference_tables([*config.mappings.users, *config.mappings.groups])
-    group_fields = target_fields(make_group_mapper(config), "name")
-    snapshot = TargetSnapshot(
-        target.users(target_fields(make_mapper(config.mappings), "user_name"), progress),
-        target.references(tables),
-        target.groups(group_fields),
-    )
-    cache = SourceCache(
-        {str(u["id"]): dict(u) for u in users},
-        {str(g["id"]): dict(g) for g in groups},
+    snapshot = TargetSnapshot(*(background.result(f, READING_SN) for f in servicenow))
+    cache = SourceCache(  # the objects as read (refuse_over_long made them ours): no copy
+        {str(u["id"]): u for u in users},
+        {str(g["id"]): g for g in groups},
         dict(app.group_members),
     )
-    return Reading("full", reason, Picture(source, snapshot), cache, links)
+    return Reading.of("full", reason, Picture(source, snapshot), cache, links, app)
+
+
+def start_target_reads(
+    config: Config, ports: Ports, progress: Progress | None
+) -> tuple[Future[Any], Future[Any], Future[Any]]:
+    """sys_user, the reference tables and sys_user_group, each read in a thread of its own:
+    the futures of TargetSnapshot's first three fields, in its order."""
+    target = ports.target
+    user_fields = target_fields(make_mapper(config.mappings), "user_name")
+    group_fields = target_fields(make_group_mapper(config), "name")
+    tables = reference_tables([*config.mappings.users, *config.mappings.groups])
+    return (
+        background.start(lambda: target.users(user_fields, progress), "snsync-read-users"),
+        background.start(lambda: target.references(tables), "snsync-read-references"),
+        background.start(lambda: target.groups(group_fields), "snsync-read-groups-sn"),
+    )
+
+
+def user_select_for(attributes: set[str]) -> str:
+    """The users/delta `$select` for these attributes (with manager when a mapping reads it)."""
+    return user_delta_select(graph_select(attributes), "manager" in attributes)
+
+
+def shared(progress: Progress | None) -> Progress | None:
+    """`progress` callable from several reading threads at once (one call at a time)."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+    report = progress
+
+    def locked(what: str, count: int) -> None:
+        with lock:
+            report(what, count)
+
+    return locked
 
 
 def read_incremental(config: Config, ports: Ports, progress: Progress | None) -> Reading:
-    """Bring the last cycle's picture up to date from Graph delta and ServiceNow drift."""
+    """Bring the last cycle's picture up to date from Graph delta and ServiceNow drift:
+    narrowly (engine/narrow.py: only the rows the changes touch) when the config and the saved
+    picture allow it, else the whole cached picture."""
     directory, state = ports.directory, ports.state
-    saved = state.cached_picture()
     marks = state.delta_links()
     if marks is None:
         raise DeltaExpired("no delta link saved", service="graph")
     # An expired link (400 syncStateNotFound or 410) raises DeltaExpired (graph client).
-    users_round = directory.delta(marks.users)
-    groups_round = directory.delta(marks.groups)
+    rounds = (directory.delta(marks.users), directory.delta(marks.groups))
+    since = _since(state.servicenow_watermark() or "")
+    block = narrow_block(config)
+    if block is None and not state.picture_rows().meta().get("narrowable"):
+        block = "the last cycle did not see ServiceNow whole"
+    narrowed = read_narrowed(config, ports, progress, rounds, since) if block is None else None
+    if block is not None:
+        log.info("this incremental cycle reads the whole cached picture: %s", block)
+    if narrowed is None:
+        return read_whole_incremental(config, ports, progress, rounds, since)
+    picture, cache, narrowing, app = narrowed
+    links = DeltaLinks(rounds[0].delta_link, rounds[1].delta_link)
+    return Reading.of(
+        "incremental", "changes since the last cycle", picture, cache, links, app, narrowing
+    )
+
+
+def read_whole_incremental(
+    config: Config,
+    ports: Ports,
+    progress: Progress | None,
+    rounds: tuple[DeltaRound, DeltaRound],
+    since: str,
+) -> Reading:
+    """The whole cached picture brought up to date with the delta rounds and the drift."""
+    directory, state = ports.directory, ports.state
+    saved = state.cached_picture()
+    users_round, groups_round = rounds
     cached = saved.directory
     users = apply_user_changes(cached.users, users_round.items)
     groups, members, touched = apply_group_changes(
@@ -181,28 +273,29 @@ def read_incremental(config: Config, ports: Ports, progress: Progress | None) ->
     refused.update(refused_groups)
     users = {str(u["id"]): dict(u) for u in user_list}
     source = build_snapshot(user_list, app, config.scope, group_list, incomplete, refused=refused)
-    since = _since(state.servicenow_watermark() or "")
     target = drifted_target(config, ports, saved.target, since)
     cache = SourceCache(users, {str(g["id"]): dict(g) for g in group_list}, dict(app.group_members))
     links = DeltaLinks(users_round.delta_link, groups_round.delta_link)
     reason = "changes since the last cycle"
-    return Reading("incremental", reason, Picture(source, target), cache, links)
+    return Reading.of("incremental", reason, Picture(source, target), cache, links, app)
 
 
 def with_member_rows(config: Config, ports: Ports, reading: Reading) -> Reading:
     """The picture with the membership rows of exactly the groups the cycle manages."""
     source, target = reading.picture.source, reading.picture.target
-    links = {GROUP: ports.state.links(GROUP)}
+    narrowed = reading.narrowing
+    links = {GROUP: narrowed.links[GROUP] if narrowed else ports.state.links(GROUP)}
     options = cycle_options(config, now=ports.clock(), trust=trust_from_config(config))
     managed = managed_group_ids(source, target, links, options)
     unread = [g for g in managed if g not in target.member_groups]
-    wanted = set(managed)
-    rows = {k: r for k, r in target.memberships.items() if r.get("group") in wanted}
+    # A narrowed picture holds some groups only: the others keep their rows as cached.
+    unmanaged = (set(target.groups) if narrowed else target.member_groups) - set(managed)
+    rows = {k: r for k, r in target.memberships.items() if r.get("group") not in unmanaged}
     for row in ports.target.memberships(unread) if unread else ():
         rows[row["sys_id"]] = row  # as read, with its creator (trust rules read it)
     # Rows are kept only for the groups read here: a group left out (unassigned) must be read
     # again when it returns, or its rows would be created a second time.
-    member_groups = (target.member_groups & wanted) | set(unread)
+    member_groups = (target.member_groups - unmanaged) | set(unread)
     complete = replace(target, memberships=rows, member_groups=frozenset(member_groups))
     return replace(reading, picture=Picture(source, complete))
 

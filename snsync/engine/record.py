@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from snsync.config import Config
+from snsync.engine.kept import picture_changes, picture_facts
 from snsync.engine.memberships import MembershipPlan
 from snsync.engine.plan import CyclePlan, make_group_mapper, make_mapper
 from snsync.engine.reading import (
@@ -82,6 +83,8 @@ def cycle_record(
     picture, marks = saved_picture(config, planned.target, reading, results)
     if masker is not None:
         picture = masked_picture(config, picture, planned.picture.source, masker)
+    facts = picture_facts(config, planned, reading, results)
+    changes = picture_changes(planned, reading, picture, results)
     failures = any(r.status is Status.FAILURE for r in results)
     return CycleRecord(
         outcome.cycle_id,
@@ -101,6 +104,8 @@ def cycle_record(
         ),
         now=outcome.now,
         redaction_key=masker.key if masker is not None else None,
+        picture_facts=facts,
+        picture_changes=changes,
     )
 
 
@@ -183,10 +188,10 @@ def saved_picture(
         if kind is MEMBERSHIP and r.item.action is Action.DELETE:
             rows.pop(r.sys_id or "", None)
         elif kind is MEMBERSHIP and record:
-            rows[record["sys_id"]] = subset(record, MEMBER_FIELDS)
+            rows[record["sys_id"]] = kept(record, MEMBER_FIELDS)
         elif (kind is USER or kind is GROUP) and record:
             store = users if kind is USER else groups
-            store[record["sys_id"]] = subset(record, fields[kind])
+            store[record["sys_id"]] = kept(record, fields[kind])
         elif kind is ObjectType.REFERENCE and record and r.sys_id:
             table = references.setdefault(r.item.reference_table, {})
             table[r.item.display_name.lower()] = r.sys_id
@@ -196,6 +201,15 @@ def saved_picture(
     full = reading.mode == "full"
     marks = Watermarks(reading.links, watermark(users, groups), fingerprint(config), full)
     return CachedPicture(reading.cache, saved), marks
+
+
+def kept(record: Record, fields: Iterable[str]) -> Record:
+    """The fields of a write's answer the cached picture keeps: the answer itself when it holds
+    no others (the writer asked back only those), so that no second copy is made."""
+    keep = {"sys_id", "sys_updated_on", *fields}
+    if all(name in keep for name in record):
+        return record
+    return subset(record, fields)
 
 
 def masked_picture(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from snsync import background
 from snsync.graph.client import GraphClient
 from snsync.model import DeltaLinks
 
@@ -23,10 +24,12 @@ def group_delta_select(select: Iterable[str]) -> str:
 
 def latest_links(graph: GraphClient, user_select: str, group_select: str) -> DeltaLinks:
     """Delta links for changes from now on, without an initial round (`$deltatoken=latest`).
-    Taken before a full read, so that changes made during the read are replayed, not lost."""
+    Taken before a full read, so that changes made during the read are replayed, not lost;
+    the two are asked for at once."""
+    query = {"$deltatoken": "latest", "$select": group_select}
+    groups = background.start(lambda: graph.delta("groups/delta", query), "snsync-graph-delta")
     users = graph.delta("users/delta", {"$deltatoken": "latest", "$select": user_select})
-    groups = graph.delta("groups/delta", {"$deltatoken": "latest", "$select": group_select})
-    return DeltaLinks(users.delta_link, groups.delta_link)
+    return DeltaLinks(users.delta_link, background.result(groups, "taking delta links").delta_link)
 
 
 def apply_user_changes(

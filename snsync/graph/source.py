@@ -10,6 +10,7 @@ from typing import Any
 
 from snsync.config import Config
 from snsync.errors import BadRequestError, NotFoundError, TransientError
+from snsync.graph.batchread import list_many
 from snsync.graph.client import DeltaRound, GraphClient
 from snsync.graph.delta import latest_links
 from snsync.model import AppScope, Assignment, DeltaLinks, Progress
@@ -95,28 +96,45 @@ def read_app_scope(
         )
         for a in rows
     )
-    relation = "transitiveMembers" if config.scope.expand_nested_groups else "members"
-    members: dict[str, tuple[str, ...]] = {}
-    known = known_members or {}
-    for group_id in dict.fromkeys(
-        a.principal_id for a in assignments if a.principal_type == "Group"
-    ):
-        if group_id in known:
-            members[group_id] = known[group_id]
-            continue
-        listed = _pages(
-            graph,
-            f"groups/{group_id}/{relation}",
-            {"$select": "id", "$top": "999"},
-            f"members of group {group_id}",
-            incomplete,
-        )
-        members[group_id] = tuple(str(m["id"]) for m in listed if m.get("@odata.type") == USER_TYPE)
-        if progress:
-            progress("group members", len(listed))
+    groups = dict.fromkeys(a.principal_id for a in assignments if a.principal_type == "Group")
+    members = read_members(graph, config, list(groups), known_members or {}, incomplete, progress)
     return AppScope(
         sp_id, str(sp.get("displayName", "")), roles, assignments, members, tuple(incomplete)
     )
+
+
+def read_members(
+    graph: GraphClient,
+    config: Config,
+    group_ids: list[str],
+    known: Mapping[str, tuple[str, ...]],
+    incomplete: list[str],
+    progress: Progress | None = None,
+) -> dict[str, tuple[str, ...]]:
+    """The user members of each group (those `known` are not listed again), read through
+    parallel `$batch` requests (graph/batchread.py); a listing the batch could not serve is
+    read on its own, with the usual retries and "incomplete" notes."""
+    relation = "transitiveMembers" if config.scope.expand_nested_groups else "members"
+    params = {"$select": "id", "$top": "999"}
+    paths = {g: f"groups/{g}/{relation}" for g in group_ids if g not in known}
+    batched = list_many(graph, list(paths.values()), params)
+    members: dict[str, tuple[str, ...]] = {}
+    for group_id in group_ids:
+        if group_id in known:
+            members[group_id] = known[group_id]
+            continue
+        listed = batched.get(paths[group_id])
+        if listed is None:
+            what = f"members of group {group_id}"
+            listed = _pages(graph, paths[group_id], params, what, incomplete)
+        members[group_id] = tuple(
+            m["id"]
+            for m in listed
+            if m.get("@odata.type") == USER_TYPE and isinstance(m.get("id"), str)
+        )
+        if progress:
+            progress("group members", len(listed))
+    return members
 
 
 def _pages(
@@ -140,6 +158,37 @@ def _pages(
     return items
 
 
+class Interner:
+    """Makes equal attribute values of the objects read one string object (department, city,
+    job title, the manager's `@odata.type` repeat from user to user; JSON parsing makes a new
+    string of each). An attribute that shows more than `limit` different values is left alone
+    from then on, so unique values (ids, names, mail) cost no table."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self.limit = limit
+        self._values: dict[str, dict[str, str]] = {}
+        self._unique: set[str] = set()
+
+    def share(self, raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        """`raw` with its repeated string values (and those of its nested objects) shared."""
+        for key, value in raw.items():
+            if isinstance(value, str):
+                name = prefix + key
+                if name not in self._unique:
+                    raw[key] = self._shared(name, value)
+            elif isinstance(value, dict):
+                self.share(value, f"{prefix}{key}/")
+        return raw
+
+    def _shared(self, key: str, value: str) -> str:
+        table = self._values.setdefault(key, {})
+        found = table.setdefault(value, value)
+        if len(table) > self.limit:
+            self._unique.add(key)
+            del self._values[key]
+        return found
+
+
 def read_users(
     graph: GraphClient,
     attributes: Iterable[str],
@@ -152,7 +201,10 @@ def read_users(
     if "manager" in attributes:
         params["$expand"] = "manager($select=id)"
     noted = incomplete if incomplete is not None else []
-    return _pages(graph, "users", params, "users", noted, progress)
+    interner = Interner()
+    return [
+        interner.share(user) for user in _pages(graph, "users", params, "users", noted, progress)
+    ]
 
 
 def read_groups(
@@ -224,3 +276,23 @@ class GraphDirectory:
                 service="graph",
                 status=404,
             ) from None
+
+    def group(self, group_id: str, attributes: set[str]) -> dict[str, Any]:
+        """One group by object id, with what the group mappings need."""
+        params = {"$select": ",".join(group_select(attributes))}
+        try:
+            return self.graph.get(f"groups/{group_id}", params)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no directory group with object id '{group_id}'", service="graph", status=404
+            ) from None
+
+    def groups_named(self, name: str, attributes: set[str]) -> list[dict[str, Any]]:
+        """The groups whose displayName is `name` (Graph compares it ignoring case)."""
+        quoted = name.replace("'", "''")  # OData: a quote inside a string literal is doubled
+        params = {
+            "$filter": f"displayName eq '{quoted}'",
+            "$select": ",".join(group_select(attributes)),
+            "$top": "999",
+        }
+        return [g for page in self.graph.iter_pages("groups", params) for g in page]

@@ -15,6 +15,7 @@ import binascii
 import itertools
 import json
 import math
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,8 @@ from snsync.servicenow.client import TableClient
 DEFAULT_BATCH_SIZE = 50
 MAX_BATCH_SIZE = 1000
 # A batch refused with one of these was not applied at all: every item can be sent on its own.
+# Values of fields a write did not send that are interned when kept (longer ones are unique).
+MAX_INTERNED = 64
 NOT_APPLIED = frozenset({400, 403, 404, 405, 413, 414, 415, 501})
 
 
@@ -305,14 +308,14 @@ def _sub_result(request: WriteRequest, item: Mapping[str, Any]) -> WriteResult |
 
 
 def _success(request: WriteRequest, record: Mapping[str, Any], *, batched: bool) -> WriteResult:
-    kept = _kept(record, request.fields)
+    kept = _kept(record, request.fields, request.values)
     return WriteResult(request, kept["sys_id"], kept, batched=batched)
 
 
 def _checked_update(
     request: WriteRequest, record: Mapping[str, Any], *, batched: bool
 ) -> WriteResult:
-    kept = _kept(record, request.fields)
+    kept = _kept(record, request.fields, request.values)
     if kept["sys_id"] != request.sys_id:
         error = BadRequestError(
             f"ServiceNow answered an update of {request.table} {request.sys_id} with another "
@@ -323,15 +326,28 @@ def _checked_update(
     return WriteResult(request, request.sys_id, kept, batched=batched)
 
 
-def _kept(record: Mapping[str, Any], fields: Sequence[str]) -> dict[str, str]:
-    """sys_id and `fields` of a record as strings; raises when sys_id is missing."""
+def _kept(
+    record: Mapping[str, Any], fields: Sequence[str], sent: Mapping[str, str]
+) -> dict[str, str]:
+    """sys_id and `fields` of a record as strings; raises when sys_id is missing.
+
+    Many thousands of answers stay in memory until the cycle is recorded, so a value equal to
+    the one the write sent is that same string object, and the values of fields the write did
+    not send (creator, timestamps, defaults), which repeat from record to record, are interned."""
     sys_id = record.get("sys_id")
     if not isinstance(sys_id, str) or not sys_id:
         raise BadRequestError("ServiceNow answered a write without a sys_id", service="servicenow")
     kept = {"sys_id": sys_id}
     for name in fields:
         if name in record:
-            kept[name] = _text(record[name])
+            text = _text(record[name])
+            ours = sent.get(name)
+            if ours is not None and ours == text:
+                kept[name] = ours
+            elif name in sent or len(text) > MAX_INTERNED:
+                kept[name] = text
+            else:
+                kept[name] = sys.intern(text)
     return kept
 
 

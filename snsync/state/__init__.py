@@ -2,6 +2,8 @@
 
 from snsync.state.lock import RunLock
 from snsync.state.log import LogEntry, LogFilter
+from snsync.state.picture import PictureFacts
+from snsync.state.rows import PictureChanges, PictureRows
 from snsync.state.store import (
     CycleRecord,
     LinkChanges,
@@ -16,6 +18,9 @@ __all__ = [
     "LinkChanges",
     "LogEntry",
     "LogFilter",
+    "PictureChanges",
+    "PictureFacts",
+    "PictureRows",
     "RunLock",
     "State",
     "SyncBasis",

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from snsync.errors import ConfigError
+from snsync.state import picture
 from snsync.state.files import private_folder, private_umask, tighten
 
 MIGRATIONS: tuple[str, ...] = (
@@ -73,7 +74,9 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, key)
     );
     """,
+    picture.SCHEMA,  # 4: the cached picture as rows (the old JSON documents are dropped)
 )
+PICTURE_ROWS = 4
 
 
 class Database:
@@ -134,6 +137,8 @@ class Database:
                 "upgrade snsync"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            if number == PICTURE_ROWS and version >= 3 and picture.old_layout_in_use(self.db):
+                picture.migrated_from_old_layout()
             with self.transaction():
                 for statement in script.split(";"):
                     if statement.strip():

@@ -46,9 +46,9 @@ class LogFilter:
 
 # Directory users whose UPN, mail or display name (as last read) contains the text.
 _USERS_MATCHING = (
-    "SELECT j.key FROM cache, json_each(cache.value) AS j WHERE cache.kind='src_user' AND ("
+    "SELECT id FROM pic_user WHERE ("
     + " OR ".join(
-        f"instr(lower(coalesce(json_extract(j.value, '$.{name}'), '')), lower(?)) > 0"
+        f"instr(lower(coalesce(json_extract(value, '$.{name}'), '')), lower(?)) > 0"
         for name in ("userPrincipalName", "mail", "displayName")
     )
     + ")"
@@ -58,7 +58,7 @@ _USERS_MATCHING = (
 def write_log(db: sqlite3.Connection, cycle_id: int | None, results: Sequence[Result]) -> None:
     """One provisioning-log row per result (inside the caller's transaction)."""
     now = time.time()
-    rows = [
+    rows = (  # a generator: one row's JSON at a time, never the whole log of a cycle in memory
         (
             cycle_id,
             now,
@@ -83,7 +83,7 @@ def write_log(db: sqlite3.Connection, cycle_id: int | None, results: Sequence[Re
             ),
         )
         for r in results
-    ]
+    )
     db.executemany(
         "INSERT INTO log (cycle_id, time, object_type, directory_id, display_name, sys_id,"
         " action, status, reason, message, changes) VALUES (?,?,?,?,?,?,?,?,?,?,?)",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +26,8 @@ from snsync.model import (
 from snsync.state import picture
 from snsync.state.db import Database
 from snsync.state.log import LogEntry, LogFilter, read_log, write_log
+from snsync.state.picture import PictureFacts
+from snsync.state.rows import PictureChanges, PictureRows, link_queries_in, save_changes
 
 _USERS_LINK, _GROUPS_LINK, _SN_WATERMARK = (
     "watermark:users",
@@ -83,6 +85,8 @@ class CycleRecord:
     full_next: bool = False  # make the next cycle a full one
     now: float | None = None  # the cycle's clock (back-off and watermark times); None: now
     redaction_key: bytes | None = None  # the key the picture's Redact() digests were made with
+    picture_facts: PictureFacts | None = None  # kept beside the picture (scope, pending, ...)
+    picture_changes: PictureChanges | None = None  # a narrowed cycle: only these rows change
 
 
 def backoff_seconds(failures: int, backoff: Sequence[int]) -> float:
@@ -130,8 +134,12 @@ class State:
                 self.save_held_disables(record.held)
             if record.redaction_key is not None and self.redaction_key() is None:
                 self._put(_REDACTION_KEY, record.redaction_key.hex())
-            if record.picture is not None:
-                self.save_picture(record.picture)
+            if record.picture_changes is not None:
+                save_changes(
+                    self.db, record.picture_changes, record.picture_facts or PictureFacts()
+                )
+            elif record.picture is not None:
+                self.save_picture(record.picture, record.picture_facts)
             if record.watermarks is not None:
                 self.save_watermarks(record.watermarks, record.now)
             if record.full_next:
@@ -145,6 +153,30 @@ class State:
             "SELECT directory_id, sys_id FROM links WHERE object_type=?", (object_type,)
         )
         return {d: s for d, s in rows}
+
+    def links_for(self, object_type: str, directory_ids: Collection[str]) -> dict[str, str]:
+        """directory id -> sys_id for the given directory ids."""
+        query = (
+            "SELECT directory_id, sys_id FROM links WHERE object_type=? AND directory_id IN ({})"
+        )
+        return {d: s for d, s in link_queries_in(self.db, query, directory_ids, object_type)}
+
+    def links_to(self, object_type: str, sys_ids: Collection[str]) -> dict[str, str]:
+        """directory id -> sys_id of the links to the given records."""
+        query = "SELECT directory_id, sys_id FROM links WHERE object_type=? AND sys_id IN ({})"
+        return {d: s for d, s in link_queries_in(self.db, query, sys_ids, object_type)}
+
+    def pair_links_of(self, object_type: str, user_ids: Collection[str]) -> dict[str, str]:
+        """Membership links ('group:user' -> row sys_id) of the given users."""
+        query = (
+            "SELECT directory_id, sys_id FROM links WHERE object_type=? AND "
+            "substr(directory_id, instr(directory_id, ':') + 1) IN ({})"
+        )
+        return {d: s for d, s in link_queries_in(self.db, query, user_ids, object_type)}
+
+    def link_count(self, object_type: str) -> int:
+        query = "SELECT count(*) FROM links WHERE object_type=?"
+        return int(self.db.execute(query, (object_type,)).fetchone()[0])
 
     def save_links(self, object_type: str, links: Mapping[str, str]) -> None:
         """Insert or replace links."""
@@ -233,9 +265,13 @@ class State:
     def cached_picture(self) -> CachedPicture:
         return picture.load_picture(self.db)
 
-    def save_picture(self, cached: CachedPicture) -> None:
+    def save_picture(self, cached: CachedPicture, facts: PictureFacts | None = None) -> None:
         with self.transaction():
-            picture.save_picture(self.db, cached)
+            picture.save_picture(self.db, cached, facts)
+
+    def picture_rows(self) -> PictureRows:
+        """The cached picture, row by row (what a narrowed incremental cycle reads)."""
+        return PictureRows(self.db)
 
     # held disables, quarantine, authentication failures, last success
     def held_disables(self) -> tuple[Held, ...]:
@@ -324,11 +360,10 @@ class State:
         now = time.time() if now is None else now
         current = {(e.object_type, e.directory_id): e for e in self.escrow()}
         with self.transaction():
-            for r in succeeded:
-                self.db.execute(
-                    "DELETE FROM escrow WHERE object_type=? AND directory_id=?",
-                    (r.item.kind, r.item.directory_id),
-                )
+            self.db.executemany(
+                "DELETE FROM escrow WHERE object_type=? AND directory_id=?",
+                ((r.item.kind, r.item.directory_id) for r in succeeded),
+            )
             for r in failed:
                 before = current.get((r.item.kind, r.item.directory_id))
                 failures = (before.failures if before else 0) + 1

@@ -32,6 +32,7 @@ PEOPLE = (
     "nora.okafor",
 )
 GROUPS = ("ServiceNow Agents", "ServiceNow Approvers", "All Staff")
+DEPARTMENTS = ("Sales", "IT", "Engineering")
 USER_FIELDS = (
     "first_name",
     "last_name",
@@ -125,7 +126,16 @@ STEP = st.one_of(
     st.tuples(st.just("group"), st.sampled_from(GROUPS), st.booleans()),
     st.tuples(st.just("manager"), st.sampled_from(PEOPLE), st.sampled_from(PEOPLE)),
     st.tuples(st.just("new"), st.integers(0, 3), st.sampled_from(GROUPS)),
+    # What a narrowed incremental cycle could get wrong: a department (a reference) changed,
+    # records and rows changed by hand in ServiceNow (drift), a manager's name.
+    st.tuples(st.just("department"), st.sampled_from(PEOPLE), st.sampled_from(DEPARTMENTS)),
+    st.tuples(st.just("drift_title"), st.sampled_from(PEOPLE), st.sampled_from(["X", "Y"])),
+    st.tuples(st.just("drift_manager"), st.sampled_from(PEOPLE), st.none()),
+    st.tuples(st.just("drift_member"), st.sampled_from(PEOPLE), st.sampled_from(GROUPS)),
+    st.tuples(st.just("drift_active"), st.sampled_from(PEOPLE), st.none()),
+    st.tuples(st.just("rename"), st.sampled_from(PEOPLE), st.sampled_from(["Q", "R"])),
 )
+WHOLE = "reads the whole cached picture"  # the log line of an incremental cycle not narrowed
 
 
 # 12 examples keep `make test` quick; SNSYNC_PROPERTY_EXAMPLES=200 for a longer search.
@@ -144,9 +154,12 @@ def test_incremental_equals_full(steps: list[tuple[str, Any, Any]]) -> None:
             for runner in runners:
                 assert runner("run", "--once").exit_code in (0, 1)
             for step in steps:
-                for admin in admins:
-                    apply_step(admin, step)
-                assert runners[0]("run", "--once").exit_code in (0, 1)
+                for admin, twin in zip(admins, twins, strict=True):
+                    apply_step(admin, step, ServiceNowAdmin(twin))
+                incremental = runners[0]("run", "--once", "-v")
+                assert incremental.exit_code in (0, 1)
+                assert WHOLE not in incremental.output, "the cycle was narrowed"
+
                 assert runners[1]("run", "--once", "--full").exit_code in (0, 1)
                 assert (
                     json.loads(runners[0]("status", "--output", "json").stdout)["cycles"][0]["kind"]
@@ -158,9 +171,13 @@ def test_incremental_equals_full(steps: list[tuple[str, Any, Any]]) -> None:
                 twin.stop()
 
 
-def apply_step(admin: GraphAdmin, step: tuple[str, Any, Any]) -> None:
-    """One directory change, made through Graph; a change Graph refuses is simply not made."""
+def apply_step(admin: GraphAdmin, step: tuple[str, Any, Any], sn: ServiceNowAdmin) -> None:
+    """One directory change, made through Graph (a change Graph refuses is simply not made), or
+    one change by hand in ServiceNow."""
     kind, subject, value = step
+    if kind.startswith("drift_"):
+        drift(sn, kind, subject, value)
+        return
     if kind == "new":
         nickname = f"new.person{subject}"
         created = attempt(
@@ -201,6 +218,10 @@ def apply_step(admin: GraphAdmin, step: tuple[str, Any, Any]) -> None:
             )
         else:
             admin.unassign(user)
+    elif kind == "department":
+        attempt(admin, "PATCH", f"users/{user}", {"department": value})
+    elif kind == "rename":
+        attempt(admin, "PATCH", f"users/{user}", {"givenName": f"Renamed {value}"})
     elif kind == "member":
         add_member(admin, demo_group_id(value), user)
     elif kind == "unmember":
@@ -229,6 +250,24 @@ def apply_step(admin: GraphAdmin, step: tuple[str, Any, Any]) -> None:
                 f"users/{user}/manager/$ref",
                 {"@odata.id": f"https://graph.microsoft.com/v1.0/users/{manager}"},
             )
+
+
+def drift(sn: ServiceNowAdmin, kind: str, person: str, value: Any) -> None:
+    """Someone changes a synced record or adds a membership row by hand in ServiceNow."""
+    found = sn.rows("sys_user", f"user_name={person}@contoso.example")
+    if not found:
+        return
+    user = found[0]
+    if kind == "drift_title":
+        sn.update("sys_user", user["sys_id"], {"title": f"By hand {value}"})
+    elif kind == "drift_manager":
+        sn.update("sys_user", user["sys_id"], {"manager": ""})
+    elif kind == "drift_active":
+        sn.update("sys_user", user["sys_id"], {"active": "false"})
+    elif kind == "drift_member":
+        groups = sn.rows("sys_user_group", f"name={value}")
+        if groups:
+            sn.insert("sys_user_grmember", {"group": groups[0]["sys_id"], "user": user["sys_id"]})
 
 
 def add_member(admin: GraphAdmin, group: str, user: str) -> None:

@@ -97,6 +97,12 @@ class FakeDirectory:
     def user(self, ref: str, attributes: set[str]) -> dict[str, Any]:
         return dict(self.people[ref])
 
+    def group(self, group_id: str, attributes: set[str]) -> dict[str, Any]:
+        return dict(self.teams[group_id])
+
+    def groups_named(self, name: str, attributes: set[str]) -> list[dict[str, Any]]:
+        return [dict(g) for g in self.teams.values() if g["displayName"].lower() == name.lower()]
+
 
 @dataclass
 class FakeServiceNow:
