@@ -1,6 +1,7 @@
 """Graph's resource-unit budget (issue 14), through the sandbox: snsync reads
 `x-ms-throttle-limit-percentage` as a queue signal and paces its reads within the budget, so a
-tight budget that throttles a client ignoring the signal gives snsync's reads no 429 at all."""
+tight budget that throttles a client ignoring the signal (3-5 times in this test) gives snsync's
+reads at most the one 429 of the opening burst, sent before any answer said the share."""
 
 from __future__ import annotations
 
@@ -50,5 +51,9 @@ def test_the_throttle_share_paces_graph_reads_within_the_budget(
     control_code, control_throttled, control_users = first_cycle(tmp_path / "control")
     assert code == control_code == 0
     assert control_throttled > 0, "the budget is tight enough to throttle a client without it"
-    assert throttled == 0, f"{throttled} requests were throttled although the share was read"
+    # Graph sends the share only past 80 % of the budget, and a full read sends its first
+    # requests side by side (users' pages beside the members' $batch): one of those, sent before
+    # any answer said the share, can still find the window spent. After that, none may.
+    assert throttled <= 1, f"{throttled} requests were throttled although the share was read"
+    assert throttled < control_throttled
     assert users == control_users, "the same cycle, the same result"
