@@ -65,6 +65,9 @@ class Narrowing:
     links: Mapping[ObjectType, Mapping[str, str]]  # the stored links it loaded
     dropped_groups: frozenset[str]  # cached groups no longer assigned (or deleted)
     unread_groups: frozenset[str] = frozenset()  # still assigned, but under an excluded role
+    # The last cycle's ServiceNow watermark: the records loaded are only some of them, so the
+    # next one starts from the newer of it and theirs, never from an older time.
+    watermark: str = ""
 
 
 @dataclass(frozen=True)
@@ -249,7 +252,13 @@ def _assemble(
     focus = Focus(frozenset(fu), frozenset(fg), offsets, in_scope)
     kept = {str(u["id"]): u for u in user_list if str(u.get("id")) in fu}
     cache = SourceCache(kept, {str(g["id"]): dict(g) for g in group_list}, dict(members))
-    narrowing = Narrowing(focus, links, frozenset(inputs.gone), frozenset(inputs.unread))
+    narrowing = Narrowing(
+        focus,
+        links,
+        frozenset(inputs.gone),
+        frozenset(inputs.unread),
+        state.servicenow_watermark() or "",
+    )
     return Picture(source, target), cache, narrowing, app
 
 
