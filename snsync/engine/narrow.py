@@ -100,8 +100,11 @@ class GroupDelta:
                 members[group_id] = (*members.get(group_id, ()), *change["members@delta"])
         return cls(frozenset(changed), frozenset(removed), members)
 
-    def users(self) -> set[str]:
-        return {str(e.get("id")) for entries in self.members.values() for e in entries}
+    def users(self, groups: set[str]) -> set[str]:
+        """Users added to or removed from these groups."""
+        return {
+            str(e.get("id")) for g, entries in self.members.items() if g in groups for e in entries
+        }
 
 
 def narrow_block(config: Config) -> str | None:
@@ -181,7 +184,7 @@ def _touched(
     )
     fu = (
         {str(u.get("id")) for u in inputs.rounds[0].items}
-        | (delta.users() if delta.members else set())
+        | delta.users(known)  # a group not cached is listed whole when it is assigned
         | {p for t, p in reassigned if t == "User"}
         | pending.get(USER, set())
         | pending.get(MEMBERSHIP, set())
