@@ -65,6 +65,9 @@ class Narrowing:
     links: Mapping[ObjectType, Mapping[str, str]]  # the stored links it loaded
     dropped_groups: frozenset[str]  # cached groups no longer assigned (or deleted)
     unread_groups: frozenset[str] = frozenset()  # still assigned, but under an excluded role
+    # The last cycle's ServiceNow watermark: the records loaded are only some of them, so the
+    # next one starts from the newer of it and theirs, never from an older time.
+    watermark: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,11 @@ class GroupDelta:
                 members[group_id] = (*members.get(group_id, ()), *change["members@delta"])
         return cls(frozenset(changed), frozenset(removed), members)
 
-    def users(self) -> set[str]:
-        return {str(e.get("id")) for entries in self.members.values() for e in entries}
+    def users(self, groups: set[str]) -> set[str]:
+        """Users added to or removed from these groups."""
+        return {
+            str(e.get("id")) for g, entries in self.members.items() if g in groups for e in entries
+        }
 
 
 def narrow_block(config: Config) -> str | None:
@@ -178,7 +184,7 @@ def _touched(
     )
     fu = (
         {str(u.get("id")) for u in inputs.rounds[0].items}
-        | (delta.users() if delta.members else set())
+        | delta.users(known)  # a group not cached is listed whole when it is assigned
         | {p for t, p in reassigned if t == "User"}
         | pending.get(USER, set())
         | pending.get(MEMBERSHIP, set())
@@ -249,7 +255,13 @@ def _assemble(
     focus = Focus(frozenset(fu), frozenset(fg), offsets, in_scope)
     kept = {str(u["id"]): u for u in user_list if str(u.get("id")) in fu}
     cache = SourceCache(kept, {str(g["id"]): dict(g) for g in group_list}, dict(members))
-    narrowing = Narrowing(focus, links, frozenset(inputs.gone), frozenset(inputs.unread))
+    narrowing = Narrowing(
+        focus,
+        links,
+        frozenset(inputs.gone),
+        frozenset(inputs.unread),
+        state.servicenow_watermark() or "",
+    )
     return Picture(source, target), cache, narrowing, app
 
 

@@ -81,6 +81,8 @@ def cycle_record(
         **membership_links(planned.memberships, results, user_links, group_links),
     }
     picture, marks = saved_picture(config, planned.target, reading, results)
+    if reading.narrowing is not None:  # only some records were loaded: never step back
+        marks = replace(marks, servicenow=max(marks.servicenow, reading.narrowing.watermark))
     if masker is not None:
         picture = masked_picture(config, picture, planned.picture.source, masker)
     facts = picture_facts(config, planned, reading, results)

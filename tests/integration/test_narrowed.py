@@ -110,3 +110,21 @@ def test_the_disable_threshold_counts_the_links_outside_the_focus(
         narrowed = [(h.count, h.limit) for h in plan.held]
     with planned(sandbox, full=True) as whole:
         assert [(h.count, h.limit) for h in whole.held] == narrowed
+
+
+def test_the_servicenow_watermark_never_steps_back_after_a_narrowed_cycle(
+    snsync: Snsync, sandbox: RunningSandbox
+) -> None:
+    def watermark() -> str:
+        state = State(load_config(sandbox.config_path).state.path)
+        try:
+            return state.servicenow_watermark() or ""
+        finally:
+            state.close()
+
+    snsync("run", "--once")
+    before = watermark()
+    for _ in range(2):
+        snsync("run", "--once")  # loads next to no record
+        assert snsync.json("status")["cycles"][0]["kind"] == "incremental"
+        assert watermark() >= before > "1970"
