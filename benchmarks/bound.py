@@ -29,7 +29,14 @@ REFERENCE_TABLES = 1  # cmn_department, which the default user mappings resolve
 INCREMENTAL_TABLES = ("sys_user", "sys_user_group", "sys_user_grmember", "cmn_department")
 
 FORMULA = (
-    "bound = ceil((SN reads + SN writes) / cap) x SN latency + Graph reads x Graph latency",
+    "bound = max(Graph chain x Graph latency, ServiceNow keyset chain x SN latency)",
+    "        + ceil(SN writes / cap) x SN latency",
+    "  Graph chain = 2 (token, app) + ceil(users / 100): the pages that follow one another;"
+    " the other Graph reads (counted below) overlap them",
+    "  ServiceNow keyset chain = pages of the longest table read (the tables are read side by"
+    " side, and beside Graph)",
+    "older bound (tables before the parallel reads; printed as a note):",
+    "  ceil((SN reads + SN writes) / cap) x SN latency + Graph reads x Graph latency",
     "  SN writes   = user creates + users whose desired record differs",
     "                + assigned groups to create + memberships to add",
     "  SN reads    = ceil(sys_user rows / 1000) + 1 (cmn_department) + ceil(sys_user_group rows"
@@ -39,7 +46,8 @@ FORMULA = (
     " / 999)",
     "                + sum over assigned groups of ceil(members / 999)",
     "                + min(ceil(groups / 999), ceil(assigned groups / 20)) + 2 (token, app)",
-    "  (ServiceNow requests run `cap` at a time; Graph requests one after another)",
+    "  (older bound: ServiceNow requests run `cap` at a time; Graph requests one after another,"
+    " after them)",
     "  (a write costs its latency whether it travels alone or inside a Batch API request:"
     " the sandbox serves sub-requests one after another in one slot, as ServiceNow does)",
     "incremental bound (repeat runs, shown as a note): the same, reading only changes:",
@@ -222,6 +230,22 @@ def bound_seconds(need: Needed, profile: LatencyProfile) -> float:
     """The least time the profile allows for `need` (MODEL_FORMULA or FORMULA)."""
     if profile.sandbox_profile:
         return model_bound_seconds(need, profile.cap, SANDBOX_PROFILES[profile.sandbox_profile])
+    return parallel_bound_seconds(need, profile)
+
+
+def parallel_bound_seconds(need: Needed, profile: LatencyProfile) -> float:
+    """FORMULA for fixed latencies: the longer of the two read chains (Graph's pages of users,
+    ServiceNow's keyset pages of its longest table), which overlap, then the writes in rounds of
+    `cap`. The other reads run beside those chains."""
+    graph = need.graph_chain * profile.graph_ms
+    reads = len(need.read_chain_rows) * profile.servicenow_ms
+    writes = math.ceil(need.servicenow_writes / profile.cap) * profile.servicenow_ms
+    return (max(graph, reads) + writes) / 1000.0
+
+
+def serial_bound_seconds(need: Needed, profile: LatencyProfile) -> float:
+    """The older fixed-latency bound (tables before the parallel reads): every ServiceNow request
+    in rounds of `cap`, then every Graph request one after another."""
     rounds = math.ceil(need.servicenow / profile.cap)
     return rounds * profile.servicenow_ms / 1000.0 + need.graph_reads * profile.graph_ms / 1000.0
 

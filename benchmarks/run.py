@@ -31,6 +31,7 @@ from benchmarks.bound import (
     bound_seconds,
     needed,
     needed_incremental,
+    serial_bound_seconds,
 )
 from benchmarks.graph_admin import patch_users
 from benchmarks.measure import bench_config, run_snsync
@@ -77,6 +78,7 @@ class Options:
     workload: Workload
     workdir: Path
     seed: int
+    users_only: bool = False  # every user assigned directly, no group: snsync syncs users only
 
     @property
     def quiet(self) -> LatencyProfile:
@@ -118,6 +120,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--full-baseline", action="store_true", help="naive script on all users")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive script")
     parser.add_argument("--quick", action="store_true", help="1000 users, 20 groups: a smoke run")
+    parser.add_argument(
+        "--users-only",
+        action="store_true",
+        help="like for like with the naive users-only loop: every user assigned to the app "
+        "directly and no group, so snsync syncs users only (the config has no switch for groups)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sandbox", choices=("process", "thread"), default="process")
     parser.add_argument("--workdir", type=Path, default=Path(".bench"))
@@ -129,6 +137,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         if args.groups is not None
         else (QUICK_GROUPS if args.quick else workload.groups)
     )
+    if args.users_only and args.groups:
+        parser.error("--users-only generates no groups: leave --groups out")
+    groups = 0 if args.users_only else groups
     profile = _profile(args)
     if users < 1 or profile.cap < 1 or args.baseline_sample < 1:
         parser.error("--users, --cap and --baseline-sample must be at least 1")
@@ -146,6 +157,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         workload=workload,
         workdir=args.workdir.resolve(),
         seed=args.seed,
+        users_only=args.users_only,
     )
 
 
@@ -227,6 +239,11 @@ class Bench:
         result = ScenarioResult(
             step.name, step.title, self.options.users, need, bound, figures, None
         )
+        if not self.options.profile.sandbox_profile:
+            older = serial_bound_seconds(need, self.options.profile)
+            result = replace(result, older_bound_s=older)
+        if self.options.users_only:
+            result = replace(result, users_only=True)
         if not step.resync:
             return result
         incremental = needed_incremental(scenario, len(step.changes or {}), step.writes)
@@ -288,6 +305,8 @@ def chain_steps(bench: Bench, kind: str, repeats: Sequence[str]) -> list[Step]:
         "empty": f"{users} users into an empty instance",
         "half": f"{users} users, half of them already in ServiceNow",
     }[kind]
+    if bench.options.users_only:
+        title += " (users only: all assigned directly, no groups)"
     steps = [Step(kind, title, first_sync(scenario), report=kind in wanted)]
     if "nochange" in repeats and "nochange" in wanted:
         title = "the same sync again, nothing changed"
@@ -348,7 +367,14 @@ def _preamble(options: Options) -> list[str]:
         f"snsync benchmark: workload {options.workload.name}, {options.users:,} users, "
         f"{options.groups:,} groups, seed {options.seed}; sandbox served by {where}",
         "snsync: one cycle per scenario (connect, read, plan, write, record), each in a fresh "
-        "child process that runs nothing else; users, groups and memberships; config: "
+        "child process that runs nothing else; "
+        + (
+            "users only (--users-only: every user assigned directly, no group assigned, so "
+            "there are no groups or memberships to sync, for snsync or the naive script)"
+            if options.users_only
+            else "users, groups and memberships"
+        )
+        + "; config: "
         + ", ".join(
             f"{section}.{key} = {value}"
             for section, keys in snsync_settings(options).items()

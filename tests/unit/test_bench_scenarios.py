@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks import run, steps
 from benchmarks.bound import (
+    PROFILES,
     LatencyProfile,
     Needed,
     Rows,
@@ -20,6 +21,8 @@ from benchmarks.bound import (
     graph_reads_needed,
     needed,
     needed_incremental,
+    parallel_bound_seconds,
+    serial_bound_seconds,
 )
 from benchmarks.endpoints import BATCH_PREFIX, EndpointCounter, difference, endpoint
 from benchmarks.scenarios import STALE_TITLE, ScenarioSpec, depths, generate, user_changes
@@ -119,12 +122,49 @@ def test_graph_reads_needed_counts_pages() -> None:
     assert graph_reads_needed(scenario) == math.ceil(2500 / 100) + 1 + groups + 1 + 2
 
 
-def test_bound_runs_servicenow_in_rounds_of_the_cap_and_graph_in_sequence() -> None:
+def test_older_bound_runs_servicenow_in_rounds_of_the_cap_and_graph_in_sequence() -> None:
     profile = LatencyProfile(servicenow_ms=50, graph_ms=20, cap=16)
     need = Needed(graph_reads=174, servicenow_reads=2, writes=Writes(users=10_000))
-    assert bound_seconds(need, profile) == pytest.approx(626 * 0.05 + 174 * 0.02)
+    assert serial_bound_seconds(need, profile) == pytest.approx(626 * 0.05 + 174 * 0.02)
     nothing = Needed(graph_reads=10, servicenow_reads=11, writes=Writes())
-    assert bound_seconds(nothing, profile) == pytest.approx(0.05 + 0.2)
+    assert serial_bound_seconds(nothing, profile) == pytest.approx(0.05 + 0.2)
+
+
+def test_today_bound_overlaps_the_read_chains_then_writes_in_rounds_of_the_cap() -> None:
+    today = PROFILES["today"]
+    writes = Writes(users=9_900, groups=160, memberships=11_656)
+    need = Needed(264, 6, writes, graph_chain=102, read_chain_rows=(1000, 10))
+    # Graph's chain 102 x 20 ms beats ServiceNow's 2 keyset pages x 50 ms; 1,358 rounds of 16
+    assert bound_seconds(need, today) == pytest.approx(2.04 + 67.90)
+    assert parallel_bound_seconds(need, today) == bound_seconds(need, today)
+    assert serial_bound_seconds(need, today) > bound_seconds(need, today)
+    long_reads = Needed(12, 30, Writes(users=17), graph_chain=12, read_chain_rows=(1000,) * 25)
+    assert bound_seconds(long_reads, today) == pytest.approx(25 * 0.05 + 2 * 0.05)
+    # the pipe helper's 1,000-user figure: chain of 12 Graph requests, 1,082 writes
+    scenario = generate(ScenarioSpec(users=1000, groups=20))
+    first = needed(scenario, Rows(sys_user=DEMO_ROWS), run.first_sync(scenario))
+    assert first.graph_chain == 12
+    rounds = math.ceil(first.servicenow_writes / 16)
+    assert bound_seconds(first, today) == pytest.approx(0.24 + rounds * 0.05)
+
+
+def test_users_only_scenario_assigns_every_user_directly_and_needs_user_writes_only() -> None:
+    options = run.parse_args(["--quick", "--users-only"])
+    assert (options.users, options.groups, options.users_only) == (1000, 0, True)
+    with pytest.raises(SystemExit):
+        run.parse_args(["--users-only", "--groups=5"])
+    scenario = generate(ScenarioSpec(users=1000, groups=0))
+    assert scenario.assigned_groups == {} and scenario.tenant["groups"] == []
+    principals = [a["principalId"] for a in scenario.tenant["assignments"]]
+    assert sorted(principals) == sorted(u["id"] for u in scenario.users)
+    writes = run.first_sync(scenario)
+    assert (writes.groups, writes.memberships) == (0, 0)
+    assert writes.users == 1000 - len(scenario.disabled)
+    need = needed(scenario, Rows(sys_user=DEMO_ROWS), writes)
+    # users with managers, the 1,000 direct assignments (2 pages), no members, no groups
+    assert need.graph_reads == 10 + 2 + 2
+    today = PROFILES["today"]
+    assert bound_seconds(need, today) == pytest.approx(0.24 + math.ceil(writes.users / 16) * 0.05)
 
 
 def test_needed_reads_pages_of_users_groups_memberships_and_departments() -> None:
@@ -271,3 +311,27 @@ def test_step_check_flags_a_step_that_grows_faster_than_n() -> None:
     assert steps.exponent([1000, 2000], [0.01, 0.04]) is None  # too small to tell
     calm = steps.report(sizes, [row for row in rows if not row.faster_than_n])
     assert calm.splitlines()[-1].startswith("no step grows faster than N")
+
+
+def test_runner_users_only_prints_the_like_for_like_comparison(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--users=40",
+        "--users-only",
+        "--scenario=empty",
+        "--sn-latency-ms=1",
+        "--graph-latency-ms=1",
+        "--baseline-sample=10",
+        "--sandbox=thread",
+        f"--workdir={tmp_path}",
+    ]
+    assert run.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "users only (--users-only" in out and "(users only: all assigned directly" in out
+    assert "needed writes: users 40, groups 0, memberships 0" in out
+    assert "inside batches: GET /v1.0/groups/{id}" not in out
+    assert "groups 0.00 s for 0 of 0; memberships 0.00 s for 0 of 0" in out
+    assert "users only, like for like: snsync " in out and "a client at the bound" in out
+    assert "older bound (Graph after ServiceNow" in out
+    assert "FAILURES" not in out
