@@ -44,6 +44,7 @@ class SizeFigures:
     servicenow_requests: int
     cpu_s: float
     gc_s: float  # of cpu_s, in the garbage collector
+    gc_collections: tuple[int, ...]  # collections by generation
     wall_s: float
     peak_rss_bytes: int
     start_rss_bytes: int
@@ -90,6 +91,7 @@ def measure_size(
         seen.servicenow_requests,
         value["cpu_s"],
         value["gc_s"],
+        tuple(value["gc_collections"]),
         value["wall_s"],
         value["peak_rss_bytes"],
         value["start_rss_bytes"],
@@ -152,9 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tracemalloc", action="store_true", help="write the heap's top lines")
     parser.add_argument(
         "--gc",
-        choices=("default", "freeze", "off"),
+        choices=("default", "freeze", "off", "lazy"),
         default="default",
-        help="snsync's collector once the cycle is planned: as is, gc.freeze(), or disabled",
+        help="experiments: gc.freeze() or gc.disable() once planned, or lazy young collections",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=Path(".bench"))
@@ -166,7 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for users in sizes:
         workdir = args.workdir.resolve()
         rows.append(measure_size(users, workdir, args.tracemalloc, args.seed, args.gc))
-        print(f"first sync of {users:,} users measured", file=sys.stderr, flush=True)
+        done = rows[-1]
+        print(
+            f"first sync of {users:,} users measured; collections by generation: "
+            f"{done.gc_collections}",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         "first sync (scenario empty, users / 50 groups) without latency; CPU: getrusage of the "
         "snsync process; peak RSS: its VmHWM; planned / written: its RSS before the writes and "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from snsync.bounds import Limits
+from snsync.budget import GRAPH_WINDOW_S, UnitBudget
 from snsync.config import BasicAuth, Config
 from snsync.graph.auth import GraphTokenProvider
 from snsync.graph.client import GraphClient
@@ -50,6 +51,9 @@ def connect(config: Config, *, read_only: bool, policy: RetryPolicy | None = Non
         policy=policy,
         origins=(config.graph.graph_url, config.graph.authority_host),
         limits=limits,
+        # Graph's resource-unit headers are a queue signal and pace the reads within the
+        # budget per app and tenant per 10 s (snsync.budget).
+        limiter=AdaptiveLimiter("graph", max_concurrency=16, budget=UnitBudget(GRAPH_WINDOW_S)),
     )
     workers = config.servicenow.max_concurrency
     sn_http = HttpClient(

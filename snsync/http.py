@@ -321,14 +321,17 @@ class _Attempt:
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
+        busy = False
         try:
             http.counter.count(self.method)
             response = self._exchange(started + http.timeout_s)
             status = response.status_code
             retry_after = retry_after_seconds(response)
+            busy = http.limiter.observe(response.headers, status)
             return self._verdict(response, retry_after)
         finally:
-            http.limiter.release(time.monotonic() - started, status, retry_after)
+            # A queue signal already halved the limit: no growth from this answer.
+            http.limiter.release(time.monotonic() - started, None if busy else status, retry_after)
 
     def _exchange(self, deadline: float) -> requests.Response:
         """Send and read the whole body before `deadline`, mapping every failure."""

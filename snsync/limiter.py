@@ -1,6 +1,8 @@
 """One shared, adaptive limiter per service: how many requests may be in flight at once, grown
-while latency holds and halved on a 429 or a queue signal; a `Retry-After` pauses every worker
-at once; a spent per-hour quota (X-RateLimit-* headers) stops the cycle instead of sleeping."""
+while latency holds and halved on a 429 or a queue signal (Graph's share of its resource-unit
+budget at 80 % or more, `snsync.budget`, which also paces requests to stay within the budget);
+a `Retry-After` pauses every worker at once; a spent per-hour quota (X-RateLimit-* headers)
+stops the cycle instead of sleeping."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from snsync.budget import UnitBudget, budget_signal
 from snsync.errors import ExitCode
 from snsync.stop import STOP, StopSignal
 
@@ -56,6 +59,7 @@ class AdaptiveLimiter:
         stop: StopSignal = STOP,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        budget: UnitBudget | None = None,
     ) -> None:
         self.service = service
         self.max = max(1, max_concurrency)
@@ -69,6 +73,9 @@ class AdaptiveLimiter:
         self._clock = clock
         self._wall = wall
         self._cond = threading.Condition()
+        self.budget = budget  # a learned budget of units per window (Graph), or None
+        self.queue_signals = 0  # answers that said the budget is nearly spent
+        self._signal_holdoff = 0  # answers to those already sent before the last halving
 
     def acquire(self) -> None:
         """Wait for a slot (and for any shared pause to end); returns at once when stopping,
@@ -76,6 +83,8 @@ class AdaptiveLimiter:
         with self._cond:
             while not self._stop:
                 pause = self._paused_until - self._clock()
+                if self.budget is not None and pause <= 0:
+                    pause = self.budget.wait_s(self.in_flight)
                 if pause <= 0 and self.in_flight < int(self.limit):
                     self.in_flight += 1
                     return
@@ -96,6 +105,28 @@ class AdaptiveLimiter:
             elif status is not None and status < 500:
                 self._grow(latency_s)
             self._cond.notify_all()
+
+    def observe(self, headers: Mapping[str, str], status: int | None) -> bool:
+        """Learn from an answer's budget headers (before `release`); True when it is a queue
+        signal (the budget is 80 % spent or more): concurrency is halved, once for the requests
+        sent before the halving, and the caller releases without growth."""
+        if self.budget is None or status == 429:
+            return False  # a 429 is answered by its Retry-After pause (it may be no budget's)
+        signal = budget_signal(headers)
+        if signal is None:
+            return False
+        self.budget.observe(signal)
+        if not signal.busy:
+            return False
+        with self._cond:
+            self.queue_signals += 1
+            if self._signal_holdoff > 0:
+                self._signal_holdoff -= 1
+            else:
+                self.limit = max(1.0, self.limit / 2)
+                self.halvings += 1
+                self._signal_holdoff = max(0, self.in_flight - 1)
+        return True
 
     def throttled(self, retry_after_s: float | None) -> None:
         """A queue signal that held no slot of its own (a `$batch` sub-response answered 429 or

@@ -319,7 +319,14 @@ class PlanItem:
     def __post_init__(self) -> None:
         # Hundreds of thousands of items name the same few pending fields, and most defer
         # nothing: one shared set and one shared empty mapping, not one each (~280 bytes).
-        object.__setattr__(self, "pending", _shared_fields(self.pending))
+        pending = self.pending
+        if pending:
+            shared = _FIELD_SETS.get(pending)
+            if shared is None and len(_FIELD_SETS) < 1024:
+                shared = _FIELD_SETS[pending] = pending
+            object.__setattr__(self, "pending", shared or pending)
+        elif pending is not _NO_FIELDS:
+            object.__setattr__(self, "pending", _NO_FIELDS)
         if not self.deferred:
             object.__setattr__(self, "deferred", _NOTHING)
 
@@ -358,12 +365,9 @@ class Plan:
 
 
 _NOTHING: Mapping[str, str] = MappingProxyType({})
+_NO_FIELDS: frozenset[str] = frozenset()
+# One frozenset object per distinct set of pending field names (there are few).
 _FIELD_SETS: dict[frozenset[str], frozenset[str]] = {}
-
-
-def _shared_fields(fields: frozenset[str]) -> frozenset[str]:
-    """One frozenset object per distinct set of field names (few: the pending fields)."""
-    return _FIELD_SETS.setdefault(fields, fields) if len(_FIELD_SETS) < 1024 else fields
 
 
 def placeholder(object_type: ObjectType | str, directory_id: str) -> str:

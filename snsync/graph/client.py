@@ -98,7 +98,16 @@ class GraphClient:
         if len(requests_) > BATCH_LIMIT:
             raise ValueError(f"a Graph batch holds at most {BATCH_LIMIT} requests")
         body = self._send("POST", f"{self.base}/$batch", json={"requests": requests_}, is_read=True)
-        by_id = {str(r.get("id")): r for r in body.get("responses", [])}
+        answers = [r for r in body.get("responses", []) if isinstance(r, dict)]
+        for answer in answers:  # each item is charged against the budget on its own
+            headers = answer.get("headers")
+            if isinstance(headers, dict):
+                status = answer.get("status")
+                self.http.limiter.observe(
+                    {str(k): str(v) for k, v in headers.items()},
+                    status if isinstance(status, int) else None,
+                )
+        by_id = {str(r.get("id")): r for r in answers}
         return [by_id.get(str(r["id"]), {"id": r["id"], "status": 0}) for r in requests_]
 
     def get_many(

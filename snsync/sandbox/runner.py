@@ -47,6 +47,7 @@ class SandboxOptions:
     delta_link_lifetime_s: int = DEFAULT_DELTA_LINK_LIFETIME_S
     delta_expired_status: int = 400
     graph_resource_units: int = DEFAULT_RESOURCE_UNITS
+    graph_resource_window_s: float = 10.0  # Graph's window; shorter only for fast tests
     servicenow_queue: int | None = DEFAULT_QUEUE
     serialize_sessions: bool = True
     servicenow_url_limit: int = DEFAULT_URL_LIMIT
@@ -145,6 +146,7 @@ def graph_options(options: SandboxOptions) -> GraphOptions:
         delta_token_ttl_s=options.delta_link_lifetime_s,
         delta_expired_status=options.delta_expired_status,
         resource_units=options.graph_resource_units or None,
+        resource_window_s=options.graph_resource_window_s,
     )
 
 

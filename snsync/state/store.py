@@ -186,7 +186,7 @@ class State:
                 "INSERT INTO links (object_type, directory_id, sys_id, created_at) VALUES "
                 "(?, ?, ?, ?) ON CONFLICT (object_type, directory_id) DO UPDATE SET "
                 "sys_id=excluded.sys_id",
-                [(object_type, d, s, now) for d, s in links.items()],
+                ((object_type, d, s, now) for d, s in links.items()),
             )
 
     def drop_links(self, object_type: str, directory_ids: Iterable[str]) -> None:

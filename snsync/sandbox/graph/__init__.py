@@ -98,6 +98,10 @@ class GraphApp:
         """Graph operations served: each request, and each item of a $batch (not the envelope)."""
         return self._graph.request_count()
 
+    def throttled_count(self) -> int:
+        """Requests (and $batch items) answered 429 for want of resource units."""
+        return self._graph.throttled_count()
+
     def hard_delete_user(self, user_id: str) -> None:
         """Purge a user as Azure AD does 30 days after a soft delete (delta then says "deleted")."""
         with self._directory.lock:

@@ -87,6 +87,10 @@ class GraphService:
         with self._count_lock:
             return self._count
 
+    def throttled_count(self) -> int:
+        """Requests answered 429 because the app's resource-unit budget could not pay them."""
+        return self._budget.refused if self._budget else 0
+
     # -- request plumbing ---------------------------------------------------------------------
 
     def _call(self, request: Request, request_id: str) -> Call:

@@ -47,6 +47,7 @@ class ResourceBudget:
         self._clock = clock
         self._spent: dict[str, deque[tuple[float, int]]] = {}
         self._lock = threading.Lock()
+        self.refused = 0  # requests answered 429 because the budget could not pay them
 
     def check(self, call: Call) -> int:
         """The call's cost; raises 429 (with Retry-After) when the app's budget cannot pay it."""
@@ -58,6 +59,7 @@ class ResourceBudget:
             if used + cost <= self._units:
                 return cost
             retry_after = self._wait(spent, used, cost)
+            self.refused += 1
         raise GraphError(
             429,
             "TooManyRequests",
