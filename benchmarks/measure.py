@@ -66,13 +66,20 @@ def run_snsync(
     command += ["--dry-run"] if dry_run else []
     command += ["--full"] if full else []
     command += ["--cprofile", str(cprofile)] if cprofile else []
+    value = run_child(command)
+    value["failures"] = tuple(value["failures"])
+    load = (load_before, os.getloadavg()[0])
+    return CycleFigures(server=sandbox.counts().since(before), load=load, **value)
+
+
+def run_child(command: list[str]) -> dict[str, Any]:
+    """Run a benchmark child process (from the repository's root) and return the JSON object
+    its last line of output holds; a failed child raises with its last line of stderr."""
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False, cwd=ROOT
     )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the snsync child process failed (exit {done.returncode}): {last}")
-    value = json.loads(done.stdout.strip().splitlines()[-1])
-    value["failures"] = tuple(value["failures"])
-    load = (load_before, os.getloadavg()[0])
-    return CycleFigures(server=sandbox.counts().since(before), load=load, **value)
+    value: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return value

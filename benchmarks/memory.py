@@ -14,10 +14,8 @@ boundary (`memory-N.txt` in the work folder); tracing slows the cycle several ti
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bound import LatencyProfile
-from benchmarks.measure import CHILD_TIMEOUT_S, ROOT, bench_config
+from benchmarks.measure import bench_config, run_child
 from benchmarks.sandbox_host import Sandbox, SandboxSetup, make_host
 from benchmarks.scenarios import ScenarioSpec, generate
 
@@ -63,10 +61,7 @@ def measure_size(
     """A first sync of `users` users (and users / 50 groups) into an empty sandbox."""
     scenario = generate(ScenarioSpec(users, max(1, users // 50), 0.0, seed=seed))
     folder = workdir / f"memory-{users}"
-    folder.mkdir(parents=True, exist_ok=True)
-    tenant, instance = folder / "tenant.json", folder / "instance.json"
-    tenant.write_text(json.dumps(scenario.tenant), encoding="utf-8")
-    instance.write_text(json.dumps(scenario.instance), encoding="utf-8")
+    tenant, instance = scenario.write_fixtures(folder)
     objects = (
         scenario.creates_needed() + len(scenario.assigned_groups) + scenario.memberships_needed()
     )
@@ -104,14 +99,7 @@ def measure_size(
 def _child(config: Path, trace: Path | None, collector: str) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.memory_child", str(config), "--gc", collector]
     command += ["--tracemalloc", str(trace)] if trace else []
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False, cwd=ROOT
-    )
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"the snsync child process failed (exit {done.returncode}): {last}")
-    value: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return value
+    return run_child(command)
 
 
 def table(rows: Sequence[SizeFigures]) -> str:

@@ -13,7 +13,6 @@ per cycle, so that its CPU time and peak RSS are its own.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -192,10 +191,7 @@ class Bench:
             )
             scenario = generate(spec)
             folder = self.options.workdir / "fixtures"
-            folder.mkdir(parents=True, exist_ok=True)
-            tenant, instance = folder / f"{kind}-tenant.json", folder / f"{kind}-instance.json"
-            tenant.write_text(json.dumps(scenario.tenant), encoding="utf-8")
-            instance.write_text(json.dumps(scenario.instance), encoding="utf-8")
+            tenant, instance = scenario.write_fixtures(folder, f"{kind}-")
             self._fixtures[kind] = (scenario, tenant, instance)
         return self._fixtures[kind][0]
 

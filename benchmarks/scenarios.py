@@ -10,12 +10,14 @@ assigned groups are new to ServiceNow. The scenario knows how many writes a sync
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from snsync.sandbox.demo_instance import demo_instance, demo_sys_id
@@ -100,6 +102,15 @@ class Scenario:
     def users(self) -> list[dict[str, Any]]:
         """The tenant's user objects."""
         return list(self.tenant["users"])
+
+    def write_fixtures(self, folder: Path, prefix: str = "") -> tuple[Path, Path]:
+        """Write the tenant and instance fixtures into `folder` (made if missing) as
+        `{prefix}tenant.json` and `{prefix}instance.json`; their paths."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tenant, instance = folder / f"{prefix}tenant.json", folder / f"{prefix}instance.json"
+        tenant.write_text(json.dumps(self.tenant), encoding="utf-8")
+        instance.write_text(json.dumps(self.instance), encoding="utf-8")
+        return tenant, instance
 
     def creates_needed(self) -> int:
         """Users a first sync must create: enabled and not in sys_user yet."""

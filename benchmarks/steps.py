@@ -15,7 +15,6 @@ grow faster than N.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pstats
 import sys
@@ -122,10 +121,7 @@ def profile_size(users: int, setup: Setup) -> dict[FunctionKey, float]:
     scenario = generate(spec)
     workdir = setup.workdir
     folder = workdir / f"steps-{users}"
-    folder.mkdir(parents=True, exist_ok=True)
-    tenant, instance = folder / "tenant.json", folder / "instance.json"
-    tenant.write_text(json.dumps(scenario.tenant), encoding="utf-8")
-    instance.write_text(json.dumps(scenario.instance), encoding="utf-8")
+    tenant, instance = scenario.write_fixtures(folder)
     host = make_host("process")
     try:
         sandbox = Sandbox(host, SandboxSetup(tenant, instance, folder / "sandbox", QUIET))

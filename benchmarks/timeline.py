@@ -134,10 +134,7 @@ def run(args: argparse.Namespace) -> Timeline:
     scenario = generate(spec)
     folder = args.workdir.resolve() / f"timeline-{args.scenario}-{args.users}"
     shutil.rmtree(folder, ignore_errors=True)  # a fresh sandbox and state every time
-    folder.mkdir(parents=True)
-    tenant, instance = folder / "tenant.json", folder / "instance.json"
-    tenant.write_text(json.dumps(scenario.tenant), encoding="utf-8")
-    instance.write_text(json.dumps(scenario.instance), encoding="utf-8")
+    tenant, instance = scenario.write_fixtures(folder)
     host = make_host("process")
     try:
         sandbox = Sandbox(host, SandboxSetup(tenant, instance, folder / "sandbox", profile))

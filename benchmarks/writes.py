@@ -12,7 +12,6 @@ which does nothing else meanwhile), CPU per write and the requests the sandbox s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import resource
 import shutil
@@ -150,11 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile = replace(profile, cap=args.cap)
     folder = args.workdir.resolve() / "writes"
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    scenario = generate(ScenarioSpec(10, 1))
-    tenant, instance = folder / "tenant.json", folder / "instance.json"
-    tenant.write_text(json.dumps(scenario.tenant), encoding="utf-8")
-    instance.write_text(json.dumps(scenario.instance), encoding="utf-8")
+    tenant, instance = generate(ScenarioSpec(10, 1)).write_fixtures(folder)
     host = make_host("process")
     try:
         sandbox = Sandbox(host, SandboxSetup(tenant, instance, folder / "sandbox", profile))
