@@ -535,9 +535,11 @@ def _lenient_json(response: requests.Response) -> Any:
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
     """Seconds asked for by a Retry-After header (delta-seconds or HTTP date), if any."""
-    if response is None:
-        return None
-    value = response.headers.get("Retry-After")
+    return None if response is None else retry_after_value(response.headers.get("Retry-After"))
+
+
+def retry_after_value(value: str | None) -> float | None:
+    """Seconds a Retry-After value asks for (delta-seconds or HTTP date), if it is one."""
     if not value:
         return None
     try:

@@ -98,10 +98,7 @@ class AdaptiveLimiter:
         with self._cond:
             self.in_flight = max(0, self.in_flight - 1)
             if status in QUEUE_STATUSES:
-                self.limit = max(1.0, self.limit / 2)
-                self.halvings += 1
-                if retry_after_s and retry_after_s <= self.quota_wait_cap_s:
-                    self._paused_until = max(self._paused_until, self._clock() + retry_after_s)
+                self._back_off(retry_after_s)
             elif status is not None and status < 500:
                 self._grow(latency_s)
             self._cond.notify_all()
@@ -132,11 +129,15 @@ class AdaptiveLimiter:
         """A queue signal that held no slot of its own (a `$batch` sub-response answered 429 or
         503): halve, and pause every worker for its Retry-After, as `release` does."""
         with self._cond:
-            self.limit = max(1.0, self.limit / 2)
-            self.halvings += 1
-            if retry_after_s and retry_after_s <= self.quota_wait_cap_s:
-                self._paused_until = max(self._paused_until, self._clock() + retry_after_s)
+            self._back_off(retry_after_s)
             self._cond.notify_all()
+
+    def _back_off(self, retry_after_s: float | None) -> None:
+        """Halve, and pause every worker for a Retry-After within the cap (under the lock)."""
+        self.limit = max(1.0, self.limit / 2)
+        self.halvings += 1
+        if retry_after_s and retry_after_s <= self.quota_wait_cap_s:
+            self._paused_until = max(self._paused_until, self._clock() + retry_after_s)
 
     def quota_spent(self, headers: Mapping[str, str], retry_after_s: float | None) -> str | None:
         """Why waiting for this 429 makes no sense (a per-hour quota spent, or a Retry-After

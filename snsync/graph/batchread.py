@@ -20,6 +20,7 @@ from snsync.background import parallel_map
 from snsync.bounds import PageGuard, check_link
 from snsync.errors import ApiError, BadRequestError
 from snsync.graph.client import BATCH_LIMIT, GraphClient
+from snsync.http import retry_after_value
 from snsync.limiter import QUEUE_STATUSES
 
 BATCH_WORKERS = 4  # $batch requests in flight (each holds up to 20 listings)
@@ -120,14 +121,10 @@ def _advance(graph: GraphClient, item: _Listing, answer: Mapping[str, Any]) -> b
 
 
 def _retry_after(headers: Any) -> float | None:
-    """A sub-response's Retry-After in seconds (a number; anything else is ignored)."""
+    """A sub-response's Retry-After in seconds (headers as the batch answer gave them)."""
     if not isinstance(headers, dict):
         return None
     for name, value in headers.items():
         if str(name).lower() == "retry-after":
-            try:
-                seconds = float(str(value))
-            except ValueError:
-                return None
-            return seconds if 0 <= seconds < float("inf") else None
+            return retry_after_value(str(value))
     return None
