@@ -6,7 +6,6 @@ the others; every item comes back as a `Result`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
@@ -54,14 +53,14 @@ def execute_waves(
     waves = [tuple(wave) for wave in waves]
     if dry_run:
         items = [item for wave in waves for item in wave]
-        return execute(items, target, concurrency=concurrency, dry_run=True, on_result=on_result)
+        return execute(items, target, dry_run=True, on_result=on_result)
     batched = batching is not None and isinstance(target, BatchWriter)
 
     def run(items: Sequence[PlanItem]) -> list[Result]:
         if not isinstance(on_result, ResultSink):
-            return execute(items, target, concurrency=1, on_result=on_result, batching=batching)
+            return execute(items, target, on_result=on_result, batching=batching)
         # Answered together (one batch): reported together (journaled in one transaction).
-        results = execute(items, target, concurrency=1, batching=batching)
+        results = execute(items, target, batching=batching)
         on_result.many(results)
         return results
 
@@ -131,18 +130,19 @@ def execute(
     items: Sequence[PlanItem],
     target: TargetWriter,
     *,
-    concurrency: int = 8,
     dry_run: bool = False,
     on_result: OnResult | None = None,
     batching: Batching | None = None,
 ) -> list[Result]:
-    """Execute `items` and return one Result each, in the items' order."""
+    """Execute `items` one after another (the scheduler runs several such calls at once) and
+    return one Result each, in the items' order; a dry run sends nothing, so it needs no
+    threads either."""
     if batching and not dry_run and isinstance(target, BatchWriter):
         return execute_batched(
             items,
             target,
             batching,
-            concurrency=concurrency,
+            concurrency=1,
             stop=STOP,
             finish=_sends_nothing,
             on_result=on_result,
@@ -165,10 +165,7 @@ def execute(
             on_result(result)
         return result
 
-    if concurrency <= 1 or len(items) <= 1:
-        return [run(item) for item in items]
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="snsync-exec") as pool:
-        return list(pool.map(run, items))
+    return [run(item) for item in items]
 
 
 def apply_item(item: PlanItem, client: TargetWriter) -> Result:
