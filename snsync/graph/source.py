@@ -201,8 +201,10 @@ class Packer(Interner):
         self._ids: dict[str, str] = {}
 
     def pack(self, raw: Mapping[str, Any], prefix: str = "") -> Row:
-        """`raw` as a Row, nested objects as Rows."""
+        """`raw` as a Row, nested objects as Rows; equal values of one object are one string
+        (mail is often the userPrincipalName)."""
         values: list[Any] = []
+        own: dict[str, str] = {}
         for key, value in raw.items():
             if isinstance(value, str):
                 if key == "id":
@@ -211,6 +213,7 @@ class Packer(Interner):
                     name = prefix + key
                     if name not in self._unique:
                         value = self._shared(name, value)
+                    value = own.setdefault(value, value)
             elif isinstance(value, dict):
                 value = self.pack(value, f"{prefix}{key}/")
             values.append(value)
