@@ -280,4 +280,7 @@ def _manager_id(user: Mapping[str, Any]) -> str | None:
 
 
 def _dumps(value: Any) -> str:
+    """A row's JSON (a record kept compactly, as a write's answer is, goes as its dict)."""
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        value = dict(value.items())
     return json.dumps(value, separators=(",", ":"))
