@@ -473,8 +473,13 @@ class Changes(Sequence[Change]):
         return part if isinstance(part, Change) else Change(self._fields[position], None, part)
 
     def __iter__(self) -> Iterator[Change]:
-        for name, part in zip(self._fields, self._parts, strict=True):
-            yield part if isinstance(part, Change) else Change(name, None, part)
+        # A list, not a generator: read whole by every consumer, and faster made at once.
+        return iter(
+            [
+                part if isinstance(part, Change) else Change(name, None, part)
+                for name, part in zip(self._fields, self._parts, strict=True)
+            ]
+        )
 
     @overload
     def __getitem__(self, index: int) -> Change: ...
