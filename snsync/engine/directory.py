@@ -10,16 +10,10 @@ from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 from snsync.bounds import over_long_reason
+from snsync.compact import Row, UserAttributes
 from snsync.config import ScopeConfig
 from snsync.engine.scope import build_index, counted_assignments, decide
-from snsync.model import (
-    AppScope,
-    Row,
-    ScopeDecision,
-    SourceObject,
-    SourceSnapshot,
-    UserAttributes,
-)
+from snsync.model import AppScope, ScopeDecision, SourceObject, SourceSnapshot
 
 Raw = TypeVar("Raw", bound=Mapping[str, Any])  # a directory object: a Row or a dict
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from snsync import background
+from snsync.compact import DictView
 from snsync.config import AttributeMapping, Config
 from snsync.engine.approvals import trust_from_config
 from snsync.engine.directory import (
@@ -54,7 +55,6 @@ from snsync.model import (
     AppScope,
     Assignment,
     DeltaLinks,
-    DictView,
     ObjectType,
     Picture,
     Progress,

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from snsync.compact import Row, shape_of
 from snsync.config import Config
 from snsync.errors import BadRequestError, NotFoundError, TransientError
 from snsync.graph.batchread import list_many
@@ -20,7 +21,7 @@ from snsync.graph.opening import (
     assignments_path,
     read_opening,
 )
-from snsync.model import AppScope, Assignment, DeltaLinks, Progress, Row, shape_of
+from snsync.model import AppScope, Assignment, DeltaLinks, Progress
 
 # Attributes the Azure provisioning schema offers that Graph does not return as such.
 SYNTHESIZED = frozenset(
@@ -202,7 +203,7 @@ class Interner:
 
 class Packer(Interner):
     """Turns each user of a listing into a compact read-only Row as soon as its page is parsed
-    (model.Row: its values against a key list shared by the users), with repeated values
+    (compact.Row: its values against a key list shared by the users), with repeated values
     shared as the Interner shares them, and every `id` (the user's, its manager's) one string
     object per id. At 100,000 users the dicts Graph's JSON parses into cost about 45 MB more
     than the Rows, and parsing page by page lets each page reuse the memory of the last."""

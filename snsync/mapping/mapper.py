@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from snsync.compact import compact
 from snsync.config import AttributeMapping
 from snsync.mapping.expressions import (
     IGNORE,
@@ -20,7 +21,7 @@ from snsync.mapping.expressions import (
     referenced_attributes,
 )
 from snsync.masking import DIGEST_PREFIX, DIGESTS_KEY, is_masked
-from snsync.model import Desired, Reason, SourceObject, compact
+from snsync.model import Desired, Reason, SourceObject
 
 # Fields ServiceNow stores as booleans ("true"/"false"); expressions often yield "1"/"0"/"True".
 BOOLEAN_FIELDS = frozenset(
@@ -114,7 +115,7 @@ class Mapper:
             display_name=user.display_name,
             in_scope=user.in_scope,
             active=active,
-            # Compact (model.Row): every in-scope user's Desired exists at once while planning.
+            # Compact (compact.Row): every in-scope user's Desired exists at once while planning.
             values=compact(values),
             create_only=compact(create_only),
             references=compact(references),

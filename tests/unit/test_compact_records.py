@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from snsync.bounds import over_long_reason
+from snsync.compact import DictView, Row, UserAttributes
 from snsync.engine.directory import refuse_over_long
 from snsync.engine.record import kept
 from snsync.graph.source import Packer
@@ -15,11 +16,8 @@ from snsync.model import (
     Action,
     Change,
     Changes,
-    DictView,
     ObjectType,
     PlanItem,
-    Row,
-    UserAttributes,
     created_value,
 )
 from snsync.servicenow.batch import WriteKind, WriteRequest, _kept

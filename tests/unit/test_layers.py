@@ -20,6 +20,7 @@ BELOW_ENGINE = (
     "config",
     "config_types",
     "model",
+    "compact",
     "metrics",
 )
 
@@ -55,8 +56,9 @@ def test_lower_layers_do_not_import_the_engine(path: Path) -> None:
     assert not offending, f"{path.relative_to(ROOT)} imports {offending}"
 
 
-def test_the_model_imports_nothing_from_snsync() -> None:
-    offending = sorted(m for m in imports_of(ROOT / "model.py") if m.startswith("snsync"))
+@pytest.mark.parametrize("name", ["model.py", "compact.py"])
+def test_the_bottom_modules_import_nothing_from_snsync(name: str) -> None:
+    offending = sorted(m for m in imports_of(ROOT / name) if m.startswith("snsync"))
     assert not offending
 
 
