@@ -100,7 +100,9 @@ def scenario_table(result: ScenarioResult, sample_label: str) -> str:
             "1.00x",
             _times(_over(result.naive_s(), result.bound_s)),
         ),
+        ("requests in all", _int(_requests(cycle)), "", ""),
         ("client CPU (s)", _secs(cycle.cpu_s), "", ""),
+        ("client CPU per object (ms)", _per_object(cycle.cpu_s, need.writes.total), "", ""),
         ("peak RSS (MiB)", _mib(cycle.peak_rss_bytes), "", ""),
         ("speed-up vs naive", _times(result.speedup()), "", ""),
         ("speed-up vs naive, users only", _times(result.speedup(USERS_ONLY)), "", ""),
@@ -224,6 +226,17 @@ def like_for_like(result: ScenarioResult) -> str:
         f"{_secs(naive)} s: {_times(speedup)} (goal >= {USERS_ONLY_GOAL:g}x: "
         f"{'met' if met else 'NOT met'}); a client at the bound would reach {_times(ceiling)}"
     )
+
+
+def _requests(cycle: CycleFigures) -> int:
+    """snsync's own count of every request of the cycle (Graph and ServiceNow)."""
+    names = ("graph_reads", "servicenow_reads", "servicenow_writes")
+    return sum(cycle.requests.get(name, 0) for name in names)
+
+
+def _per_object(cpu_s: float, objects: int) -> str:
+    """Client CPU per object written (users, groups, memberships); n/a without writes."""
+    return f"{cpu_s * 1000 / objects:,.3f}" if objects else "n/a"
 
 
 def _over(value: float | None, base: float | None) -> float | None:

@@ -13,6 +13,7 @@ per cycle, so that its CPU time and peak RSS are its own.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -214,12 +215,14 @@ class Bench:
             for step in steps:
                 if step.changes:
                     self._change(sandbox, step.changes)
+                if not step.report:  # a setup step: its figures are not shown, its state is
+                    with _quiet(sandbox, self.options):
+                        self.measure(step, scenario, sandbox, config)
+                    self.log(f"[{step.name}] done as setup, without latency (not reported)")
+                    continue
                 result = self.measure(step, scenario, sandbox, config)
-                if step.report:
-                    naive = self.naive(step, kind) if self.options.baseline else None
-                    emit(replace(result, naive=naive))
-                else:
-                    self.log(f"[{step.name}] done as setup (not reported)")
+                naive = self.naive(step, kind) if self.options.baseline else None
+                emit(replace(result, naive=naive))
         finally:
             sandbox.stop()
 
@@ -228,10 +231,13 @@ class Bench:
     ) -> ScenarioResult:
         """One snsync cycle in a child process, next to what it needed (naive figures later)."""
         need = needed(scenario, starting_rows(scenario, sandbox), step.writes)
-        self.log(f"[{step.name}] snsync cycle over {self.options.users:,} users ...")
+        bound = bound_seconds(need, self.options.profile)
+        self.log(
+            f"[{step.name}] snsync cycle over {self.options.users:,} users (bound on "
+            f"{self.options.profile.name}: {bound:,.1f} s; load {os.getloadavg()[0]:.2f}) ..."
+        )
         figures = run_snsync(sandbox, config)
         self.log(f"[{step.name}] snsync done in {figures.wall_s:.2f} s")
-        bound = bound_seconds(need, self.options.profile)
         result = ScenarioResult(
             step.name, step.title, self.options.users, need, bound, figures, None
         )

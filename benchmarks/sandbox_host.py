@@ -111,9 +111,9 @@ class _Registry:
             servicenow_requests=running.servicenow.stats.requests,
             servicenow_by_method=dict(running.servicenow.stats.by_method),
             servicenow_writes=running.servicenow_app.write_count(),
-            sys_user_rows=len(running.servicenow_app.records("sys_user")),
-            group_rows=len(running.servicenow_app.records("sys_user_group")),
-            membership_rows=len(running.servicenow_app.records("sys_user_grmember")),
+            sys_user_rows=running.servicenow_app.row_count("sys_user"),
+            group_rows=running.servicenow_app.row_count("sys_user_group"),
+            membership_rows=running.servicenow_app.row_count("sys_user_grmember"),
             graph_endpoints=self._counters[key][0].counts(),
             servicenow_endpoints=self._counters[key][1].counts(),
         )

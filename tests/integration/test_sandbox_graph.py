@@ -643,6 +643,52 @@ def test_users_paging_with_select(graph: Graph, server: SandboxServer) -> None:
     assert all(set(item) == {"id", "displayName"} for item in items)
 
 
+def test_users_pages_stay_stable_when_users_change_between_pages(
+    graph: Graph, app: GraphApp
+) -> None:
+    # Pages follow the id order from the skiptoken's key on: a user added or removed between
+    # two pages shifts nothing. A new user shows up later only if its (random) id sorts after
+    # the last id already served; a removed one only if it was served before it went.
+    body = graph.ok("users", **{"$select": "id,displayName", "$top": "5"})
+    served = [user["id"] for user in body["value"]]
+    before = [user["id"] for user in graph.all_pages("users", **{"$select": "id"})[0]]
+    expected = list(served)
+    rounds = 0
+    while "@odata.nextLink" in body:
+        rounds += 1
+        cursor = served[-1]
+        new = graph.call(
+            "POST",
+            "users",
+            json={
+                "accountEnabled": True,
+                "displayName": f"Between Pages {rounds}",
+                "mailNickname": f"between.{rounds}",
+                "userPrincipalName": f"between.{rounds}@contoso.example",
+                "passwordProfile": {"password": "Sandbox-1234!"},
+            },
+        )
+        assert new.status_code == 201, new.text
+        pending = [uid for uid in before if uid > cursor]
+        gone = {pending[0]} if rounds % 2 and pending else set()  # soft-deleted: hidden
+        purged = {pending[-1]} if rounds % 3 == 0 and len(pending) > 1 else set()
+        for uid in gone:
+            assert graph.call("DELETE", f"users/{uid}").status_code == 204
+        for uid in purged:
+            app.hard_delete_user(uid)
+        before = sorted({*before, new.json()["id"]} - gone - purged)
+        body = graph.ok(body["@odata.nextLink"])
+        page = [user["id"] for user in body["value"]]
+        remaining = [uid for uid in before if uid > cursor]
+        assert len(page) == min(5, len(remaining))
+        assert ("@odata.nextLink" in body) == (len(remaining) > 5)
+        expected += remaining[:5]
+        served += page
+    assert rounds >= 3
+    assert served == expected, "each page starts after the last id served, as it is now"
+    assert served == sorted(set(served)), "no user twice, none out of order"
+
+
 def test_users_default_property_set(graph: Graph) -> None:
     users = graph.ok("users")["value"]
     assert len(users) == 30  # default page size 100

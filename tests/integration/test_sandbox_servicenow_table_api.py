@@ -53,6 +53,47 @@ def test_keyset_paging_sees_upper_case_ids_in_order(start: Launch) -> None:
     assert [r["user_name"] for r in rows[:2]] == ["k1", "k2"]
 
 
+@pytest.mark.parametrize("condition", ["", "user_nameSTARTSWITHk^"])
+def test_keyset_pages_stay_stable_when_rows_change_between_pages(
+    start: Launch, condition: str
+) -> None:
+    # Each page starts after the cursor as the table is then: a row inserted before the cursor
+    # or deleted after it shifts nothing; X-Total-Count counts the rows matching the page's
+    # query (after the cursor). With and without a condition beside the keyset one.
+    sn: Instance = start()
+    for n in range(10):
+        sn.call("POST", USERS, json={"sys_id": f"{3 * n + 3:032x}", "user_name": f"k{n}"})
+
+    def matching(after: str) -> list[str]:
+        rows = sn.app.records("sys_user")
+        shown = [r for r in rows if not condition or r["user_name"].startswith("k")]
+        return sorted(r["sys_id"].lower() for r in shown if r["sys_id"].lower() > after)
+
+    last, served, rounds = "", [], 0
+    while True:
+        cursor = f"sys_id>{last}^" if last else ""
+        params = {"sysparm_query": f"{condition}{cursor}ORDERBYsys_id", "sysparm_limit": "3"}
+        expected = matching(last)
+        response = sn.get(USERS, params=params)
+        page = [row["sys_id"] for row in response.json()["result"]]
+        assert page == expected[:3]
+        assert response.headers["X-Total-Count"] == str(len(expected))
+        if not page:
+            break
+        served += page
+        last, rounds = page[-1], rounds + 1
+        before = f"{int(last, 16) - 1:032x}" if all(c in "0123456789abcdef" for c in last) else ""
+        if before and before not in served:
+            sn.call("POST", USERS, json={"sys_id": before, "user_name": f"kb{rounds}"})
+        after = matching(last)
+        if after:
+            gone = sn.call("DELETE", f"{USERS}/{after[0]}", auth=ADMIN)
+            assert gone.status_code == 204, gone.text
+    assert rounds >= 2 and served == sorted(set(served))
+    backwards = query(sn, f"{condition}ORDERBYDESCsys_id")
+    assert [r["sys_id"].lower() for r in backwards] == matching("")[::-1]
+
+
 def test_post_without_a_body_creates_a_record_of_defaults(start: Launch) -> None:
     sn: Instance = start()
     created = sn.call("POST", "/api/now/table/sys_user_group")

@@ -292,6 +292,14 @@ def test_runner_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     ):
         assert line in out
     assert "measured on 10 users, extrapolated" in out
+
+    def row(scenario: str, label: str) -> str:
+        table = out.split(f"== {scenario}:")[1].split("\n\n")[0]
+        return next(line for line in table.splitlines() if line.startswith(label)).split()[-1]
+
+    assert float(row("empty", "client CPU per object (ms)")) > 0
+    assert row("nochange", "client CPU per object (ms)") == "n/a"  # nothing written
+    assert 0 < int(row("nochange", "requests in all")) < int(row("empty", "requests in all"))
     assert "FAILURES" not in out
 
 
@@ -311,6 +319,27 @@ def test_step_check_flags_a_step_that_grows_faster_than_n() -> None:
     assert steps.exponent([1000, 2000], [0.01, 0.04]) is None  # too small to tell
     calm = steps.report(sizes, [row for row in rows if not row.faster_than_n])
     assert calm.splitlines()[-1].startswith("no step grows faster than N")
+
+
+def test_a_setup_step_runs_without_latency_and_only_the_asked_scenario_is_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--users=30",
+        "--groups=2",
+        "--scenario=nochange",
+        "--sn-latency-ms=40",
+        "--graph-latency-ms=5",
+        "--no-baseline",
+        "--sandbox=thread",
+        f"--workdir={tmp_path}",
+    ]
+    assert run.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "== nochange:" in captured.out and "== empty:" not in captured.out
+    assert "== half:" not in captured.out
+    assert "[half] done as setup, without latency (not reported)" in captured.err
+    assert "[nochange] snsync cycle over 30 users (bound on today (overridden): " in captured.err
 
 
 def test_runner_users_only_prints_the_like_for_like_comparison(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import bisect
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -141,11 +142,15 @@ class Delta:
                 weight += item.weight
         return page, None
 
-    def _ids(self, state: Mapping[str, Any]) -> list[str]:
+    def _ids(self, state: Mapping[str, Any]) -> Iterable[str]:
         after, resuming = state["a"], state["m"] is not None
+        hidden = self.directory.soft_deleted
+        if state["f"] is None and self.kind == "users":  # in order already: start at the cursor
+            ordered = self.directory.user_ids()
+            start = (bisect.bisect_left if resuming else bisect.bisect_right)(ordered, after)
+            return (ordered[i] for i in range(start, len(ordered)) if ordered[i] not in hidden)
         if state["f"] is None:
-            source = self.directory.users if self.kind == "users" else self.directory.groups
-            ids = [i for i in source if i not in self.directory.soft_deleted]
+            ids = [i for i in self.directory.groups if i not in hidden]
         else:
             kind = "user" if self.kind == "users" else "group"
             changes = self.directory.changes_between(int(state["f"]), int(state["t"]))

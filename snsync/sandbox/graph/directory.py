@@ -73,6 +73,7 @@ class Directory:
         self.assignments: dict[str, dict[str, Any]] = {}
         self.changes: list[Change] = []
         self._upns: dict[str, str] = {}
+        self._user_ids: list[str] | None = None  # every user id in order, made when asked
 
     @property
     def seq(self) -> int:
@@ -85,6 +86,13 @@ class Directory:
         if user_id in self.soft_deleted:
             return None
         return self.users.get(user_id)
+
+    def user_ids(self) -> list[str]:
+        """Every user's id (soft-deleted ones too) in sort order; kept until a user is added or
+        purged, so that paging a large directory does not sort it for every page."""
+        if self._user_ids is None:
+            self._user_ids = sorted(self.users)
+        return self._user_ids
 
     def group(self, group_id: str) -> dict[str, Any] | None:
         """A group by id."""
@@ -141,6 +149,7 @@ class Directory:
     def add_user(self, user: dict[str, Any], manager: str | None) -> None:
         """Create a user (already validated) and log it."""
         self.users[user["id"]] = user
+        self._user_ids = None
         self._upns[user["userPrincipalName"].lower()] = user["id"]
         if manager:
             self.managers[user["id"]] = manager
@@ -184,6 +193,7 @@ class Directory:
     def hard_delete_user(self, user_id: str) -> None:
         """Purge a user: memberships, assignments and manager links go too."""
         user = self.users.pop(user_id)
+        self._user_ids = None
         self.soft_deleted.discard(user_id)
         self._upns.pop(user["userPrincipalName"].lower(), None)
         self.managers.pop(user_id, None)

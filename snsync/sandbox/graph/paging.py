@@ -4,8 +4,9 @@ $skiptoken links, and rendering of stored objects.
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -21,11 +22,40 @@ LIST_OPTIONS = ("$select", "$top", "$filter", "$skiptoken", "$count")
 
 
 class Pager:
-    """Key-ordered paging with an opaque $skiptoken: no drift when rows change between pages."""
+    """Key-ordered paging with an opaque $skiptoken: no drift when rows change between pages.
+
+    Built from rows (sorted here), or with `Pager.over` from keys already in order and a look-up
+    that says which of them the listing shows: a page then costs its own rows, not the whole
+    collection's (a 100,000-user listing has 1,000 pages)."""
 
     def __init__(self, routes: RouteBase, rows: list[tuple[str, Any]], context: str) -> None:
+        ordered = sorted(rows, key=lambda row: row[0])
+        items = dict(ordered)
+        self._setup(routes, [key for key, _ in ordered], items.get, context)
+
+    @classmethod
+    def over(
+        cls,
+        routes: RouteBase,
+        keys: Sequence[str],
+        lookup: Callable[[str], Any | None],
+        context: str,
+    ) -> Pager:
+        """A pager over `keys` (sorted, unique); `lookup` gives a key's item, None to skip it."""
+        pager = cls.__new__(cls)
+        pager._setup(routes, keys, lookup, context)
+        return pager
+
+    def _setup(
+        self,
+        routes: RouteBase,
+        keys: Sequence[str],
+        lookup: Callable[[str], Any | None],
+        context: str,
+    ) -> None:
         self.routes = routes
-        self.rows = sorted(rows, key=lambda row: row[0])
+        self.keys = keys
+        self.lookup = lookup
         self.context = context
 
     def answer(self, render: Callable[[Any], dict[str, Any]]) -> Response:
@@ -38,16 +68,28 @@ class Pager:
             after = str(
                 self.routes.service.open_token(call.query["$skiptoken"], "$skiptoken").get("a", "")
             )
-        remaining = [row for row in self.rows if row[0] > after]
-        page = remaining[:top]
+        page, more = self._window(after, top)
         body: dict[str, Any] = {"@odata.context": self.routes.context(self.context)}
         if is_counting(call):
-            body["@odata.count"] = len(self.rows)
-        if len(remaining) > top:
+            body["@odata.count"] = sum(1 for key in self.keys if self.lookup(key) is not None)
+        if more:
             token = self.routes.service.seal({"a": page[-1][0]})
             body["@odata.nextLink"] = paging_link(call, {"$skiptoken": token}, keep=True)
         body["value"] = [render(item) for _, item in page]
         return Response(200, body)
+
+    def _window(self, after: str, top: int) -> tuple[list[tuple[str, Any]], bool]:
+        """Up to `top` shown rows with keys after `after`, and whether another follows them."""
+        keys, lookup = self.keys, self.lookup
+        page: list[tuple[str, Any]] = []
+        for index in range(bisect.bisect_right(keys, after), len(keys)):
+            item = lookup(keys[index])
+            if item is None:
+                continue
+            if len(page) == top:
+                return page, True
+            page.append((keys[index], item))
+        return page, False
 
 
 def parse_select(query: Mapping[str, str], catalog: Mapping[str, str]) -> list[str] | None:

@@ -79,14 +79,14 @@ class UserRoutes(RouteBase):
         select = parse_select(self.call.query, USER_CATALOG)
         expand = parse_expand_manager(self.call.query)
         predicate = ODataFilter.parse(self.call, USER_CATALOG, "User")
-        rows = [
-            (uid, user)
-            for uid, user in self.directory.users.items()
-            if uid not in self.directory.soft_deleted and predicate(user)
-        ]
-        return Pager(self, rows, f"users{select_suffix(select)}").answer(
-            lambda user: self.render_user(user, select, expand)
-        )
+        users, hidden = self.directory.users, self.directory.soft_deleted
+
+        def shown(uid: str) -> dict[str, Any] | None:
+            user = users.get(uid)
+            return user if user is not None and uid not in hidden and predicate(user) else None
+
+        pager = Pager.over(self, self.directory.user_ids(), shown, f"users{select_suffix(select)}")
+        return pager.answer(lambda user: self.render_user(user, select, expand))
 
     def _user_item(self, key: str) -> Response:
         method = self.method("GET", "PATCH", "DELETE")

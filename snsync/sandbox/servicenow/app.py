@@ -126,6 +126,13 @@ class ServiceNowApp:
                 raise KeyError(f"unknown table {table}")
             return [dict(record) for record in self._store.rows[table].values()]
 
+    def row_count(self, table: str) -> int:
+        """How many records a table holds (no copies: for counters on large tables)."""
+        with self._lock:
+            if table not in self._store.specs:
+                raise KeyError(f"unknown table {table}")
+            return len(self._store.rows[table])
+
     def write_count(self) -> int:
         """Successful POST/PUT/PATCH/DELETE calls so far, those inside batches included."""
         return self._api.write_count()

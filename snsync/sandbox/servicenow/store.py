@@ -53,6 +53,9 @@ class Store:
         # and `_ids` maps each back to the id as stored (an insert may bring its own, any case).
         self._ids = {table: {i.lower(): i for i in records} for table, records in rows.items()}
         self._sorted = {table: sorted(ids) for table, ids in self._ids.items()}
+        # Inserted ids not merged into `_sorted` yet: `_order` merges them when an ordered walk
+        # needs them, so that a run of inserts does not shift a long list once per insert.
+        self._unmerged: dict[str, list[str]] = {table: [] for table in rows}
         # Unique fields are indexed (lower-cased, as the database compares them), so that
         # uniqueness checks and account look-ups stay cheap on large tables.
         self._unique: dict[tuple[str, str], dict[str, str]] = {
@@ -98,7 +101,7 @@ class Store:
         if table == "sys_user" and (user := self.find_user(wanted)):
             return user["sys_id"]
         key = self.specs[table].display_field
-        for lowered in self._sorted[table]:
+        for lowered in self._order(table):
             sys_id = self._ids[table][lowered]
             if self.rows[table][sys_id].get(key, "").lower() == wanted:
                 return sys_id
@@ -116,9 +119,13 @@ class Store:
     def select(self, table: str, query: EncodedQuery) -> list[dict[str, str]]:
         """The records matching a query, in its order (sys_id order by default)."""
         fields = TableFields(self, table)
-        matching = compile_query(query, fields)
         rows = self.rows[table]
-        found = [rows[i] for i in self._candidates(table, query) if matching(rows[i])]
+        found = [rows[i] for i in self._candidates(table, query)]
+        if not _keyset_only(query):  # a keyset condition alone is answered by the candidates
+            matching = compile_query(query, fields)
+            found = [record for record in found if matching(record)]
+        if _in_sys_id_order(query):  # the candidates are in that order already
+            return found
         return order_records(found, query, fields)
 
     def create(
@@ -162,7 +169,7 @@ class Store:
         """Store a complete record."""
         self.rows[table][record["sys_id"]] = record
         self._ids[table][record["sys_id"].lower()] = record["sys_id"]
-        bisect.insort(self._sorted[table], record["sys_id"].lower())
+        self._unmerged[table].append(record["sys_id"].lower())
         self._index(table, record)
 
     def delete(self, table: str, sys_id: str) -> None:
@@ -171,7 +178,7 @@ class Store:
             if inherited in self.rows[USER_ROLE]:
                 self.delete(USER_ROLE, inherited)
         self._unindex(table, self.rows[table].pop(sys_id))
-        ordered = self._sorted[table]
+        ordered = self._order(table)
         del self._ids[table][sys_id.lower()]
         del ordered[bisect.bisect_left(ordered, sys_id.lower())]
         for spec in self.specs.values():
@@ -264,10 +271,18 @@ class Store:
         ids = self._ids[table]
         return [ids[lowered] for lowered in self._candidate_keys(table, query)]
 
+    def _order(self, table: str) -> list[str]:
+        """The table's lower-cased sys_ids in order, inserts merged in."""
+        ordered, unmerged = self._sorted[table], self._unmerged[table]
+        if unmerged:
+            ordered += unmerged  # a sorted run and a short tail: the sort merges them
+            ordered.sort()
+            unmerged.clear()
+        return ordered
+
     def _candidate_keys(self, table: str, query: EncodedQuery) -> list[str]:
-        ordered = self._sorted[table]
         if len(query.segments) != 1:
-            return ordered
+            return self._order(table)
         start = 0
         for condition, *alternatives in query.segments[0]:
             if alternatives:
@@ -280,8 +295,8 @@ class Store:
                 return [index[value].lower()] if value in index else []
             if condition.field == "sys_id" and condition.operator in (">", ">="):
                 find = bisect.bisect_right if condition.operator == ">" else bisect.bisect_left
-                start = max(start, find(ordered, value))
-        return ordered[start:]
+                start = max(start, find(self._order(table), value))
+        return self._order(table)[start:]
 
 
 @dataclass(frozen=True)
@@ -318,6 +333,24 @@ class TableFields:
             return read
         # A reference sorts by the display value of the record it points at.
         return lambda record: self.store.display(column.reference, read(record))
+
+
+def _keyset_only(query: EncodedQuery) -> bool:
+    # `sys_id>X` / `sys_id>=X`, AND-ed, and nothing else: `_candidate_keys` starts past X
+    # (lower-cased, as the matcher compares them), so every candidate matches.
+    if len(query.segments) != 1:
+        return not query.segments
+    return all(
+        len(clause) == 1 and clause[0].field == "sys_id" and clause[0].operator in (">", ">=")
+        for clause in query.segments[0]
+    )
+
+
+def _in_sys_id_order(query: EncodedQuery) -> bool:
+    # Records come in sys_id order; ordering by sys_id first (unique) leaves that order, and
+    # later terms can only break ties that sys_id never has.
+    order = query.order_by
+    return not order or (order[0].field == "sys_id" and not order[0].descending)
 
 
 def apply_rules(spec: TableSpec, before: Mapping[str, str] | None, after: dict[str, str]) -> None:
