@@ -112,9 +112,9 @@ def report_text(report: CycleReport) -> str:
         lines += [f"  - {_result_line(r)}" for r in failures[:20]]
         if len(failures) > 20:
             lines.append(f"  ... and {len(failures) - 20} more: snsync logs --status Failure")
-    warnings = [r for r in report.results if r.status is Status.WARNING]
+    warnings = report.summary.warnings
     if warnings:
-        lines.append(f"{len(warnings)} warning(s); see: snsync logs --status Warning")
+        lines.append(f"{warnings} warning(s); see: snsync logs --status Warning")
     lines += _next_steps(report)
     return printable_lines(lines)
 
@@ -126,7 +126,7 @@ def cycle_mode(report: CycleReport) -> str | None:
 
 def cycle_outcome(report: CycleReport) -> str:
     """success, held, interrupted or failed: what the cycle's exit code and results say."""
-    if any(r.reason == Reason.INTERRUPTED for r in report.results):
+    if report.summary.interrupted:
         return "interrupted"
     if report.exit_code is ExitCode.HELD:
         return "held"
@@ -143,7 +143,7 @@ def _next_steps(report: CycleReport) -> list[str]:
         )
     if report.exit_code is ExitCode.HELD and not report.planned.held:
         lines.append("HELD: see snsync status for what is held and how to release it")
-    stopped = sum(1 for r in report.results if r.reason == Reason.INTERRUPTED)
+    stopped = report.summary.interrupted
     if stopped:
         lines.append(
             f"INTERRUPTED: {stopped} object(s) were not started; what finished is recorded. "
@@ -164,7 +164,7 @@ def summary_fields(report: CycleReport) -> dict[str, Any]:
         "counts": report.counts(),
         "unchanged": report.planned.unchanged,
         "requests": report.requests,
-        "failures": len(report.failures()),
+        "failures": len(report.summary.failures),
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from snsync.config import Config
@@ -19,7 +19,7 @@ from snsync.engine.journal import journaling
 from snsync.engine.plan import CyclePlan, cycle_options, plan_cycle
 from snsync.engine.ports import Ports, StateStore, ports_for
 from snsync.engine.reading import Reading, read_picture
-from snsync.engine.record import Outcome, cycle_record, result_counts
+from snsync.engine.record import Outcome, cycle_record, outcomes_of
 from snsync.engine.trust import Trust
 from snsync.errors import ExitCode
 from snsync.masking import Masker, new_key
@@ -33,31 +33,75 @@ KINDS = (ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSHIP, ObjectType.KE
 
 
 @dataclass(frozen=True)
+class Summary:
+    """What the summary, the exit code, the mails and the quarantine need of a cycle's results,
+    taken in one pass over them (so that no caller goes through every result again)."""
+
+    counts: dict[str, dict[str, int]]  # by 'kind Action', then by status
+    failures: tuple[Result, ...]
+    held: tuple[Result, ...]  # held adoptions (AdoptionHeld): they need an admin
+    warnings: int
+    interrupted: int  # not started: snsync was stopped
+    writes: int  # results of items that send a write
+    failed_writes: int
+
+
+def summarise(results: Iterable[Result]) -> Summary:
+    counts: dict[str, dict[str, int]] = {}
+    failures: list[Result] = []
+    held: list[Result] = []
+    warnings = interrupted = writes = failed_writes = 0
+    for r in results:
+        row = counts.setdefault(f"{r.item.kind} {r.item.action.value}", {})
+        row[r.status.value] = row.get(r.status.value, 0) + 1
+        if r.status is Status.FAILURE:
+            failures.append(r)
+        elif r.status is Status.WARNING:
+            warnings += 1
+        if r.reason == Reason.ADOPTION_HELD:
+            held.append(r)
+        elif r.reason == Reason.INTERRUPTED:
+            interrupted += 1
+        if r.item.writes:
+            writes += 1
+            failed_writes += r.status is Status.FAILURE
+    return Summary(
+        counts, tuple(failures), tuple(held), warnings, interrupted, writes, failed_writes
+    )
+
+
+@dataclass(frozen=True)
 class CycleReport:
-    """What one cycle did."""
+    """What one cycle did. `results` holds every result in the plan's order (after a real
+    cycle compactly, engine/written.py: each is made when asked for); `summary` is what the
+    summary, exit code, mails and quarantine read."""
 
     cycle_id: int | None
     dry_run: bool
     duration_s: float
     planned: CyclePlan
-    results: tuple[Result, ...]
+    results: Sequence[Result]
     requests: dict[str, int] = field(default_factory=dict)
     mode: str = ""  # full | incremental ("" on demand, which reads one object)
     mode_reason: str = ""  # why a full cycle was full
+    summary: Summary = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "summary", summarise(outcomes_of(self.results)))
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Results by object type and action, then by status (keys like 'user Create')."""
-        return result_counts(self.results)
+        return {action: dict(row) for action, row in self.summary.counts.items()}
 
     def failures(self) -> list[Result]:
-        return [r for r in self.results if r.status is Status.FAILURE]
+        return list(self.summary.failures)
 
     @property
     def exit_code(self) -> ExitCode:
-        held_adoption = any(r.reason == Reason.ADOPTION_HELD for r in self.results)
+        held_adoption = bool(self.summary.held)
         if self.planned.held or self.planned.target_incomplete or held_adoption:
             return ExitCode.HELD
-        return ExitCode.OBJECT_FAILURES if self.failures() else ExitCode.OK
+        return ExitCode.OBJECT_FAILURES if self.summary.failures else ExitCode.OK
 
 
 def read_and_plan(
@@ -221,7 +265,7 @@ def _cycle(
     )
     duration = time.monotonic() - started
     report = CycleReport(
-        cycle_id, dry_run, duration, planned, tuple(results), ports.requests(),
+        cycle_id, dry_run, duration, planned, results, ports.requests(),
         reading.mode, reading.reason,
     )  # fmt: skip
     if cycle_id is not None:

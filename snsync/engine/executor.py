@@ -21,7 +21,6 @@ from snsync.model import (
     Record,
     Result,
     Status,
-    placeholder_of,
 )
 from snsync.stop import STOP
 
@@ -45,11 +44,14 @@ def execute_waves(
     dry_run: bool = False,
     on_result: OnResult | None = None,
     batching: Batching | None = None,
-) -> list[Result]:
+) -> Sequence[Result]:
     """Execute the waves' items, each as soon as the records it names, created or adopted in
     earlier waves, exist (engine/schedule.py); an item sees exactly the records earlier waves
     created, as if the waves ran one after another. With `batching` (and a target that can),
-    writes go through the Batch API. A dry run resolves nothing and sends nothing."""
+    writes go through the Batch API. A dry run resolves nothing and sends nothing.
+
+    The results come back in the items' order, kept compactly (engine/written.py: `Written`):
+    whoever needs them as they come gets them through `on_result`."""
     waves = [tuple(wave) for wave in waves]
     if dry_run:
         items = [item for wave in waves for item in wave]
@@ -70,7 +72,6 @@ def execute_waves(
         workers=concurrency,
         batch_size=batching.size if batching and batched else 1,
         resolve=resolve,
-        made=made,
         report=on_result or (lambda _result: None),
     )
     return scheduler.execute()
@@ -111,19 +112,6 @@ def resolve(item: PlanItem, created: Mapping[str, str]) -> PlanItem | Result:
         reason=resolved.reason or Reason.NOT_CREATED,
         message="; ".join(m for m in (resolved.message, note) if m),
     )
-
-
-def made(results: Iterable[Result]) -> dict[str, str]:
-    """Placeholder -> sys_id of the records these results created or adopted (no membership
-    row is ever named by a placeholder: none of those)."""
-    return {
-        placeholder_of(r.item): r.sys_id
-        for r in results
-        if r.sys_id
-        and r.item.object_type is not ObjectType.MEMBERSHIP
-        and r.status in (Status.SUCCESS, Status.WARNING)
-        and (r.item.action is Action.CREATE or r.item.adopt)
-    }
 
 
 def execute(

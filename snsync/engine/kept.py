@@ -30,19 +30,12 @@ def picture_facts(
     focus = planned.focus
     users = planned.snapshot.users
     in_scope = [i for i, u in users.items() if u.in_scope and (focus is None or i in focus.users)]
-    done = {
-        (r.item.object_type, r.item.directory_id)
-        for r in results
-        if r.item.writes and r.status is Status.SUCCESS
-    }
     pending: dict[str, set[str]] = {USER: set(), GROUP: set(), MEMBERSHIP: set()}
-    for item in planned.items():
-        if (item.object_type, item.directory_id) in done or _standing(item):
-            continue
-        if item.object_type is MEMBERSHIP:
-            pending[MEMBERSHIP].add(item.directory_id.split(":", 1)[-1])
-        elif item.object_type in (USER, GROUP):
-            pending[item.object_type].add(item.directory_id)
+    for kind, directory_id in _pending_objects(results):
+        if kind is MEMBERSHIP:
+            pending[MEMBERSHIP].add(directory_id.split(":", 1)[-1])
+        elif kind in (USER, GROUP):
+            pending[kind].add(directory_id)
     return PictureFacts(
         in_scope=in_scope,
         assignments=tuple(
@@ -58,6 +51,22 @@ def picture_facts(
         link_field=config.mappings.link_field,
         listed=reading.listed,
     )
+
+
+def _pending_objects(results: Sequence[Result]) -> set[tuple[ObjectType, str]]:
+    """The objects with a plan item (one result each, in the plan's order) none of whose
+    writes succeeded, but for standing skips. Two passes, so that only the few objects left
+    pending are held, never a set of every object written."""
+    left = {
+        (r.item.object_type, r.item.directory_id)
+        for r in results
+        if not (r.item.writes and r.status is Status.SUCCESS) and not _standing(r.item)
+    }
+    if left:
+        for r in results:
+            if r.item.writes and r.status is Status.SUCCESS:
+                left.discard((r.item.object_type, r.item.directory_id))
+    return left
 
 
 def _standing(item: PlanItem) -> bool:

@@ -49,6 +49,7 @@ def plan_memberships(
     kept: Mapping[str, str] | None = None,
     account: str = "",
     frozen: Collection[str] = (),
+    waits: Waits | None = None,
 ) -> MembershipPlan:
     """Plan memberships of the groups in `wanted` (in-scope group id -> member user ids).
 
@@ -58,6 +59,8 @@ def plan_memberships(
     never deletes). A row created by the integration `account` is snsync's even when its link
     was lost (a create whose answer never came back), and one created by anyone else never is.
     No row of a `frozen` user or group (linked to a protected record) is added or removed.
+    A new row waits for its group and user when they are created or adopted this cycle
+    (`waits`): it names their placeholders, marked pending.
     """
     rows = list(rows)
     kept = kept or {}
@@ -69,12 +72,13 @@ def plan_memberships(
     forgotten: list[str] = []
     wanted_keys: set[str] = set()
     unchanged = 0
+    adding = _Adding(names, waits or Waits({}, {}))
     for key, group_sys, user_sys in _wanted_pairs(wanted, group_links, user_links, frozen):
         wanted_keys.add(key)
         row = by_pair.get((group_sys, user_sys))
         if row is None:
             group_id, user_id = key.split(":", 1)
-            items.append(_add(key, group_id, user_id, group_sys, user_sys, names))
+            items.append(adding.item(key, group_id, user_id, group_sys, user_sys))
         elif _linked(key, row, owned, kept, creators):
             unchanged += 1
         elif creators.ours(row):
@@ -226,22 +230,53 @@ def _label(names: Mapping[str, str], group_id: str, user_id: str) -> str:
     return f"{names.get(group_id, group_id)} / {names.get(user_id, user_id)}"
 
 
-def _add(
-    key: str, group_id: str, user_id: str, group_sys: str, user_sys: str, names: Mapping[str, str]
-) -> PlanItem:
-    changes = (
-        Change("group", None, group_sys, names.get(group_id)),
-        Change("user", None, user_sys, names.get(user_id)),
-    )
-    return PlanItem(
-        Action.CREATE,
-        key,
-        _label(names, group_id, user_id),
-        None,
-        changes,
-        message="member in the directory",
-        object_type=ObjectType.MEMBERSHIP,
-    )
+@dataclass(frozen=True)
+class Waits:
+    """The placeholders of the groups and users created or adopted this cycle, by directory
+    id: a new row names them, and waits for their writes."""
+
+    groups: Mapping[str, str]
+    users: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class _Adding:
+    """Builds the rows to add. Their group and user Changes are shared: every new row of a
+    group names the same group value and label (at 100,000 users there are about 116,000
+    rows to add, and two Changes each would be about 16 MB)."""
+
+    names: Mapping[str, str]
+    waits: Waits
+    changes: dict[tuple[str, str, str], Change] = field(default_factory=dict)
+
+    def change(self, name: str, directory_id: str, value: str) -> Change:
+        found = self.changes.get((name, directory_id, value))
+        if found is None:
+            found = Change(name, None, value, self.names.get(directory_id))
+            self.changes[(name, directory_id, value)] = found
+        return found
+
+    def item(
+        self, key: str, group_id: str, user_id: str, group_sys: str, user_sys: str
+    ) -> PlanItem:
+        group_wait, user_wait = self.waits.groups.get(group_id), self.waits.users.get(user_id)
+        changes = (
+            self.change("group", group_id, group_wait or group_sys),
+            self.change("user", user_id, user_wait or user_sys),
+        )
+        pending = {"group"} if group_wait else set()
+        if user_wait:
+            pending.add("user")
+        return PlanItem(
+            Action.CREATE,
+            key,
+            _label(self.names, group_id, user_id),
+            None,
+            changes,
+            message="member in the directory",
+            object_type=ObjectType.MEMBERSHIP,
+            pending=frozenset(pending),
+        )
 
 
 def _remove(key: str, row: str, names: Mapping[str, str], why: str) -> PlanItem:

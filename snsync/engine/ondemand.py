@@ -130,7 +130,7 @@ def execute_on_demand(
     *,
     dry_run: bool,
     batching: Batching | None = None,
-) -> list[Result]:
+) -> Sequence[Result]:
     """The waves executed as a cycle executes them: each confirmed create or adoption linked at
     once (journaled), and the next cycle full until this one is recorded."""
     on_result = None

@@ -22,7 +22,7 @@ from snsync.engine.guards import (
     incomplete_target,
     wait_for_backoff,
 )
-from snsync.engine.memberships import MembershipPlan, plan_memberships
+from snsync.engine.memberships import MembershipPlan, Waits, plan_memberships
 from snsync.engine.planner import (
     PlanOptions,
     effective_links,
@@ -467,9 +467,9 @@ def plan_cycle_memberships(
         kept=links.get(KEPT, {}),
         account=account,
         frozen=users.frozen | groups.frozen,
+        waits=Waits(group_waits, user_waits),
     )
-    items = tuple(_wait_for(i, group_waits, user_waits) for i in planned.plan.items)
-    return replace(planned, plan=replace(planned.plan, items=items))
+    return planned
 
 
 def links_after(table: TablePlan) -> tuple[dict[str, str], dict[str, str]]:
@@ -514,19 +514,6 @@ def wanted_members(snapshot: SourceSnapshot) -> dict[str, tuple[str, ...]]:
 def waiting_for(escrow: Iterable[EscrowEntry]) -> list[Waiting]:
     """Objects whose writes wait out a back-off, from the escrow in the state."""
     return [Waiting(e.object_type, e.directory_id, e.failures, e.next_attempt) for e in escrow]
-
-
-def _wait_for(
-    item: PlanItem, group_waits: Mapping[str, str], user_waits: Mapping[str, str]
-) -> PlanItem:
-    """A new membership row names its group's and user's placeholders while they are pending."""
-    if item.action is not Action.CREATE:
-        return item
-    group_id, user_id = item.directory_id.split(":", 1)
-    waits = {"group": group_waits.get(group_id), "user": user_waits.get(user_id)}
-    changes = tuple(replace(c, new=waits.get(c.field) or c.new) for c in item.changes)
-    pending = frozenset(f for f, wait in waits.items() if wait)
-    return replace(item, changes=changes, pending=item.pending | pending)
 
 
 def _with_new_references(references: References, creates: Sequence[PlanItem]) -> References:

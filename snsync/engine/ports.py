@@ -43,7 +43,7 @@ class Directory(Protocol):
 
     def users(
         self, attributes: set[str], progress: Progress | None, incomplete: list[str]
-    ) -> list[dict[str, Any]]: ...
+    ) -> Sequence[Mapping[str, Any]]: ...
 
     def groups(
         self,

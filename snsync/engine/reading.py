@@ -23,7 +23,12 @@ from typing import Any
 from snsync import background
 from snsync.config import AttributeMapping, Config
 from snsync.engine.approvals import trust_from_config
-from snsync.engine.directory import assigned_groups, build_snapshot, refuse_over_long
+from snsync.engine.directory import (
+    assigned_groups,
+    build_snapshot,
+    refuse_over_long,
+    with_shared_ids,
+)
 from snsync.engine.narrow import Narrowing, narrow_block, read_narrowed
 from snsync.engine.plan import (
     cycle_options,
@@ -50,6 +55,7 @@ from snsync.model import (
     AppScope,
     Assignment,
     DeltaLinks,
+    DictView,
     ObjectType,
     Picture,
     Progress,
@@ -170,10 +176,11 @@ def read_full(config: Config, ports: Ports, progress: Progress | None, reason: s
         refuse_over_long(groups, limit),
     )
     refused.update(refused_groups)
+    app = with_shared_ids(app, users)
     source = build_snapshot(users, app, config.scope, groups, incomplete, refused=refused)
     snapshot = TargetSnapshot(*(background.result(f, READING_SN) for f in servicenow))
     cache = SourceCache(  # the objects as read (refuse_over_long made them ours): no copy
-        {str(u["id"]): u for u in users},
+        DictView({str(u["id"]): u for u in users}),
         {str(g["id"]): g for g in groups},
         dict(app.group_members),
     )

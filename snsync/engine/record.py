@@ -20,6 +20,7 @@ from snsync.engine.reading import (
     target_fields,
     watermark,
 )
+from snsync.engine.written import Written
 from snsync.graph.source import ALWAYS_SELECT, EXTENSIONS_PROPERTY, SYNTHESIZED
 from snsync.mapping.mapper import Mapper
 from snsync.masking import DIGESTS_KEY, MASKED_ATTRIBUTE, Masker
@@ -53,7 +54,7 @@ class Outcome:
 
     cycle_id: int
     duration_s: float
-    results: tuple[Result, ...]
+    results: Sequence[Result]
     requests: Mapping[str, int]
     now: float | None = None  # the clock port's time at the end of the cycle
 
@@ -65,8 +66,9 @@ def cycle_record(
     outcome: Outcome,
     masker: Masker | None = None,
 ) -> CycleRecord:
-    """Everything the state keeps of one cycle."""
-    results = outcome.results
+    """Everything the state keeps of one cycle. Only the log needs the items as they were sent
+    (`outcome.results`); everything else goes through the cheap view (`outcomes_of`)."""
+    results = outcomes_of(outcome.results)
     user_links = {
         **planned.users.links,
         **new_links(r for r in results if r.item.object_type is USER),
@@ -93,7 +95,7 @@ def cycle_record(
         "failures" if failures else "success",
         counts(planned, outcome),
         outcome.requests,
-        results,
+        outcome.results,
         links,
         config.safety.retry_backoff,
         planned.held,
@@ -108,13 +110,20 @@ def cycle_record(
         redaction_key=masker.key if masker is not None else None,
         picture_facts=facts,
         picture_changes=changes,
+        escrow_results=results,
     )
+
+
+def outcomes_of(results: Sequence[Result]) -> Sequence[Result]:
+    """The cheap view of a cycle's results (engine/written.py): what goes through them without
+    reading an item's changes need not make the items as they were sent again."""
+    return results.outcomes() if isinstance(results, Written) else results
 
 
 def counts(planned: CyclePlan, outcome: Outcome) -> dict[str, Any]:
     """What the cycles table keeps of a cycle's numbers."""
     return {
-        "by_action": result_counts(outcome.results),
+        "by_action": result_counts(outcomes_of(outcome.results)),
         "unchanged": planned.unchanged,
         "in_scope": planned.in_scope,
         "duration_s": round(outcome.duration_s, 3),
@@ -150,13 +159,15 @@ def membership_links(
     """Rows snsync added or found again (its own), rows that existed before it (kept, never
     deleted), and rows removed or gone. An existing row is linked only once both its group and
     its user are linked (their creation or adoption this cycle may have failed)."""
-    done = [r for r in results if r.item.object_type is MEMBERSHIP]
     removed = [
         r.item.directory_id
-        for r in done
-        if r.item.action is Action.DELETE and r.status is Status.SUCCESS
+        for r in results
+        if r.item.object_type is MEMBERSHIP
+        and r.item.action is Action.DELETE
+        and r.status is Status.SUCCESS
     ]
     gone = [*removed, *memberships.forgotten]
+    made = new_links(r for r in results if r.item.object_type is MEMBERSHIP)
 
     def linked(rows: Mapping[str, str]) -> dict[str, str]:
         return {
@@ -166,7 +177,7 @@ def membership_links(
         }
 
     return {
-        MEMBERSHIP: LinkChanges({**linked(memberships.recovered), **new_links(done)}, gone),
+        MEMBERSHIP: LinkChanges({**linked(memberships.recovered), **made}, gone),
         KEPT: LinkChanges(linked(memberships.adopted), gone),
     }
 

@@ -16,15 +16,14 @@ from __future__ import annotations
 import heapq
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from snsync.engine.written import Resolve, Written
 from snsync.model import Action, PlanItem, Result, placeholder_of
 
 Run = Callable[[Sequence[PlanItem]], list[Result]]  # sends items (one worker), one Result each
-Resolve = Callable[[PlanItem, Mapping[str, str]], "PlanItem | Result"]
-Made = Callable[[Sequence[Result]], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class Graph:
 
     items: tuple[PlanItem, ...]  # the waves' items, in the waves' order
     wave: tuple[int, ...]  # the wave of each item
-    waits: tuple[frozenset[int], ...]  # items of earlier waves each item waits for
+    waits: tuple[tuple[int, ...], ...]  # items of earlier waves each item waits for
     dependents: tuple[tuple[int, ...], ...]  # the items waiting for each item
     height: tuple[int, ...]  # the longest chain of dependents below each item
 
@@ -54,11 +53,13 @@ def dependency_graph(waves: Sequence[Sequence[PlanItem]]) -> Graph:
     for index, item in enumerate(items):
         if item.action is Action.CREATE or item.adopt:
             producer.setdefault(placeholder_of(item), index)
-    waits: list[frozenset[int]] = []
+    waits: list[tuple[int, ...]] = []
     dependents: list[list[int]] = [[] for _ in items]
     for index, item in enumerate(items):
         found = {producer[p] for p in named(item) if p in producer}
-        earlier = frozenset(i for i in found if wave[i] < wave[index])
+        # A tuple, not a frozenset: it lives as long as the cycle's results (engine/written.py)
+        # and most are empty (one shared object) or hold one or two items.
+        earlier = tuple(sorted(i for i in found if wave[i] < wave[index]))
         waits.append(earlier)
         for i in earlier:
             dependents[i].append(index)
@@ -74,7 +75,9 @@ def share(ready: int, workers: int, batch_size: int) -> int:
 
 
 class Scheduler:
-    """Runs a dependency graph with `workers` threads; one Result per item, in its order."""
+    """Runs a dependency graph with `workers` threads; one Result per item, in its order, kept
+    compactly (engine/written.py): the sys_ids an item's placeholders stand for are the kept
+    results of the items it waited for."""
 
     def __init__(
         self,
@@ -84,7 +87,6 @@ class Scheduler:
         workers: int,
         batch_size: int,
         resolve: Resolve,
-        made: Made,
         report: Callable[[Result], None],
     ) -> None:
         self.graph = graph
@@ -92,10 +94,8 @@ class Scheduler:
         self.workers = max(1, workers)
         self.batch_size = max(1, batch_size)
         self.resolve = resolve
-        self.made = made
         self.report = report  # for the results the scheduler makes itself (not sent)
-        self.results: list[Result | None] = [None] * len(graph.items)
-        self.created: dict[str, str] = {}  # placeholder -> sys_id, as records are written
+        self.results = Written(graph.items, graph.waits, resolve)
         self._left = [len(w) for w in graph.waits]
         self._ready: list[tuple[int, int]] = []
         self._open = len(graph.items)  # items without a result yet; -1: a worker failed
@@ -104,13 +104,13 @@ class Scheduler:
             if not left:
                 self._push(index)
 
-    def execute(self) -> list[Result]:
+    def execute(self) -> Written:
         """Every item's Result, in the items' order; a worker's exception is raised here."""
         workers = min(self.workers, max(1, len(self.graph.items)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snsync-exec") as pool:
             for running in [pool.submit(self._work) for _ in range(workers)]:
                 running.result()
-        return [r for r in self.results if r is not None]
+        return self.results
 
     def _work(self) -> None:
         while (chunk := self._take()) is not None:
@@ -138,7 +138,7 @@ class Scheduler:
             chunk: list[tuple[int, PlanItem]] = []
             while self._ready and len(chunk) < count:
                 index = heapq.heappop(self._ready)[1]
-                resolved = self.resolve(self.graph.items[index], self._view(index))
+                resolved = self.resolve(self.graph.items[index], self.results.view(index))
                 if isinstance(resolved, Result):
                     self.report(resolved)
                     self._done([(index, resolved)])
@@ -146,17 +146,11 @@ class Scheduler:
                     chunk.append((index, resolved))
             return chunk
 
-    def _view(self, index: int) -> dict[str, str]:
-        """The records an item may see: those created by the items it waited for."""
-        seen = (placeholder_of(self.graph.items[i]) for i in self.graph.waits[index])
-        return {p: self.created[p] for p in seen if p in self.created}
-
     def _done(self, finished: list[tuple[int, Result]]) -> None:
         """Record results (the lock held); release the items waiting for them."""
         for index, result in finished:
-            self.results[index] = result
+            self.results.put(index, result)
             self._open -= 1
-        self.created.update(self.made([r for _, r in finished]))
         for index, _ in finished:
             for waiting in self.graph.dependents[index]:
                 self._left[waiting] -= 1

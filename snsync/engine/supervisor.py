@@ -13,7 +13,6 @@ from typing import Any
 
 from snsync.config import Config, QuarantineConfig
 from snsync.connections import Connections
-from snsync.engine.approvals import held_results
 from snsync.engine.cycle import CycleReport, cycle
 from snsync.engine.executor import OnResult
 from snsync.engine.ports import Ports, StateStore, ports_for
@@ -141,9 +140,8 @@ def _after_report(
     state, clock = ports.state, ports.clock
     state.save_auth_failures(0)
     facts = cycle_facts(report, config, started)
-    writes = [r for r in report.results if r.item.writes]
-    failed = [r for r in writes if r.status.value == "Failure"]
-    reason = quarantine_reason(len(writes), len(failed), config.safety.quarantine)
+    summary = report.summary  # not every result again: a first sync has hundreds of thousands
+    reason = quarantine_reason(summary.writes, summary.failed_writes, config.safety.quarantine)
     if reason:
         quarantine = next_quarantine(quarantine, reason, clock(), config.safety.quarantine)
         state.save_quarantine(quarantine)
@@ -159,7 +157,7 @@ def cycle_facts(report: CycleReport, config: Config, started: float) -> CycleFac
     """What a notification says about a cycle."""
     failures = [
         FailedObject(r.item.display_name, r.item.directory_id, r.reason, r.message)
-        for r in [*report.failures(), *held_results(report.results)]  # held: need an admin
+        for r in [*report.summary.failures, *report.summary.held]  # held: need an admin
     ]
     held = sum(h.count for h in report.planned.held)
     return CycleFacts(

@@ -96,19 +96,26 @@ def execution_waves(items: Sequence[PlanItem]) -> list[list[PlanItem]]:
     create time instead of a second write per user."""
     creating = {i.directory_id: i for i in items if i.action is Action.CREATE and i.writes}
     depths: dict[str, int] = {}
-
-    def depth(item: PlanItem, path: frozenset[str]) -> int:
-        if item.directory_id in depths:
-            return depths[item.directory_id]
-        parents = [creating[m] for m in item.deferred.values() if m in creating]
-        # A reporting loop (A manages B manages A) cannot be ordered: the second pass sets it.
-        found = [
-            depth(p, path | {item.directory_id}) + 1 for p in parents if p.directory_id not in path
-        ]
-        depths[item.directory_id] = max(found, default=0)
-        return depths[item.directory_id]
-
     waves: dict[int, list[PlanItem]] = {}
     for item in items:
-        waves.setdefault(depth(item, frozenset()), []).append(item)
+        waves.setdefault(_depth(item, creating, depths, frozenset()), []).append(item)
     return [waves[k] for k in sorted(waves)]
+
+
+def _depth(
+    item: PlanItem, creating: Mapping[str, PlanItem], depths: dict[str, int], path: frozenset[str]
+) -> int:
+    """The item's wave: one after its deepest manager created this cycle. (A plain function,
+    not a closure calling itself: that closure would be a reference cycle holding every item
+    until the collector runs, and the cycle freezes the collector's view after planning.)"""
+    if item.directory_id in depths:
+        return depths[item.directory_id]
+    parents = [creating[m] for m in item.deferred.values() if m in creating]
+    # A reporting loop (A manages B manages A) cannot be ordered: the second pass sets it.
+    found = [
+        _depth(p, creating, depths, path | {item.directory_id}) + 1
+        for p in parents
+        if p.directory_id not in path
+    ]
+    depths[item.directory_id] = max(found, default=0)
+    return depths[item.directory_id]

@@ -20,7 +20,7 @@ from snsync.mapping.expressions import (
     referenced_attributes,
 )
 from snsync.masking import DIGEST_PREFIX, DIGESTS_KEY, is_masked
-from snsync.model import Desired, Reason, SourceObject
+from snsync.model import Desired, Reason, SourceObject, compact
 
 # Fields ServiceNow stores as booleans ("true"/"false"); expressions often yield "1"/"0"/"True".
 BOOLEAN_FIELDS = frozenset(
@@ -114,9 +114,10 @@ class Mapper:
             display_name=user.display_name,
             in_scope=user.in_scope,
             active=active,
-            values=values,
-            create_only=create_only,
-            references=references,
+            # Compact (model.Row): every in-scope user's Desired exists at once while planning.
+            values=compact(values),
+            create_only=compact(create_only),
+            references=compact(references),
             matching=matching,
             error=error,
             error_reason=Reason.ATTRIBUTE_TOO_LONG if user.refused else None,

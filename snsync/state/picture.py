@@ -139,7 +139,8 @@ def load_references(db: sqlite3.Connection) -> dict[str, dict[str, str]]:
 def save_picture(
     db: sqlite3.Connection, picture: CachedPicture, facts: PictureFacts | None = None
 ) -> None:
-    """Replace the whole cached picture (inside the caller's transaction)."""
+    """Replace the whole cached picture (inside the caller's transaction). Every table is fed
+    from a generator: one row (and its JSON) at a time, never a list of a whole table."""
     facts = facts or PictureFacts()
     for table in TABLES:
         db.execute(f"DELETE FROM {table}")  # the table names are constants
@@ -148,7 +149,7 @@ def save_picture(
     put_groups(db, directory.groups)
     db.executemany(
         "INSERT OR IGNORE INTO pic_member (group_id, user_id) VALUES (?, ?)",
-        [(g, u) for g, members in directory.members.items() for u in members],
+        ((g, u) for g, members in directory.members.items() for u in members),
     )
     match_fields = {k: tuple(v) for k, v in facts.match_fields.items()}
     put_records(db, "user", target.users, match_fields.get("user", ()), facts.link_field)
@@ -156,7 +157,7 @@ def save_picture(
     put_rows(db, target.memberships)
     db.executemany(
         "INSERT OR IGNORE INTO pic_member_group (sys_id) VALUES (?)",
-        [(s,) for s in sorted(target.member_groups)],
+        ((s,) for s in sorted(target.member_groups)),
     )
     put_references(db, target.references)
     put_pending(db, facts.pending)
@@ -190,7 +191,7 @@ def put_users(
         "INSERT INTO pic_user (id, manager, in_scope, value) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET manager=excluded.manager, in_scope=excluded.in_scope, "
         "value=excluded.value",
-        [(i, _manager_id(u), int(i in scoped), _dumps(u)) for i, u in users.items()],
+        ((i, _manager_id(u), int(i in scoped), _dumps(u)) for i, u in users.items()),
     )
 
 
@@ -198,7 +199,7 @@ def put_groups(db: sqlite3.Connection, groups: Mapping[str, Mapping[str, Any]]) 
     db.executemany(
         "INSERT INTO pic_group (id, value) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET "
         "value=excluded.value",
-        [(i, _dumps(g)) for i, g in groups.items()],
+        ((i, _dumps(g)) for i, g in groups.items()),
     )
 
 
@@ -210,23 +211,22 @@ def put_records(
     link_field: str | None,
 ) -> None:
     """Insert or replace records of one kind, with their stamp and matching values indexed."""
-    ids = list(records)
-    for chunk in chunks(ids):
+    for chunk in chunks(records):
         marks = ",".join("?" * len(chunk))
         db.execute(f"DELETE FROM pic_match WHERE kind=? AND sys_id IN ({marks})", (kind, *chunk))
     db.executemany(
         "INSERT INTO pic_record (kind, sys_id, stamp, value) VALUES (?, ?, ?, ?) ON CONFLICT "
         "(kind, sys_id) DO UPDATE SET stamp=excluded.stamp, value=excluded.value",
-        [(kind, s, _stamp(r, link_field), _dumps(r)) for s, r in records.items()],
+        ((kind, s, _stamp(r, link_field), _dumps(r)) for s, r in records.items()),
     )
     db.executemany(
         "INSERT INTO pic_match (kind, field, value, sys_id) VALUES (?, ?, ?, ?)",
-        [
+        (
             (kind, name, folded, s)
             for s, r in records.items()
             for name in fields
             if (folded := fold(r.get(name, "")))
-        ],
+        ),
     )
 
 
@@ -235,7 +235,7 @@ def put_rows(db: sqlite3.Connection, rows: Mapping[str, Record]) -> None:
         "INSERT INTO pic_row (sys_id, group_sys, user_sys, value) VALUES (?, ?, ?, ?) ON "
         "CONFLICT (sys_id) DO UPDATE SET group_sys=excluded.group_sys, "
         "user_sys=excluded.user_sys, value=excluded.value",
-        [(s, r.get("group", ""), r.get("user", ""), _dumps(r)) for s, r in rows.items()],
+        ((s, r.get("group", ""), r.get("user", ""), _dumps(r)) for s, r in rows.items()),
     )
 
 
@@ -243,14 +243,14 @@ def put_references(db: sqlite3.Connection, references: Mapping[str, Mapping[str,
     db.executemany(
         "INSERT INTO pic_reference (tbl, name, sys_id) VALUES (?, ?, ?) ON CONFLICT (tbl, name) "
         "DO UPDATE SET sys_id=excluded.sys_id",
-        [(t, n, s) for t, names in references.items() for n, s in names.items()],
+        ((t, n, s) for t, names in references.items() for n, s in names.items()),
     )
 
 
 def put_pending(db: sqlite3.Connection, pending: Mapping[str, Collection[str]]) -> None:
     db.executemany(
         "INSERT OR IGNORE INTO pic_pending (object_type, directory_id) VALUES (?, ?)",
-        [(kind, d) for kind, ids in pending.items() for d in ids],
+        ((kind, d) for kind, ids in pending.items() for d in ids),
     )
 
 

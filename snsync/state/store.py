@@ -87,6 +87,9 @@ class CycleRecord:
     redaction_key: bytes | None = None  # the key the picture's Redact() digests were made with
     picture_facts: PictureFacts | None = None  # kept beside the picture (scope, pending, ...)
     picture_changes: PictureChanges | None = None  # a narrowed cycle: only these rows change
+    # The results as the escrow reads them (kind, id, name, status, reason, message), when
+    # cheaper to go through than `results` (the log's, with every change resolved).
+    escrow_results: Sequence[Result] | None = None
 
 
 def backoff_seconds(failures: int, backoff: Sequence[int]) -> float:
@@ -126,9 +129,10 @@ class State:
                 self.save_links(object_type, changes.save)
             self.log_results(record.cycle_id, record.results)
             if record.retry_backoff is not None:
-                writes = [r for r in record.results if r.item.writes]
-                failed = [r for r in writes if r.status.value == "Failure"]
-                done = [r for r in writes if r.status.value != "Failure"]
+                # The failures are few; the writes that succeeded are streamed (a first sync's).
+                results = record.results if record.escrow_results is None else record.escrow_results
+                failed = [r for r in results if r.item.writes and r.status.value == "Failure"]
+                done = (r for r in results if r.item.writes and r.status.value != "Failure")
                 self.update_escrow(failed, done, record.retry_backoff, record.now)
             if record.held is not None:
                 self.save_held_disables(record.held)
@@ -352,7 +356,7 @@ class State:
     def update_escrow(
         self,
         failed: Sequence[Result],
-        succeeded: Sequence[Result],
+        succeeded: Iterable[Result],
         backoff: Sequence[int],
         now: float | None = None,
     ) -> None:

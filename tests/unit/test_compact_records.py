@@ -7,14 +7,18 @@ from typing import Any
 
 import pytest
 
+from snsync.bounds import over_long_reason
+from snsync.engine.directory import refuse_over_long
 from snsync.engine.record import kept
-from snsync.graph.source import Interner
+from snsync.graph.source import Packer
 from snsync.model import (
     Action,
-    Attributes,
     Change,
+    DictView,
     ObjectType,
     PlanItem,
+    Row,
+    UserAttributes,
     created_value,
 )
 from snsync.servicenow.batch import WriteKind, WriteRequest, _kept
@@ -25,33 +29,91 @@ def fresh(text: str) -> str:
     return "".join(list(text))
 
 
-def test_attributes_lie_on_top_of_the_graph_object_without_copying_it() -> None:
-    raw: dict[str, Any] = {"id": "u1", "manager": {"id": "m1"}, "city": "Milan"}
-    attributes = Attributes(raw, {"manager": "m1", "objectId": "u1"})
+def test_user_attributes_synthesize_on_top_of_the_graph_object_without_copying_it() -> None:
+    raw: dict[str, Any] = {
+        "id": "u1",
+        "manager": {"id": "m1"},
+        "city": "Milan",
+        "businessPhones": ["+1 555", "+1 556"],
+    }
+    attributes = UserAttributes(raw, False, ("Admin",))
     assert attributes["manager"] == "m1"  # the synthesized value wins
-    assert attributes["city"] == "Milan"
+    assert attributes["city"] == "Milan" and attributes["objectId"] == "u1"
+    assert attributes["telephoneNumber"] == "+1 555"
+    assert attributes["appRoleAssignments"] == ["Admin"]
+    assert attributes["IsSoftDeleted"] is False
     assert "objectId" in attributes and "city" in attributes and "nope" not in attributes
-    assert attributes.get("nope") is None
-    assert sorted(attributes) == ["city", "id", "manager", "objectId"]
-    assert len(attributes) == 4
-    assert attributes == {"id": "u1", "manager": "m1", "city": "Milan", "objectId": "u1"}
+    assert attributes.get("nope") is None and attributes.get("nope", 3) == 3
+    assert list(attributes) == [
+        "objectId", "IsSoftDeleted", "telephoneNumber", "manager", "appRoleAssignments",
+        "id", "city", "businessPhones",
+    ]  # fmt: skip
+    assert len(attributes) == 8
+    assert dict(attributes) == {
+        "objectId": "u1", "IsSoftDeleted": False, "telephoneNumber": "+1 555", "manager": "m1",
+        "appRoleAssignments": ["Admin"], "id": "u1", "city": "Milan",
+        "businessPhones": ["+1 555", "+1 556"],
+    }  # fmt: skip
     assert raw["manager"] == {"id": "m1"}  # the Graph object itself is left as read
     with pytest.raises(KeyError):
         attributes["nope"]
+    bare = UserAttributes(Row.of({"id": "u2", "manager": None}), True, ())
+    assert bare["telephoneNumber"] is None and bare["manager"] is None
+    assert bare["IsSoftDeleted"] is True and bare["appRoleAssignments"] == []
 
 
-def test_interner_shares_repeated_values_and_leaves_unique_attributes_alone() -> None:
-    interner = Interner(limit=3)
+def test_a_row_is_the_parsed_object_exactly() -> None:
+    parsed: dict[str, Any] = {
+        "id": "u1",
+        "displayName": "Ada",
+        "manager": {"@odata.type": "#microsoft.graph.user", "id": "m1"},
+        "businessPhones": ["+1 555"],
+        "accountEnabled": True,
+        "mail": None,
+    }
+    row = Packer().pack(parsed)
+    assert isinstance(row["manager"], Row)
+    assert row.as_dict() == parsed and list(row.as_dict()) == list(parsed)
+    assert row == parsed and dict(row.items()) == dict(parsed.items())
+    assert row.get("mail", "x") is None and row.get("nope", "x") == "x"
+    assert "mail" in row and "nope" not in row and len(row) == 6
+    assert repr(row) == repr(parsed) and str(row["manager"]) == str(parsed["manager"])
+    with pytest.raises(KeyError):
+        row["nope"]
+    view = DictView({"u1": row})
+    assert view["u1"] == parsed and type(view["u1"]) is dict
+    assert type(view["u1"]["manager"]) is dict and "u1" in view and list(view) == ["u1"]
+
+
+def test_over_long_values_are_measured_and_dropped_alike_in_rows_and_dicts() -> None:
+    parsed: dict[str, Any] = {"id": "u1", "manager": {"id": "m" * 40}, "city": "c" * 60}
+    row = Packer().pack(parsed)
+    assert over_long_reason(row, 30) == over_long_reason(parsed, 30)
+    (from_row,), refused_row = refuse_over_long([row], 55)
+    (from_dict,), refused_dict = refuse_over_long([parsed], 55)
+    assert refused_row == refused_dict and "city" in refused_row["u1"]
+    assert isinstance(from_row, Row) and from_row == from_dict == {
+        "id": "u1",
+        "manager": {"id": "m" * 40},
+    }
+    (same,), _ = refuse_over_long([row], 1000)
+    assert same is row  # read-only: kept as read, not copied
+
+
+def test_packer_shares_repeated_values_and_ids_and_leaves_unique_attributes_alone() -> None:
+    packer = Packer(limit=3)
     users = [
-        {"id": fresh(f"id-{n}"), "city": fresh("Milan"), "manager": {"id": fresh("m1")}}
+        {"id": fresh(f"id-{n}"), "city": fresh("Milan"), "manager": {"id": fresh("id-0")}}
         for n in range(6)
     ]
-    shared = [interner.share(user) for user in users]
+    shared = [packer.pack(user) for user in users]
     assert all(user["city"] is shared[0]["city"] for user in shared)
-    assert all(user["manager"]["id"] is shared[0]["manager"]["id"] for user in shared)
+    # Every id is one string object per id, however many times it is read (its manager's).
+    assert all(user["manager"]["id"] is shared[0]["id"] for user in shared)
     assert [user["id"] for user in shared] == [f"id-{n}" for n in range(6)]
-    late = interner.share({"id": fresh("id-0")})  # "id" went past the limit: not interned
-    assert late["id"] == "id-0" and late["id"] is not shared[0]["id"]
+    names = [packer.pack({"id": fresh("x"), "mail": fresh(f"m{n}")}) for n in range(6)]
+    late = packer.pack({"id": fresh("y"), "mail": fresh("m0")})  # past the limit: not shared
+    assert late["mail"] == "m0" and late["mail"] is not names[0]["mail"]
 
 
 def test_created_values_repeat_as_one_object_but_never_a_redacted_one() -> None:
