@@ -68,9 +68,10 @@ class RequestCounter:
     retries: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def count(self, method: str) -> None:
+    def count(self, method: str, *, read: bool = False) -> None:
+        """One request; `read`: a POST that only reads (a token, a batch of GETs) counts as one."""
         with self._lock:
-            if method in READS:
+            if read or method in READS:
                 self.reads += 1
             else:
                 self.writes += 1
@@ -323,7 +324,7 @@ class _Attempt:
         retry_after: float | None = None
         busy = False
         try:
-            http.counter.count(self.method)
+            http.counter.count(self.method, read=self.reading)
             response = self._exchange(started + http.timeout_s)
             status = response.status_code
             retry_after = retry_after_seconds(response)

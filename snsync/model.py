@@ -4,11 +4,11 @@ module imports nothing from snsync."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, overload
 
 Record = Mapping[str, str]  # one ServiceNow row: field -> value
 Progress = Callable[[str, int], None]  # (what, how many more) while reading or applying
@@ -411,20 +411,98 @@ def created_value(field: str, new: str, label: str | None, redacted: bool) -> Ch
     (active, department, city, job title) are one shared object per field and value; a field
     once seen with more than a few hundred values (names, mail, ids) gets new objects, and so
     does a Redact() value (never kept beyond the cycle that writes it)."""
+    part = _created_part(field, new, label, redacted)
+    return part if isinstance(part, Change) else Change(field, None, part)
+
+
+def _created_part(field: str, new: str, label: str | None, redacted: bool) -> Change | str:
+    """created_value's Change, or only `new` for a plain unique value (Changes keeps that)."""
     if redacted:
         return Change(field, None, new, label, redacted)
     values = _CREATED.get(field)
     if values is None:
         if len(_CREATED) >= _CREATED_LIMIT:
-            return Change(field, None, new, label, redacted)
+            return new if label is None else Change(field, None, new, label)
         values = _CREATED[field] = {}
     elif len(values) > _CREATED_LIMIT:
-        return Change(field, None, new, label, redacted)
+        return new if label is None else Change(field, None, new, label)
     key = (new, label)
     found = values.get(key)
     if found is None:
         found = values[key] = Change(field, None, new, label)
     return found
+
+
+class Changes(Sequence[Change]):
+    """The changes of a created record, compactly: the field names (one tuple shared by the
+    records with the same fields) and, per field, the shared Change of a repeated value
+    (created_value) or only the new value of a plain unique one (names, mail, ids: no label,
+    not redacted), whose Change is made each time the sequence is read. Equal to the tuple of
+    the same Changes. At 100,000 users the unique values' Changes kept whole are about 50 MB."""
+
+    __slots__ = ("_fields", "_parts")
+
+    def __init__(self, fields: tuple[str, ...], parts: tuple[Change | str, ...]) -> None:
+        self._fields = (
+            _FIELD_LISTS.setdefault(fields, fields) if len(_FIELD_LISTS) < 1024 else fields
+        )
+        self._parts = parts
+
+    @classmethod
+    def created(cls, values: Iterable[tuple[str, str, str | None, bool]]) -> Changes:
+        """The changes that set (field, new value, label, redacted) on a new record, each as
+        created_value makes it."""
+        fields: list[str] = []
+        parts: list[Change | str] = []
+        for name, new, label, redacted in values:
+            fields.append(name)
+            parts.append(_created_part(name, new, label, redacted))
+        return cls(tuple(fields), tuple(parts))
+
+    def plus(self, added: Iterable[Change]) -> Changes:
+        """These changes and then `added`."""
+        fields, parts = list(self._fields), list(self._parts)
+        for change in added:
+            fields.append(change.field)
+            plain = change.old is None and change.label is None and not change.redacted
+            parts.append(change.new if plain else change)
+        return Changes(tuple(fields), tuple(parts))
+
+    def _change(self, position: int) -> Change:
+        part = self._parts[position]
+        return part if isinstance(part, Change) else Change(self._fields[position], None, part)
+
+    def __iter__(self) -> Iterator[Change]:
+        for name, part in zip(self._fields, self._parts, strict=True):
+            yield part if isinstance(part, Change) else Change(name, None, part)
+
+    @overload
+    def __getitem__(self, index: int) -> Change: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Change, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Change | tuple[Change, ...]:
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        return self._change(range(len(self._parts))[index])
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Changes | tuple):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+_FIELD_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +513,7 @@ class PlanItem:
     directory_id: str
     display_name: str
     sys_id: str | None
-    changes: tuple[Change, ...] = ()
+    changes: Sequence[Change] = ()  # a tuple, or a created record's compact Changes
     status: Status = Status.SUCCESS  # the expected status; executors turn it into the real one
     reason: str | None = None
     message: str = ""

@@ -79,6 +79,7 @@ def build_snapshot(
     index = build_index(app.assignments, app.group_members, app.roles, scope)
     if present is None:
         present = {str(raw.get("id")) for raw in users}
+    role_lists: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per list of roles
     for raw in map(with_extension_attributes, users):
         decision = decide(raw, index, scope)
         manager = raw.get("manager")
@@ -90,7 +91,8 @@ def build_snapshot(
             # A deleted manager is no manager, whether the read was a listing or a delta round
             # (delta reports no change on the reports of a manager who was deleted).
             raw = {**raw, "manager": None}
-        user = source_user(raw, decision, index.roles.get(str(raw.get("id")), ()))
+        values = tuple(index.roles.get(str(raw.get("id")), ()))
+        user = source_user(raw, decision, role_lists.setdefault(values, values))
         if refused and user.id in refused:
             user = replace(user, refused=refused[user.id])
         result[user.id] = user

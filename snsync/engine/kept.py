@@ -50,6 +50,7 @@ def picture_facts(
         narrowable=not planned.target_incomplete and narrow_block(config) is None,
         link_field=config.mappings.link_field,
         listed=reading.listed,
+        service_principal=reading.service_principal,
     )
 
 

@@ -28,7 +28,7 @@ app role or reference table, or a last cycle that did not see ServiceNow whole."
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,9 +38,11 @@ from snsync.engine.plan import Focus, make_group_mapper, make_mapper
 from snsync.engine.ports import Ports
 from snsync.graph.client import DeltaRound
 from snsync.graph.delta import USER_TYPE, apply_group_changes, apply_user_changes
+from snsync.graph.opening import Opening
 from snsync.mapping.mapper import Mapper
 from snsync.model import (
     GROUP_TABLE,
+    MEMBER_TABLE,
     USER_TABLE,
     ObjectType,
     Picture,
@@ -50,6 +52,7 @@ from snsync.model import (
     SourceObject,
     TargetSnapshot,
 )
+from snsync.servicenow.batchread import Changed
 from snsync.state import PictureRows
 
 log = logging.getLogger(__name__)
@@ -128,12 +131,14 @@ def read_narrowed(
     config: Config,
     ports: Ports,
     progress: Progress | None,
-    rounds: tuple[DeltaRound, DeltaRound],
-    since: str,
+    opening: Opening,
+    drifted: Callable[[], Drift],
 ) -> tuple[Picture, SourceCache, Narrowing, Any] | None:
     """The narrowed picture, its cache rows and focus, and the app scope; None when this cycle
-    needs the whole cached picture after all (it says why in the log)."""
+    needs the whole cached picture after all (it says why in the log). `drifted`: the drift
+    read (read_drift), waited for when it is needed."""
     rows = ports.state.picture_rows()
+    rounds = (opening.users, opening.groups)
     delta = GroupDelta.of(rounds[1].items)
     if config.scope.expand_nested_groups and delta.members:
         _whole("nested groups are expanded and a membership changed")
@@ -141,12 +146,12 @@ def read_narrowed(
     meta = rows.meta()
     cached_groups = rows.group_ids()  # assigned groups read last cycle
     known = set(meta.get("listed", [])) | cached_groups  # groups whose members are cached
-    app = ports.directory.app_scope(progress, known_members=_Known(known))
+    app = ports.directory.app_scope(progress, known_members=_Known(known), opening=opening)
     if dict(app.roles) != meta.get("roles"):
         _whole("the app's roles changed")
         return None
     references = rows.references()
-    drift = read_drift(config, ports, since, references)
+    drift = drifted()
     if _with_references(references, drift) != references:
         _whole("a reference table (department, ...) changed in ServiceNow")
         return None
@@ -366,18 +371,22 @@ def _matching(mapper: Mapper, objects: Iterable[SourceObject]) -> dict[str, set[
 
 def read_drift(config: Config, ports: Ports, since: str, tables: Iterable[str]) -> Drift:
     """The ServiceNow records others changed since the watermark, in the tables the whole path
-    reads (the reference tables the picture holds)."""
-    from snsync.engine.reading import target_fields
+    reads (the reference tables the picture holds): the first page of each read in one Batch
+    API request (servicenow/batchread.py), an empty one when nothing changed."""
+    from snsync.engine.reading import MEMBER_FIELDS, target_fields
 
-    target, me = ports.target, ports.account
+    me = ports.account
     user_fields = target_fields(make_mapper(config.mappings), "user_name")
     group_fields = target_fields(make_group_mapper(config), "name")
-    return Drift(
-        list(target.changed_since(USER_TABLE, user_fields, since, me)),
-        list(target.changed_since(GROUP_TABLE, group_fields, since, me)),
-        list(target.members_added_since(since, me)),
-        {t: list(target.changed_since(t, ["name"], since, None)) for t in sorted(tables)},
-    )
+    names = sorted(tables)
+    reads = [
+        Changed(USER_TABLE, tuple(user_fields), me),
+        Changed(GROUP_TABLE, tuple(group_fields), me),
+        Changed(MEMBER_TABLE, MEMBER_FIELDS, me, added=True),
+        *(Changed(table, ("name",), None) for table in names),
+    ]
+    users, groups, rows, *references = ports.target.changes_since(reads, since)
+    return Drift(users, groups, rows, dict(zip(names, references, strict=True)))
 
 
 def _with_references(

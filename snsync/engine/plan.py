@@ -59,6 +59,7 @@ USER, GROUP, MEMBERSHIP = ObjectType.USER, ObjectType.GROUP, ObjectType.MEMBERSH
 KEPT = ObjectType.KEPT_MEMBERSHIP
 Links = Mapping[ObjectType, Mapping[str, str]]  # object type -> directory id -> sys_id
 References = Mapping[str, Mapping[str, str]]  # table -> display value (lower) -> sys_id
+References_ = Mapping[str, tuple[str, str]]  # a desired record's field -> (table, value)
 
 
 @dataclass(frozen=True)
@@ -188,22 +189,25 @@ def plan_cycle(
     users = guard.table(users, links.get(USER, {}), limits.users, offsets.get(USER, 0))
     groups = guard.table(groups, links.get(GROUP, {}), limits.groups, offsets.get(GROUP, 0))
     names = {d.directory_id: d.display_name for d in (*users.desired, *groups.desired)}
+    minted = frozenset(placeholder_of(item) for item in creates)
+    by_user, by_group = _references_of(users, minted), _references_of(groups, minted)
+    # The desired records go before the memberships and waves are built (at 100,000 users
+    # they are tens of MB that these can reuse).
+    users, groups = replace(users, desired=()), replace(groups, desired=())
+    after = links_after(users), links_after(groups)
     planned = plan_cycle_memberships(
-        source, target, users, groups, links, names, options.trust.account
+        source, target, users, groups, links, names, options.trust.account, after
     )
     if focus is not None:
         planned = _focused_memberships(planned, focus.users)
     memberships = guard.memberships(planned, links.get(MEMBERSHIP, {}))
-    minted = frozenset(placeholder_of(item) for item in creates)
-    by_user = {d.directory_id: d for d in users.desired}
-    by_group = {d.directory_id: d for d in groups.desired}
     user_items = [
         tuple(_mark_references(i, by_user, minted) for i in wave)
-        for wave in user_waves(users.plan.items)
+        for wave in user_waves(users.plan.items, after[0][1])
     ]
     group_items = tuple(_mark_references(i, by_group, minted) for i in groups.plan.items)
-    users = replace(_with_items(users, tuple(i for wave in user_items for i in wave)), desired=())
-    groups = replace(_with_items(groups, group_items), desired=())
+    users = _with_items(users, tuple(i for wave in user_items for i in wave))
+    groups = _with_items(groups, group_items)
     waves = (creates, *user_items, group_items, memberships.plan.items)
     counted = source.users.values() if focus is None else _in(source.users, focus.users)
     in_scope = sum(1 for u in counted if u.in_scope) + (focus.in_scope_offset if focus else 0)
@@ -452,11 +456,13 @@ def plan_cycle_memberships(
     links: Links,
     names: Mapping[str, str],
     account: str,
+    after: tuple[LinksAfter, LinksAfter] | None = None,
 ) -> MembershipPlan:
     """Memberships of the in-scope groups, with the links the users and groups will have once
-    their writes are done. A new row waits for its group and user: created, or adopted, first."""
-    user_links, user_waits = links_after(users)
-    group_links, group_waits = links_after(groups)
+    their writes are done (`after`: links_after of users and groups, when already made). A new
+    row waits for its group and user: created, or adopted, first."""
+    user_links, user_waits = after[0] if after else links_after(users)
+    group_links, group_waits = after[1] if after else links_after(groups)
     planned = plan_memberships(
         wanted_members(source),
         group_links,
@@ -472,7 +478,10 @@ def plan_cycle_memberships(
     return planned
 
 
-def links_after(table: TablePlan) -> tuple[dict[str, str], dict[str, str]]:
+LinksAfter = tuple[dict[str, str], dict[str, str]]  # links after the writes, placeholders
+
+
+def links_after(table: TablePlan) -> LinksAfter:
     """Links as they will be after the table's writes (a new record under its placeholder), and
     the placeholders of the records created or adopted this cycle, by directory id."""
     links = dict(table.links)
@@ -528,14 +537,22 @@ def _with_new_references(references: References, creates: Sequence[PlanItem]) ->
     return result
 
 
+def _references_of(table: TablePlan, minted: frozenset[str]) -> dict[str, References_]:
+    """Directory id -> its desired record's reference fields, when reference records are
+    created this cycle (nothing else needs them past planning)."""
+    return {d.directory_id: d.references for d in table.desired} if minted else {}
+
+
 def _mark_references(
-    item: PlanItem, wanted: Mapping[str, Desired], minted: frozenset[str]
+    item: PlanItem, wanted: Mapping[str, References_], minted: frozenset[str]
 ) -> PlanItem:
     """Mark the reference fields that point at a record created this cycle."""
+    if not minted:
+        return item
     fields = {c.field for c in item.changes if c.new in minted}
     if not fields or item.directory_id not in wanted:
         return item
-    references = wanted[item.directory_id].references
+    references = wanted[item.directory_id]
     pending = {f for f in fields if f in references and references[f][0] != USER_TABLE}
     return replace(item, pending=item.pending | pending) if pending else item
 

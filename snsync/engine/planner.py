@@ -20,6 +20,7 @@ from snsync.model import (
     REDACTED,
     Action,
     Change,
+    Changes,
     Desired,
     ObjectType,
     Plan,
@@ -28,7 +29,6 @@ from snsync.model import (
     Record,
     Status,
     TargetSnapshot,
-    created_value,
 )
 
 References = Mapping[str, Mapping[str, str]]  # table -> display value (lower) -> sys_id
@@ -300,10 +300,8 @@ def _plan_create(
     why = protected_why("", {options.name_field: name}, options.name_field, *_protection(options))
     if why:
         return _skip(want, Reason.PROTECTED_RECORD, f"not created: {why}; snsync never writes it")
-    changes = tuple(
-        created_value(k, v, labels.get(k), k in want.redacted)
-        for k, v in sorted(merged.items())
-        if v != ""
+    changes = Changes.created(
+        (k, v, labels.get(k), k in want.redacted) for k, v in sorted(merged.items()) if v != ""
     )
     return _write_item(
         Action.CREATE, want, None, changes, _writable(changes, warnings), deferred, warnings
@@ -474,19 +472,20 @@ def _diff(
     return tuple(changes)
 
 
-def _writable(changes: tuple[Change, ...], warnings: list[Notice]) -> tuple[Change, ...]:
+def _writable(changes: Sequence[Change], warnings: list[Notice]) -> Sequence[Change]:
     """The changes a write can carry: a redacted value the cached picture keeps only as a digest
     is left out, with a warning (the next cycle reads everything and writes it)."""
     unknown = [c.field for c in changes if c.redacted and is_digest(c.new)]
-    if unknown:
-        warnings.append(
-            (
-                Reason.REDACTED_NOT_CACHED,
-                f"{', '.join(unknown)} (Redact()) differs from ServiceNow, and the cached picture "
-                "keeps only a digest of it: left out; the next cycle reads everything and "
-                "writes it",
-            )
+    if not unknown:
+        return changes  # as it is (a created record's compact Changes stay compact)
+    warnings.append(
+        (
+            Reason.REDACTED_NOT_CACHED,
+            f"{', '.join(unknown)} (Redact()) differs from ServiceNow, and the cached picture "
+            "keeps only a digest of it: left out; the next cycle reads everything and "
+            "writes it",
         )
+    )
     return tuple(c for c in changes if c.field not in unknown)
 
 
@@ -518,8 +517,8 @@ def _write_item(
     action: Action,
     want: Desired,
     sys_id: str | None,
-    changes: tuple[Change, ...],
-    writable: tuple[Change, ...],
+    changes: Sequence[Change],
+    writable: Sequence[Change],
     deferred: Mapping[str, str],
     warnings: list[Notice],
 ) -> PlanItem:

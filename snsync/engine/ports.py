@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from snsync.config import Config
 from snsync.connections import Connections
 from snsync.graph.client import DeltaRound
+from snsync.graph.opening import Opening
 from snsync.graph.source import GraphDirectory
 from snsync.model import (
     AppScope,
@@ -24,6 +25,7 @@ from snsync.model import (
     Quarantine,
     Record,
 )
+from snsync.servicenow.batchread import Changed
 from snsync.servicenow.target import ServiceNowTarget
 from snsync.state import CycleRecord, PictureRows, State, SyncBasis
 
@@ -35,10 +37,13 @@ class Directory(Protocol):
 
     def delta(self, link: str) -> DeltaRound: ...
 
+    def opening(self, links: DeltaLinks, service_principal: str = "") -> Opening: ...
+
     def app_scope(
         self,
         progress: Progress | None = None,
         known_members: Mapping[str, tuple[str, ...]] | None = None,
+        opening: Opening | None = None,
     ) -> AppScope: ...
 
     def users(
@@ -78,6 +83,8 @@ class TargetReader(Protocol):
     ) -> Sequence[Record]: ...
 
     def members_added_since(self, since: str, not_by: str) -> Sequence[Record]: ...
+
+    def changes_since(self, reads: Sequence[Changed], since: str) -> list[list[Record]]: ...
 
     def find(
         self, table: str, fields: Sequence[str], field: str, value: str

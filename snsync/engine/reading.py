@@ -10,6 +10,7 @@ the same kind of picture, which is why an incremental cycle leaves ServiceNow as
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -29,7 +30,7 @@ from snsync.engine.directory import (
     refuse_over_long,
     with_shared_ids,
 )
-from snsync.engine.narrow import Narrowing, narrow_block, read_narrowed
+from snsync.engine.narrow import Drift, Narrowing, narrow_block, read_drift, read_narrowed
 from snsync.engine.plan import (
     cycle_options,
     make_group_mapper,
@@ -39,19 +40,17 @@ from snsync.engine.plan import (
 from snsync.engine.ports import Ports
 from snsync.engine.trust import trust_fields
 from snsync.errors import DeltaExpired
-from snsync.graph.client import DeltaRound
 from snsync.graph.delta import (
     apply_group_changes,
     apply_user_changes,
     group_delta_select,
     user_delta_select,
 )
+from snsync.graph.opening import Opening
 from snsync.graph.source import graph_select, group_select
 from snsync.mapping.expressions import parse, referenced_attributes
 from snsync.mapping.mapper import Mapper
 from snsync.model import (
-    GROUP_TABLE,
-    USER_TABLE,
     AppScope,
     Assignment,
     DeltaLinks,
@@ -85,6 +84,7 @@ class Reading:
     assignments: tuple[Assignment, ...] = ()  # the app's, as read (kept to see what changed)
     roles: Mapping[str, str] = field(default_factory=dict)  # app role id -> value
     listed: frozenset[str] = frozenset()  # every assigned group (their members were read)
+    service_principal: str = ""  # the app's, as read (the next incremental cycle asks by id)
 
     @classmethod
     def of(
@@ -97,7 +97,17 @@ class Reading:
         app: AppScope,
         narrowing: Narrowing | None = None,
     ) -> Reading:
-        return cls(mode, reason, picture, cache, links, narrowing, app.assignments, dict(app.roles))
+        return cls(
+            mode,
+            reason,
+            picture,
+            cache,
+            links,
+            narrowing,
+            app.assignments,
+            dict(app.roles),
+            service_principal=app.service_principal_id,
+        )
 
 
 def read_picture(
@@ -225,40 +235,58 @@ def shared(progress: Progress | None) -> Progress | None:
 def read_incremental(config: Config, ports: Ports, progress: Progress | None) -> Reading:
     """Bring the last cycle's picture up to date from Graph delta and ServiceNow drift:
     narrowly (engine/narrow.py: only the rows the changes touch) when the config and the saved
-    picture allow it, else the whole cached picture."""
+    picture allow it, else the whole cached picture. ServiceNow's drift reads (one Batch API
+    request) run beside Graph's opening reads (one `$batch`): neither needs the other."""
     directory, state = ports.directory, ports.state
     marks = state.delta_links()
     if marks is None:
         raise DeltaExpired("no delta link saved", service="graph")
-    # An expired link (400 syncStateNotFound or 410) raises DeltaExpired (graph client).
-    rounds = (directory.delta(marks.users), directory.delta(marks.groups))
     since = _since(state.servicenow_watermark() or "")
+    rows = state.picture_rows()
+    meta, tables = rows.meta(), sorted(rows.references())
+    drift = background.start(lambda: read_drift(config, ports, since, tables), "snsync-drift")
+    try:
+        # An expired link (400 syncStateNotFound or 410) raises DeltaExpired (graph client).
+        opening = directory.opening(marks, str(meta.get("service_principal") or ""))
+    except BaseException:
+        _settle(drift)  # the full read that follows reads ServiceNow again
+        raise
+
+    def drifted() -> Drift:
+        return background.result(drift, READING_SN)
+
     block = narrow_block(config)
-    if block is None and not state.picture_rows().meta().get("narrowable"):
+    if block is None and not meta.get("narrowable"):
         block = "the last cycle did not see ServiceNow whole"
-    narrowed = read_narrowed(config, ports, progress, rounds, since) if block is None else None
+    narrowed = read_narrowed(config, ports, progress, opening, drifted) if block is None else None
     if block is not None:
         log.info("this incremental cycle reads the whole cached picture: %s", block)
     if narrowed is None:
-        return read_whole_incremental(config, ports, progress, rounds, since)
+        return read_whole_incremental(config, ports, progress, opening, drifted())
     picture, cache, narrowing, app = narrowed
-    links = DeltaLinks(rounds[0].delta_link, rounds[1].delta_link)
+    links = DeltaLinks(opening.users.delta_link, opening.groups.delta_link)
     return Reading.of(
         "incremental", "changes since the last cycle", picture, cache, links, app, narrowing
     )
+
+
+def _settle(future: Future[Any]) -> None:
+    """Wait for a read no longer needed to end; its outcome is dropped."""
+    with contextlib.suppress(Exception):
+        background.result(future, READING_SN)
 
 
 def read_whole_incremental(
     config: Config,
     ports: Ports,
     progress: Progress | None,
-    rounds: tuple[DeltaRound, DeltaRound],
-    since: str,
+    opening: Opening,
+    drift: Drift,
 ) -> Reading:
     """The whole cached picture brought up to date with the delta rounds and the drift."""
     directory, state = ports.directory, ports.state
     saved = state.cached_picture()
-    users_round, groups_round = rounds
+    users_round, groups_round = opening.users, opening.groups
     cached = saved.directory
     users = apply_user_changes(cached.users, users_round.items)
     groups, members, touched = apply_group_changes(
@@ -266,7 +294,7 @@ def read_whole_incremental(
     )
     # Nested memberships cannot be followed through a delta of direct members: re-list them.
     known = {} if (config.scope.expand_nested_groups and touched) else members
-    app = directory.app_scope(progress, known_members=known)
+    app = directory.app_scope(progress, known_members=known, opening=opening)
     incomplete: list[str] = []
     wanted = assigned_groups(app, config.scope)
     group_list = directory.groups(
@@ -280,7 +308,7 @@ def read_whole_incremental(
     refused.update(refused_groups)
     users = {str(u["id"]): dict(u) for u in user_list}
     source = build_snapshot(user_list, app, config.scope, group_list, incomplete, refused=refused)
-    target = drifted_target(config, ports, saved.target, since)
+    target = drifted_target(saved.target, drift)
     cache = SourceCache(users, {str(g["id"]): dict(g) for g in group_list}, dict(app.group_members))
     links = DeltaLinks(users_round.delta_link, groups_round.delta_link)
     reason = "changes since the last cycle"
@@ -307,25 +335,20 @@ def with_member_rows(config: Config, ports: Ports, reading: Reading) -> Reading:
     return replace(reading, picture=Picture(source, complete))
 
 
-def drifted_target(
-    config: Config, ports: Ports, cached: TargetSnapshot, since: str
-) -> TargetSnapshot:
+def drifted_target(cached: TargetSnapshot, drift: Drift) -> TargetSnapshot:
     """The cached ServiceNow side, updated with what others changed since the watermark."""
-    target, me = ports.target, ports.account
     users, groups = dict(cached.users), dict(cached.groups)
     rows = dict(cached.memberships)
     references = {table: dict(names) for table, names in cached.references.items()}
-    user_fields = target_fields(make_mapper(config.mappings), "user_name")
-    for row in target.changed_since(USER_TABLE, user_fields, since, me):
+    for row in drift.users:
         users[row["sys_id"]] = row
-    group_fields = target_fields(make_group_mapper(config), "name")
-    for row in target.changed_since(GROUP_TABLE, group_fields, since, me):
+    for row in drift.groups:
         groups[row["sys_id"]] = row
-    for row in target.members_added_since(since, me):
+    for row in drift.rows:
         if row.get("group") in cached.member_groups:
             rows[row["sys_id"]] = subset(row, MEMBER_FIELDS)
     for table in sorted(references):
-        for row in target.changed_since(table, ["name"], since, None):
+        for row in drift.references.get(table, ()):
             if row.get("name"):
                 references[table][row["name"].strip().lower()] = row["sys_id"]
     return TargetSnapshot(users, references, groups, rows, cached.member_groups)

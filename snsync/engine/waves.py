@@ -8,13 +8,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from snsync.model import Action, Change, ObjectType, PlanItem, placeholder
+from snsync.model import Action, Change, Changes, ObjectType, PlanItem, placeholder
 
 Wave = tuple[PlanItem, ...]
+USER = ObjectType.USER
 
 
-def user_waves(items: Sequence[PlanItem]) -> list[Wave]:
-    """The user items in waves, their manager fields filled in (sys_id or placeholder)."""
+def user_waves(
+    items: Sequence[PlanItem], placeholders: Mapping[str, str] | None = None
+) -> list[Wave]:
+    """The user items in waves, their manager fields filled in (sys_id or placeholder;
+    `placeholders`: those already made for the users created, by directory id, so that every
+    report names its manager with the same string)."""
+    made = _Managers(placeholders or {})
     # A matched (adopted) manager's record is known before it is written: reports point at it.
     matched = {i.directory_id: i.sys_id for i in items if i.adopt and i.sys_id}
     creating = {i.directory_id for i in items if i.action is Action.CREATE and i.writes}
@@ -27,7 +33,7 @@ def user_waves(items: Sequence[PlanItem]) -> list[Wave]:
             earlier |= {i.directory_id for i in waves[k - 1] if i.directory_id in creating}
         done: list[PlanItem] = []
         for item in wave:
-            resolved, later = _fill_managers(item, matched, earlier, creating)
+            resolved, later = _fill_managers(item, matched, earlier, creating, made)
             done.append(resolved)
             followups += later
         result.append(tuple(done))
@@ -41,6 +47,7 @@ def _fill_managers(
     matched: Mapping[str, str],
     earlier: set[str],
     creating: set[str],
+    made: _Managers,
 ) -> tuple[PlanItem, list[PlanItem]]:
     """The item with its deferred fields set, and a follow-up for a field that must wait."""
     if not item.deferred:
@@ -51,17 +58,36 @@ def _fill_managers(
     later: dict[str, str] = {}
     for name, manager in sorted(item.deferred.items()):
         if manager in matched:
-            added.append(Change(name, old, matched[manager]))
+            added.append(made.change(name, old, matched[manager]))
         elif manager in earlier:
-            added.append(Change(name, old, placeholder(ObjectType.USER, manager)))
+            added.append(made.change(name, old, made.placeholder(manager)))
             pending.add(name)
         elif manager in creating:
             later[name] = manager
         # else: the manager gets no record this cycle; the field stays empty, as planned.
-    filled = replace(
-        item, changes=item.changes + tuple(added), deferred={}, pending=item.pending | pending
-    )
+    changes = item.changes
+    more = changes.plus(added) if isinstance(changes, Changes) else (*changes, *added)
+    filled = replace(item, changes=more, deferred={}, pending=item.pending | pending)
     return filled, _followup(item, later)
+
+
+class _Managers:
+    """The manager values of the reports' writes: one placeholder string per manager created
+    (those the plan made already), and one Change per field and value, shared by all the
+    manager's reports."""
+
+    def __init__(self, placeholders: Mapping[str, str]) -> None:
+        self._placeholders = placeholders
+        self._changes: dict[tuple[str, str | None, str], Change] = {}
+
+    def placeholder(self, manager: str) -> str:
+        return self._placeholders.get(manager) or placeholder(USER, manager)
+
+    def change(self, name: str, old: str | None, value: str) -> Change:
+        found = self._changes.get((name, old, value))
+        if found is None:
+            found = self._changes[(name, old, value)] = Change(name, old, value)
+        return found
 
 
 def _followup(item: PlanItem, later: Mapping[str, str]) -> list[PlanItem]:

@@ -8,7 +8,7 @@ listing is bounded by its own PageGuard. A listing the batch does not serve that
 429 or 503, another error, a malformed or missing answer, an odd link) comes back as None, and
 the caller reads it again on its own through the ordinary paging path, with its retries,
 permission hints and "incomplete" notes. A 429 or 503 sub-response also tells the Graph limiter
-(halve, pause for its Retry-After) before anything is sent again."""
+(GraphClient.batch: halve, pause for its Retry-After) before anything is sent again."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ from snsync.background import parallel_map
 from snsync.bounds import PageGuard, check_link
 from snsync.errors import ApiError, BadRequestError
 from snsync.graph.client import BATCH_LIMIT, GraphClient
-from snsync.http import retry_after_value
-from snsync.limiter import QUEUE_STATUSES
 
 BATCH_WORKERS = 4  # $batch requests in flight (each holds up to 20 listings)
 Items = list[dict[str, Any]]
@@ -81,15 +79,9 @@ def _send(graph: GraphClient, chunk: Sequence[_Listing]) -> None:
         for item in chunk:
             item.failed = True  # the whole batch failed: each listing is read on its own
         return
-    waits = []
     for item, answer in zip(chunk, answers, strict=True):
-        status = answer.get("status")
-        if status in QUEUE_STATUSES:
-            waits.append(_retry_after(answer.get("headers")))
         if not _advance(graph, item, answer):
             item.failed = True
-    if waits:
-        graph.http.limiter.throttled(max((w for w in waits if w is not None), default=None))
 
 
 def _advance(graph: GraphClient, item: _Listing, answer: Mapping[str, Any]) -> bool:
@@ -118,13 +110,3 @@ def _advance(graph: GraphClient, item: _Listing, answer: Mapping[str, Any]) -> b
     item.items.extend(values)
     item.url = "/" + link[len(prefix) :]
     return True
-
-
-def _retry_after(headers: Any) -> float | None:
-    """A sub-response's Retry-After in seconds (headers as the batch answer gave them)."""
-    if not isinstance(headers, dict):
-        return None
-    for name, value in headers.items():
-        if str(name).lower() == "retry-after":
-            return retry_after_value(str(value))
-    return None

@@ -3,6 +3,7 @@ and `$batch`, with Graph's error body turned into the error vocabulary."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,8 @@ from snsync.errors import (
     error_for_status,
 )
 from snsync.graph.auth import GraphTokenProvider
-from snsync.http import HttpClient, JsonAnswer
+from snsync.http import HttpClient, JsonAnswer, retry_after_value
+from snsync.limiter import QUEUE_STATUSES
 from snsync.redact import redact
 from snsync.stop import STOP
 
@@ -56,16 +58,22 @@ class GraphClient:
         return self._send("GET", self._url(path), params=params)
 
     def iter_pages(
-        self, path: str, params: Mapping[str, Any] | None = None
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        first: Mapping[str, Any] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Yield each page's `value`, following `@odata.nextLink` until there is none."""
+        """Yield each page's `value`, following `@odata.nextLink` until there is none. `first`:
+        the first page's answer, already read (inside a `$batch`): it is not asked for again."""
         url: str | None = self._url(path)
         query = params
         guard = PageGuard("graph", path.split("?")[0], self.http.limits.max_pages)
         while url:
             guard.next_page(url if query is None else f"{url}?{sorted(query.items())}")
             STOP.check(f"reading {path.split('?')[0]} from Graph")
-            page = self._send("GET", url, params=query)
+            page = dict(first) if first is not None else self._send("GET", url, params=query)
+            first = None
             yield _values(page)
             url, query = self._next_link(page, "@odata.nextLink"), None
 
@@ -73,8 +81,15 @@ class GraphClient:
         """Every item of a paged collection."""
         return [item for page in self.iter_pages(path, params) for item in page]
 
-    def delta(self, path_or_link: str, params: Mapping[str, Any] | None = None) -> DeltaRound:
-        """Run one delta round: follow nextLinks until the deltaLink, gathering every item."""
+    def delta(
+        self,
+        path_or_link: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        first: Mapping[str, Any] | None = None,
+    ) -> DeltaRound:
+        """Run one delta round: follow nextLinks until the deltaLink, gathering every item.
+        `first`: the first page's answer, already read (inside a `$batch`)."""
         url: str | None = self._url(path_or_link)
         what = "delta" if "://" in path_or_link else path_or_link.split("?")[0]
         query = params
@@ -83,7 +98,10 @@ class GraphClient:
         while url:
             guard.next_page(url if query is None else f"{url}?{sorted(query.items())}")
             STOP.check(f"reading {what} from Graph")
-            page = self._send("GET", url, params=query, prefer=PREFER_LARGE_PAGES)
+            if first is not None:
+                page, first = dict(first), None
+            else:
+                page = self._send("GET", url, params=query, prefer=PREFER_LARGE_PAGES)
             items.extend(_values(page))
             delta_link = self._next_link(page, "@odata.deltaLink")
             if delta_link:
@@ -94,20 +112,29 @@ class GraphClient:
         )
 
     def batch(self, requests_: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Send up to 20 read requests in one `$batch`; returns the responses in request order."""
+        """Send up to 20 read requests in one `$batch`; returns the responses in request order
+        (status 0 for a request answered not once). A 429 or 503 sub-response tells the limiter
+        (halve, pause for its Retry-After) before anything is sent again."""
         if len(requests_) > BATCH_LIMIT:
             raise ValueError(f"a Graph batch holds at most {BATCH_LIMIT} requests")
         body = self._send("POST", f"{self.base}/$batch", json={"requests": requests_}, is_read=True)
         answers = [r for r in body.get("responses", []) if isinstance(r, dict)]
+        waits: list[float | None] = []
         for answer in answers:  # each item is charged against the budget on its own
             headers = answer.get("headers")
+            status = answer.get("status")
             if isinstance(headers, dict):
-                status = answer.get("status")
                 self.http.limiter.observe(
                     {str(k): str(v) for k, v in headers.items()},
                     status if isinstance(status, int) else None,
                 )
-        by_id = {str(r.get("id")): r for r in answers}
+            if status in QUEUE_STATUSES:
+                waits.append(sub_retry_after(headers))
+        if waits:  # a throttled item halves and pauses, as a throttled request does
+            self.http.limiter.throttled(max((w for w in waits if w is not None), default=None))
+        ids = Counter(str(r.get("id")) for r in answers)
+        by_id = {str(r.get("id")): r for r in answers if ids[str(r.get("id"))] == 1}
+        # A request answered twice (or not at all) has no answer to trust: status 0.
         return [by_id.get(str(r["id"]), {"id": r["id"], "status": 0}) for r in requests_]
 
     def get_many(
@@ -189,8 +216,13 @@ class GraphClient:
 
 def graph_error(answer: JsonAnswer, method: str, url: str) -> ApiError:
     """The vocabulary error for a Graph error response, with a fix where one is known."""
-    code, message = _error_body(answer)
-    status = answer.status
+    return graph_error_of(answer.status, answer.body, answer.response.reason, method, url)
+
+
+def graph_error_of(status: int, body: Any, reason: str | None, method: str, url: str) -> ApiError:
+    """The vocabulary error for a Graph error status and body (a response's, or a `$batch`
+    sub-response's: the same words for the same answer)."""
+    code, message = _error_body(body, reason)
     text = f"Graph {status} {code}: {message}"
     if status == 410 or (status == 400 and code == SYNC_STATE_GONE):
         return DeltaExpired(
@@ -224,12 +256,21 @@ def graph_error(answer: JsonAnswer, method: str, url: str) -> ApiError:
     )
 
 
-def _error_body(answer: JsonAnswer) -> tuple[str, str]:
-    error = answer.body.get("error") if isinstance(answer.body, dict) else None
+def _error_body(body: Any, reason: str | None) -> tuple[str, str]:
+    error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         return str(error.get("code", "Unknown"))[:100], str(error.get("message", "")).strip()[:300]
-    response = answer.response
-    return "Unknown", (response.reason or "").strip()[:200]
+    return "Unknown", (reason or "").strip()[:200]
+
+
+def sub_retry_after(headers: Any) -> float | None:
+    """A `$batch` sub-response's Retry-After in seconds (headers as the batch answer gave them)."""
+    if not isinstance(headers, dict):
+        return None
+    for name, value in headers.items():
+        if str(name).lower() == "retry-after":
+            return retry_after_value(str(value))
+    return None
 
 
 def _values(page: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -13,6 +13,13 @@ from snsync.errors import BadRequestError, NotFoundError, TransientError
 from snsync.graph.batchread import list_many
 from snsync.graph.client import DeltaRound, GraphClient
 from snsync.graph.delta import latest_links
+from snsync.graph.opening import (
+    SP_SELECT,
+    Opening,
+    assignments_params,
+    assignments_path,
+    read_opening,
+)
 from snsync.model import AppScope, Assignment, DeltaLinks, Progress, Row, shape_of
 
 # Attributes the Azure provisioning schema offers that Graph does not return as such.
@@ -48,7 +55,7 @@ def group_select(attributes: Iterable[str]) -> list[str]:
 
 def find_service_principal(graph: GraphClient, config: Config) -> dict[str, Any]:
     """The ServiceNow app's service principal, by id or by its app (client) id."""
-    params = {"$select": "id,appId,displayName,appRoles"}
+    params = {"$select": SP_SELECT}
     if config.graph.service_principal_id:
         return graph.get(f"servicePrincipals/{config.graph.service_principal_id}", params)
     found = graph.get(
@@ -69,23 +76,25 @@ def read_app_scope(
     config: Config,
     progress: Progress | None = None,
     known_members: Mapping[str, tuple[str, ...]] | None = None,
+    opening: Opening | None = None,
 ) -> AppScope:
     """The app's roles, its assignments and the user members of its assigned groups (members
-    already known, from the cache of an incremental cycle, are not listed again)."""
-    sp = find_service_principal(graph, config)
+    already known, from the cache of an incremental cycle, are not listed again). An opening
+    `$batch` (graph/opening.py) may have read the service principal and the assignments' first
+    page already."""
+    sp: Mapping[str, Any]
+    if opening is not None and opening.service_principal is not None:
+        sp, first = opening.service_principal, opening.assignments
+    else:
+        sp, first = find_service_principal(graph, config), None
     sp_id = str(sp["id"])
     roles = {
         str(r.get("id")): str(r.get("value") or r.get("displayName") or "")
         for r in sp.get("appRoles", [])
     }
     incomplete: list[str] = []
-    rows = _pages(
-        graph,
-        f"servicePrincipals/{sp_id}/appRoleAssignedTo",
-        {"$top": "999"},
-        "assignments",
-        incomplete,
-    )
+    path, params = assignments_path(sp_id), assignments_params()
+    rows = _pages(graph, path, params, "assignments", incomplete, first=first)
     assignments = tuple(
         Assignment(
             id=str(a.get("id", "")),
@@ -144,12 +153,14 @@ def _pages(
     what: str,
     incomplete: list[str],
     progress: Progress | None = None,
+    first: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every item of a listing; if a page fails after retries, what was read so far, and the
-    failure noted in `incomplete` (so that the cycle disables nothing)."""
+    failure noted in `incomplete` (so that the cycle disables nothing). `first`: the first
+    page's answer when a `$batch` read it already."""
     items: list[dict[str, Any]] = []
     try:
-        for page in graph.iter_pages(path, params):
+        for page in graph.iter_pages(path, params, first=first):
             items.extend(page)
             if progress:
                 progress(what, len(page))
@@ -201,8 +212,10 @@ class Packer(Interner):
         self._ids: dict[str, str] = {}
 
     def pack(self, raw: Mapping[str, Any], prefix: str = "") -> Row:
-        """`raw` as a Row, nested objects as Rows."""
+        """`raw` as a Row, nested objects as Rows; equal values of one object are one string
+        (mail is often the userPrincipalName)."""
         values: list[Any] = []
+        own: dict[str, str] = {}
         for key, value in raw.items():
             if isinstance(value, str):
                 if key == "id":
@@ -211,6 +224,7 @@ class Packer(Interner):
                     name = prefix + key
                     if name not in self._unique:
                         value = self._shared(name, value)
+                    value = own.setdefault(value, value)
             elif isinstance(value, dict):
                 value = self.pack(value, f"{prefix}{key}/")
             values.append(value)
@@ -276,12 +290,17 @@ class GraphDirectory:
     def delta(self, link: str) -> DeltaRound:
         return self.graph.delta(link)
 
+    def opening(self, links: DeltaLinks, service_principal: str = "") -> Opening:
+        """An incremental cycle's opening reads in one `$batch` (graph/opening.py)."""
+        return read_opening(self.graph, self.config, links, service_principal)
+
     def app_scope(
         self,
         progress: Progress | None = None,
         known_members: Mapping[str, tuple[str, ...]] | None = None,
+        opening: Opening | None = None,
     ) -> AppScope:
-        return read_app_scope(self.graph, self.config, progress, known_members)
+        return read_app_scope(self.graph, self.config, progress, known_members, opening)
 
     def users(
         self, attributes: set[str], progress: Progress | None, incomplete: list[str]

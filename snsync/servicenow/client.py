@@ -46,38 +46,27 @@ class TableClient:
         keyset query, counted before read rules) says rows lie past it: then the same query
         steps on with `sysparm_offset` to the first page with a readable row, and the keyset
         goes on from that row. `query` must not use ^NQ."""
-        if "^NQ" in query:
-            raise ValueError("keyset paging cannot combine with ^NQ queries")
-        last, offset = "", 0
+        return self.pages_of(self.keyset(table, fields, query, page_size))
+
+    def keyset(
+        self, table: str, fields: Sequence[str], query: str = "", page_size: int | None = None
+    ) -> Keyset:
+        """A keyset read of `table` not started yet (`pages_of` runs it; a Batch API request
+        may answer its first page: servicenow/batchread.py)."""
         limit = page_size or self.page_size
-        columns = ",".join(dict.fromkeys(["sys_id", *fields]))
-        guard = PageGuard("servicenow", table, self.http.limits.max_pages)
-        while True:
-            guard.next_page(f"{last}@{offset}" if offset else last)
-            STOP.check(f"reading {table} from ServiceNow")
-            cursor = f"sys_id>{last}^" if last else ""
-            params = {
-                "sysparm_query": f"{query + '^' if query else ''}{cursor}ORDERBYsys_id",
-                "sysparm_fields": columns,
-                "sysparm_limit": str(limit),
-                "sysparm_exclude_reference_link": "true",
-                "sysparm_suppress_pagination_header": "true",
-            }
-            if offset:
-                params["sysparm_offset"] = str(offset)
-            answer = self._send("GET", self._table_url(table), params=params)
-            page = self._result_list(answer)
-            if not page:
-                count = total_count(answer)
-                if count <= offset + limit:
-                    return  # nothing past this window: the end of the table
-                guard.hidden_window(offset + limit, count, slack=limit)
-                offset += limit  # a window the read rules hid completely: step past it
-                continue
-            yield page
-            guard.advancing(last, page[-1]["sys_id"])
-            guard.hidden_window(0, 0, slack=0)
-            last, offset = page[-1]["sys_id"], 0
+        return Keyset(table, fields, query, limit, self.http.limits.max_pages)
+
+    def pages_of(self, read: Keyset, *, resend: bool = False) -> Iterator[list[Record]]:
+        """The rest of a keyset read, one request a page until it is done. `resend`: its current
+        page was asked for (counted) already, inside a batch that did not answer it cleanly."""
+        url = self._table_url(read.table)
+        while not read.done:
+            params = read.params() if resend else read.start()
+            resend = False
+            answer = self._send("GET", url, params=params)
+            page = read.take(self._result_list(answer), total_count(answer))
+            if page:
+                yield page
 
     def read_all(self, table: str, fields: Sequence[str], query: str = "") -> list[Record]:
         """Every record of `table` matching `query`, with `fields` and sys_id."""
@@ -139,9 +128,11 @@ class TableClient:
                 service="servicenow",
             ) from None
 
-    def post_batch(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Send one Batch API request (`POST /api/now/v1/batch`); its JSON answer."""
-        return self._json(self._send("POST", f"{self.base}/api/now/v1/batch", body=dict(payload)))
+    def post_batch(self, payload: Mapping[str, Any], *, reads: bool = False) -> dict[str, Any]:
+        """Send one Batch API request (`POST /api/now/v1/batch`); its JSON answer. `reads`: its
+        sub-requests are all GETs (allowed read-only, repeated when its answer is lost)."""
+        url = f"{self.base}/api/now/v1/batch"
+        return self._json(self._send("POST", url, body=dict(payload), is_read=reads))
 
     def _table_url(self, table: str) -> str:
         return f"{self.base}/api/now/table/{table}"
@@ -154,6 +145,7 @@ class TableClient:
         body: Any = None,
         *,
         gone_ok: bool = False,
+        is_read: bool = False,
     ) -> JsonAnswer:
         headers = {"Accept": "application/json"}
         auth: Any = None
@@ -162,7 +154,14 @@ class TableClient:
         else:
             headers["Authorization"] = f"Bearer {self._auth.token()}"
         answer = self.http.fetch_json(
-            method, url, params=params, json=body, headers=headers, auth=auth
+            method,
+            url,
+            params=params,
+            json=body,
+            headers=headers,
+            auth=auth,
+            is_read=is_read,
+            safe_to_repeat=True if is_read else None,
         )
         if gone_ok and answer.status == 404 and answer.attempts > 1:
             return answer  # an earlier attempt was applied; its answer was lost
@@ -187,7 +186,7 @@ class TableClient:
                 f"ServiceNow answered {redact(answer.response.url)} without a result list",
                 service="servicenow",
             )
-        return [_record(row) for row in result]
+        return [record_of(row) for row in result]
 
     def _result_one(self, answer: JsonAnswer) -> Record:
         result = self._json(answer).get("result")
@@ -196,7 +195,59 @@ class TableClient:
                 f"ServiceNow answered {redact(answer.response.url)} without a result record",
                 service="servicenow",
             )
-        return _record(result)
+        return record_of(result)
+
+
+class Keyset:
+    """Where one keyset read of a table stands: its cursor (the last sys_id read), the offset
+    past windows the read rules hid completely, its PageGuard; done once a page comes back
+    empty with nothing past it by X-Total-Count."""
+
+    def __init__(
+        self, table: str, fields: Sequence[str], query: str, limit: int, max_pages: int
+    ) -> None:
+        if "^NQ" in query:
+            raise ValueError("keyset paging cannot combine with ^NQ queries")
+        self.table, self.query, self.limit = table, query, limit
+        self.columns = ",".join(dict.fromkeys(["sys_id", *fields]))
+        self.guard = PageGuard("servicenow", table, max_pages)
+        self.last, self.offset = "", 0
+        self.done = False
+
+    def start(self) -> dict[str, str]:
+        """Count the next page (bounds and loops: the guard) and give its query parameters."""
+        self.guard.next_page(f"{self.last}@{self.offset}" if self.offset else self.last)
+        STOP.check(f"reading {self.table} from ServiceNow")
+        return self.params()
+
+    def params(self) -> dict[str, str]:
+        """The current page's query parameters."""
+        cursor = f"sys_id>{self.last}^" if self.last else ""
+        params = {
+            "sysparm_query": f"{self.query + '^' if self.query else ''}{cursor}ORDERBYsys_id",
+            "sysparm_fields": self.columns,
+            "sysparm_limit": str(self.limit),
+            "sysparm_exclude_reference_link": "true",
+            "sysparm_suppress_pagination_header": "true",
+        }
+        if self.offset:
+            params["sysparm_offset"] = str(self.offset)
+        return params
+
+    def take(self, page: list[Record], count: int) -> list[Record]:
+        """Take the current page's rows (`count`: its X-Total-Count) and move on: the rows to
+        yield (none while stepping past a hidden window, or at the end)."""
+        if not page:
+            if count <= self.offset + self.limit:
+                self.done = True  # nothing past this window: the end of the table
+                return page
+            self.guard.hidden_window(self.offset + self.limit, count, slack=self.limit)
+            self.offset += self.limit  # a window the read rules hid completely: step past it
+            return page
+        self.guard.advancing(self.last, page[-1]["sys_id"])
+        self.guard.hidden_window(0, 0, slack=0)
+        self.last, self.offset = page[-1]["sys_id"], 0
+        return page
 
 
 class OAuthToken:
@@ -320,7 +371,12 @@ def _error_body(answer: JsonAnswer) -> tuple[str, str]:
 def total_count(answer: JsonAnswer) -> int:
     """X-Total-Count of a list answer: how many rows match its query, counted before row read
     rules (0 when absent or not a number: without it an empty page has to end the read)."""
-    text = answer.response.headers.get("X-Total-Count", "").strip()
+    return count_of(answer.response.headers.get("X-Total-Count", ""))
+
+
+def count_of(header: str) -> int:
+    """An X-Total-Count header's value as a number (0 when it is not one)."""
+    text = header.strip()
     return int(text) if text.isdigit() and len(text) <= 15 else 0
 
 
@@ -331,7 +387,8 @@ def _lenient_json(response: requests.Response) -> Any:
         return None
 
 
-def _record(row: Any) -> Record:
+def record_of(row: Any) -> Record:
+    """A Table API row as a record of strings (BadRequestError: not an object, no sys_id)."""
     if not isinstance(row, dict):
         raise BadRequestError(
             "ServiceNow returned a record that is not an object", service="servicenow"

@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from snsync.errors import ConfigError
 from snsync.model import GROUP_TABLE, MEMBER_TABLE, USER_TABLE, Progress, Record, TargetSnapshot
 from snsync.servicenow.batch import OnWrite, Stop, WriteRequest, WriteResult, write_batched
+from snsync.servicenow.batchread import Changed, TableRead, read_together
 from snsync.servicenow.client import TableClient
 
 ROLE_TABLE = "sys_user_role"
@@ -131,13 +132,18 @@ class ServiceNowTarget:
         self, table: str, fields: Sequence[str], since: str, not_by: str | None
     ) -> Sequence[Record]:
         """Records of `table` updated at or after `since` (by anyone but `not_by`)."""
-        query = f"sys_updated_on>={since}" + (f"^sys_updated_by!={not_by}" if not_by else "")
-        return self.client.read_all(table, fields, query)
+        return self.client.read_all(table, fields, Changed(table, (), not_by).query(since))
 
     def members_added_since(self, since: str, not_by: str) -> Sequence[Record]:
         """Membership rows created at or after `since` by anyone but `not_by`."""
-        query = f"sys_created_on>={since}^sys_created_by!={not_by}"
+        query = Changed(MEMBER_TABLE, (), not_by, added=True).query(since)
         return self.client.read_all(MEMBER_TABLE, ["user", "group", "sys_created_by"], query)
+
+    def changes_since(self, reads: Sequence[Changed], since: str) -> list[list[Record]]:
+        """Several drift reads at once: their first pages in one Batch API request
+        (servicenow/batchread.py), in the reads' order."""
+        table_reads = [TableRead(r.table, r.fields, r.query(since)) for r in reads]
+        return read_together(self.client, table_reads)
 
     def find(self, table: str, fields: Sequence[str], field: str, value: str) -> Sequence[Record]:
         """Records whose `field` equals `value` exactly (`^` escaped)."""

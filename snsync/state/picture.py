@@ -88,6 +88,7 @@ class PictureFacts:
     narrowable: bool = False  # the next incremental cycle may read and plan only what changed
     link_field: str | None = "source"  # the stamp field, indexed
     listed: Collection[str] = ()  # groups whose members the picture holds (every group assigned)
+    service_principal: str = ""  # the app's object id (the next cycle asks for it by id)
 
 
 def old_layout_in_use(db: sqlite3.Connection) -> bool:
@@ -175,6 +176,7 @@ def put_meta(
         "match_fields": {k: list(v) for k, v in match_fields.items()},
         "link_field": facts.link_field,
         "listed": sorted(facts.listed),
+        "service_principal": facts.service_principal,
     }
     db.executemany(
         "INSERT INTO pic_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
@@ -280,4 +282,7 @@ def _manager_id(user: Mapping[str, Any]) -> str | None:
 
 
 def _dumps(value: Any) -> str:
+    """A row's JSON (a record kept compactly, as a write's answer is, goes as its dict)."""
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        value = dict(value.items())
     return json.dumps(value, separators=(",", ":"))

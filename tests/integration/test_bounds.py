@@ -223,17 +223,9 @@ def test_expired_delta_link_answered_400_gives_a_full_cycle_and_exit_0(
     snsync: Snsync, sandbox: RunningSandbox
 ) -> None:
     assert snsync("run", "--once").exit_code == 0
-    app = sandbox.graph_app
-    original = app.handle
-
-    def expired(request: Request) -> Response:
-        token = request.query.get("$deltatoken")
-        if request.path.endswith("/delta") and token and token != "latest":
-            body = {"error": {"code": "syncStateNotFound", "message": "expired"}}
-            return Response(400, body)
-        return original(request)
-
-    app.handle = expired  # type: ignore[method-assign]
+    # Every delta token answers 400 syncStateNotFound from now on: inside the incremental
+    # cycle's opening $batch (graph/opening.py) as on its own.
+    sandbox.graph_app.expire_delta_tokens()
     result = snsync("run", "--once")
     assert result.exit_code == 0, result.output
     assert snsync.json("status")["cycles"][0]["kind"] == "full"

@@ -14,6 +14,7 @@ from snsync.config import Config
 from snsync.engine.ports import Ports
 from snsync.errors import ApiError
 from snsync.graph.client import DeltaRound
+from snsync.graph.opening import Opening
 from snsync.model import (
     MEMBER_TABLE,
     USER_TABLE,
@@ -23,6 +24,7 @@ from snsync.model import (
     Progress,
     Record,
 )
+from snsync.servicenow.batchread import Changed
 from snsync.state import State
 
 DEFAULT_ROLE = "00000000-0000-0000-0000-000000000000"
@@ -68,10 +70,14 @@ class FakeDirectory:
         kind, _, number = link.partition("-")
         return DeltaRound(self.delta_items.pop(link, []), f"{kind}-{int(number) + 1}")
 
+    def opening(self, links: DeltaLinks, service_principal: str = "") -> Opening:
+        return Opening(self.delta(links.users), self.delta(links.groups))
+
     def app_scope(
         self,
         progress: Progress | None = None,
         known_members: Mapping[str, tuple[str, ...]] | None = None,
+        opening: Opening | None = None,
     ) -> AppScope:
         self.reads += 1
         groups = {a.principal_id for a in self.assignments if a.principal_type == "Group"}
@@ -158,6 +164,16 @@ class FakeServiceNow:
 
     def members_added_since(self, since: str, not_by: str) -> Sequence[Record]:
         return []
+
+    def changes_since(self, reads: Sequence[Changed], since: str) -> list[list[Record]]:
+        return [
+            list(
+                self.members_added_since(since, r.not_by or "")
+                if r.added
+                else self.changed_since(r.table, r.fields, since, r.not_by)
+            )
+            for r in reads
+        ]
 
     def find(self, table: str, fields: Sequence[str], field: str, value: str) -> Sequence[Record]:
         return [r for r in self._read(table, [*fields, field]).values() if r.get(field) == value]

@@ -14,6 +14,7 @@ from snsync.graph.source import Packer
 from snsync.model import (
     Action,
     Change,
+    Changes,
     DictView,
     ObjectType,
     PlanItem,
@@ -174,3 +175,38 @@ def test_plan_items_share_their_pending_sets_and_an_empty_deferred_map() -> None
     assert one.pending is two.pending and one.pending == {"group", "user"}
     assert one.deferred == {} and one.deferred is two.deferred
     assert one == item("g:u1")
+
+
+def test_compact_changes_read_as_the_tuple_of_the_same_changes() -> None:
+    made = Changes.created(
+        [
+            ("active", "true", None, False),
+            ("email", fresh("ada@contoso.example"), None, False),
+            ("department", "d1", "IT", False),
+            ("u_pin", "1234", None, True),
+        ]
+    )
+    whole = (
+        Change("active", None, "true"),
+        Change("email", None, "ada@contoso.example"),
+        Change("department", None, "d1", "IT"),
+        Change("u_pin", None, "1234", None, True),
+    )
+    assert made == whole and whole == made and tuple(made) == whole
+    assert hash(made) == hash(whole) and repr(made) == repr(whole)
+    assert len(made) == 4 and made[1] == whole[1] and made[-1] == whole[-1]
+    assert made[1:3] == whole[1:3]
+    more = made.plus([Change("manager", None, "(new user m)"), Change("title", "", "x")])
+    assert more == (*whole, Change("manager", None, "(new user m)"), Change("title", "", "x"))
+    item = PlanItem(Action.CREATE, "u1", "Ada", None, made)
+    assert item == PlanItem(Action.CREATE, "u1", "Ada", None, whole)
+    assert {c.field: c.new for c in item.changes}["email"] == "ada@contoso.example"
+    assert made != ("active",) and made != "x"
+
+
+def test_compact_changes_keep_unique_plain_values_only_as_strings() -> None:
+    for n in range(300):
+        created_value("u_compact_test", f"v{n}", None, False)
+    made = Changes.created([("u_compact_test", "v1", None, False), ("active", "true", None, False)])
+    assert made._parts[0] == "v1" and isinstance(made._parts[1], Change)
+    assert made[0] == Change("u_compact_test", None, "v1")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from snsync.engine.memberships import pair_key, plan_memberships
-from snsync.model import Action
+from snsync.engine.memberships import Waits, pair_key, plan_memberships
+from snsync.model import Action, Change
 
 GROUPS = {"g1": "G" * 32, "g2": "H" * 32}
 USERS = {"u1": "a" * 32, "u2": "b" * 32, "u3": "c" * 32}
@@ -46,3 +46,26 @@ def test_row_removed_by_hand_is_recreated_or_forgotten() -> None:
     plan = plan_memberships({"g1": ["u1"]}, GROUPS, USERS, [], owned, NAMES)
     assert [i.action for i in plan.plan.items] == [Action.CREATE]
     assert plan.forgotten == (pair_key("g1", "u2"),)
+
+
+def test_new_rows_name_the_placeholders_they_wait_for_and_share_their_changes() -> None:
+    group_links = {**GROUPS, "g3": "(new group g3)"}
+    user_links = {**USERS, "u4": "(new user u4)"}
+    waits = Waits({"g3": "(new group g3)"}, {"u4": "(new user u4)", "u2": "(new user u2)"})
+    wanted = {"g1": ["u1", "u4"], "g3": ["u1", "u2"]}
+    plan = plan_memberships(wanted, group_links, user_links, [], {}, NAMES, waits=waits)
+    items = {i.directory_id: i for i in plan.plan.items}
+    assert set(items) == {pair_key(g, u) for g, us in wanted.items() for u in us}
+    plain = items[pair_key("g1", "u1")]
+    assert plain.pending == frozenset() and plain.changes == (
+        Change("group", None, "G" * 32, "Agents"),
+        Change("user", None, "a" * 32, "Ann"),
+    )
+    assert items[pair_key("g1", "u4")].pending == {"user"}
+    # u2 is adopted this cycle: linked by its sys_id, but the row waits for its placeholder.
+    adopted = items[pair_key("g3", "u2")]
+    assert adopted.pending == {"group", "user"}
+    assert [c.new for c in adopted.changes] == ["(new group g3)", "(new user u2)"]
+    # Every new row of a group names it with the same Change object; so for a user.
+    assert items[pair_key("g3", "u1")].changes[0] is adopted.changes[0]
+    assert items[pair_key("g3", "u1")].changes[1] is plain.changes[1]

@@ -3,6 +3,7 @@ them through placeholders; a reporting loop ends in a follow-up update."""
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 
 from snsync.engine.planner import PlanOptions, plan_users
@@ -70,3 +71,27 @@ def test_a_manager_without_a_record_this_cycle_leaves_the_field_empty() -> None:
     (wave,) = user_waves([skipped, ann])
     ann_item = next(i for i in wave if i.directory_id == "ann")
     assert "manager" not in {c.field for c in ann_item.changes} and not ann_item.pending
+
+
+def test_waves_leave_no_reference_cycle_holding_the_items() -> None:
+    # The cycle freezes the collector's view after planning (gc.freeze): a cycle here would
+    # keep every original item for the whole run.
+    items = plan(want("eng", "vp"), want("vp", "ceo"), want("ceo"), want("a", "b"), want("b", "a"))
+    gc.collect()
+    gc.disable()
+    try:
+        user_waves(items)
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert found == 0
+
+
+def test_reports_of_one_manager_share_its_placeholder_and_change() -> None:
+    items = plan(want("ceo"), want("ann", "ceo"), want("bob", "ceo"))
+    made = {"ceo": placeholder("user", "ceo")}
+    waves = user_waves(items, made)
+    reports = [i for w in waves for i in w if i.directory_id in ("ann", "bob")]
+    managers = [next(c for c in i.changes if c.field == "manager") for i in reports]
+    assert managers[0] == managers[1] == Change("manager", None, made["ceo"])
+    assert managers[0].new is made["ceo"] and managers[1].new is made["ceo"]
