@@ -50,11 +50,15 @@ FORMULA = (
     " after them)",
     "  (a write costs its latency whether it travels alone or inside a Batch API request:"
     " the sandbox serves sub-requests one after another in one slot, as ServiceNow does)",
-    "incremental bound (repeat runs, shown as a note): the same, reading only changes:",
-    "  Graph reads = 2 (token, app) + ceil(assignments / 999) + ceil(changed users / 999)"
-    " + 1 (groups delta)",
-    "  SN reads    = 1 page of changed rows per table (sys_user, sys_user_group,"
-    " sys_user_grmember, cmn_department)",
+    "incremental bound (repeat runs, shown as a note): the same, reading only changes, as the",
+    "opening reads go (one Graph $batch, one ServiceNow Batch API request):",
+    "  Graph reads = 2 (token, one $batch with the app, the first page of assignments and of",
+    "                the users and groups delta rounds) + ceil(assignments / 999) - 1",
+    "                + ceil(changed users / 999) - 1 (the pages that follow, one by one)",
+    "  Graph chain = 2 + max(ceil(assignments / 999), ceil(changed users / 999)) - 1",
+    "  SN reads    = 1 Batch API request of 4 GETs, one page of changed rows per table"
+    " (sys_user, sys_user_group,",
+    "                sys_user_grmember, cmn_department): one slot, each GET its own latency",
 )
 
 
@@ -179,6 +183,7 @@ class Needed:
     writes: Writes
     graph_chain: int = 0  # Graph requests that must follow one another (token, app, users pages)
     read_chain_rows: tuple[int, ...] = ()  # rows of each page of the longest ServiceNow read chain
+    read_batched: bool = False  # that chain's pages travel in one Batch API request
 
     @property
     def servicenow_writes(self) -> int:
@@ -219,11 +224,16 @@ def needed(scenario: Scenario, rows: Rows, writes: Writes) -> Needed:
 
 
 def needed_incremental(scenario: Scenario, changed_users: int, writes: Writes) -> Needed:
-    """What a repeat cycle needs when it reads only what changed since the last one."""
+    """What a repeat cycle needs when it reads only what changed since the last one: the token,
+    one Graph `$batch` holding the first page of each opening read (the app, its assignments,
+    the users and groups delta rounds), then the pages that follow; beside them one ServiceNow
+    Batch API request with one page of changed rows from each mirrored table."""
     assignments = max(1, math.ceil(scenario.assignments / GRAPH_PAGE))
     users = max(1, math.ceil(changed_users / GRAPH_PAGE))
-    graph = GRAPH_FIXED + assignments + users + 1
-    return Needed(graph, len(INCREMENTAL_TABLES), writes, graph, (changed_users,))
+    graph = GRAPH_FIXED + (assignments - 1) + (users - 1)
+    chain = GRAPH_FIXED + max(assignments, users) - 1
+    pages = (changed_users,) + (0,) * (len(INCREMENTAL_TABLES) - 1)
+    return Needed(graph, 1, writes, chain, pages, read_batched=True)
 
 
 def bound_seconds(need: Needed, profile: LatencyProfile) -> float:
@@ -261,6 +271,8 @@ def model_bound_seconds(need: Needed, threads: int, model: SandboxProfile) -> fl
     graph = need.graph_chain * (model.graph_network_ms + model.graph_page_ms)
     page = model.servicenow_network_ms + model.servicenow_request_ms
     reads = sum(page + rows * costs.row_read_ms for rows in need.read_chain_rows)
+    if need.read_batched and need.read_chain_rows:  # one round trip for the whole batch
+        reads -= model.servicenow_network_ms * (len(need.read_chain_rows) - 1)
     w = need.writes
     request = model.servicenow_request_ms
     server = (

@@ -3,6 +3,7 @@ runner (snsync measured in a child process)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -176,13 +177,25 @@ def test_needed_reads_pages_of_users_groups_memberships_and_departments() -> Non
     assert again.servicenow_writes == 0
 
 
-def test_incremental_bound_reads_one_page_of_changes_per_table() -> None:
+def test_incremental_bound_reads_the_opening_batches_then_the_pages_that_follow() -> None:
     scenario = generate(ScenarioSpec(users=2000, groups=10))
-    need = needed_incremental(scenario, 20, Writes(users=20))
-    assert need.graph_reads == 2 + 1 + 1 + 1
-    assert need.servicenow_reads == 4
+    need = needed_incremental(scenario, 20, Writes(users=20, user_updates=20))
+    assert need.graph_reads == 2  # the token and one $batch of the four opening reads
+    assert need.servicenow_reads == 1  # one Batch API request of 4 GETs
     profile = LatencyProfile(servicenow_ms=50, graph_ms=20, cap=16)
-    assert bound_seconds(need, profile) == pytest.approx(2 * 0.05 + 5 * 0.02)
+    # the batch holds its slot 50 ms per GET (200 ms), longer than Graph's 2 x 20 ms; then the
+    # 20 updates in 2 rounds of 16
+    assert bound_seconds(need, profile) == pytest.approx(4 * 0.05 + 2 * 0.05)
+    # cloud: Graph's 2 x (30 + 120) ms beats the batch: one round trip of 40 ms, 30 ms per GET,
+    # 0.15 ms per changed row (not 4 round trips); then 20 updates over 8 threads
+    cloud = PROFILES["cloud"]
+    writes = 20 * (30 + 100) / 8 + 40
+    assert bound_seconds(need, cloud) == pytest.approx((2 * 150 + writes) / 1000)
+    batch_only = dataclasses.replace(need, graph_chain=0, writes=Writes())
+    assert bound_seconds(batch_only, cloud) == pytest.approx((40 + 4 * 30 + 20 * 0.15) / 1000)
+    many = dataclasses.replace(scenario, assignments=4600)  # 5 pages, as at 100,000 users
+    big = needed_incremental(many, 1500, Writes())
+    assert (big.graph_reads, big.graph_chain) == (2 + 4 + 1, 2 + 4)
 
 
 def test_model_bound_overlaps_the_read_chains_and_spreads_write_server_time() -> None:
