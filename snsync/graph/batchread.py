@@ -19,7 +19,7 @@ from typing import Any
 from snsync.background import parallel_map
 from snsync.bounds import PageGuard, check_link
 from snsync.errors import ApiError, BadRequestError
-from snsync.graph.client import BATCH_LIMIT, GraphClient
+from snsync.graph.client import BATCH_LIMIT, GraphClient, page_values
 
 BATCH_WORKERS = 4  # $batch requests in flight (each holds up to 20 listings)
 Items = list[dict[str, Any]]
@@ -86,13 +86,11 @@ def _send(graph: GraphClient, chunk: Sequence[_Listing]) -> None:
 
 def _advance(graph: GraphClient, item: _Listing, answer: Mapping[str, Any]) -> bool:
     """Take one page from a sub-response; False when the listing must be read on its own."""
-    body = answer.get("body")
-    if answer.get("status") != 200 or not isinstance(body, dict):
+    body: Any = answer.get("body")
+    values = page_values(body) if answer.get("status") == 200 else None
+    if values is None:
         return False
-    values = body.get("value")
-    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
-        return False
-    link = body.get("@odata.nextLink")
+    link = body.get("@odata.nextLink")  # body is a page (page_values): an object
     if link is None:
         item.items.extend(values)
         item.url = ""
@@ -101,12 +99,12 @@ def _advance(graph: GraphClient, item: _Listing, answer: Mapping[str, Any]) -> b
         if not isinstance(link, str):
             return False
         check_link(link, graph.home, service="graph", what="@odata.nextLink")
-        prefix = f"{graph.base}/"
-        if not link.startswith(prefix):
+        url = graph.batch_url(link)
+        if url is None:
             return False
         item.guard.next_page(link)
     except BadRequestError:  # another origin, a loop, too many pages: the single path says so
         return False
     item.items.extend(values)
-    item.url = "/" + link[len(prefix) :]
+    item.url = url
     return True

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from snsync.bounds import PageGuard, check_link
+from snsync.bounds import PageGuard, check_link, same_origin
 from snsync.errors import (
     ApiError,
     BadRequestError,
@@ -172,6 +172,14 @@ class GraphClient:
             return check_link(path, self.home, service="graph", what="a stored or given link")
         return f"{self.base}/{path.lstrip('/')}"
 
+    def batch_url(self, link: str) -> str | None:
+        """`link` as a `$batch` sub-request url (relative to /v1.0); None when it is not at this
+        Graph's origin under /v1.0/ (the single path refuses or reads it on its own)."""
+        prefix = f"{self.base}/"
+        if not same_origin(link, self.home) or not link.startswith(prefix):
+            return None
+        return "/" + link[len(prefix) :]
+
     def _next_link(self, page: Mapping[str, Any], key: str) -> str | None:
         link = page.get(key)
         if link is None:
@@ -279,4 +287,13 @@ def _values(page: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise BadRequestError(
             "Graph answered a page whose value is not a list of objects", service="graph"
         )
+    return values
+
+
+def page_values(body: Any) -> list[dict[str, Any]] | None:
+    """The `value` of a `$batch` sub-response's page when it is what a page must be (an object
+    whose value is a list of objects); None: it is not, read the page on its own."""
+    values = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+        return None
     return values

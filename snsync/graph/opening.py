@@ -26,7 +26,13 @@ from urllib.parse import quote
 from snsync.bounds import same_origin
 from snsync.config import Config
 from snsync.errors import ApiError, DeltaExpired
-from snsync.graph.client import PREFER_LARGE_PAGES, DeltaRound, GraphClient, graph_error_of
+from snsync.graph.client import (
+    PREFER_LARGE_PAGES,
+    DeltaRound,
+    GraphClient,
+    graph_error_of,
+    page_values,
+)
 from snsync.model import DeltaLinks
 
 SP_SELECT = "id,appId,displayName,appRoles"
@@ -70,7 +76,7 @@ def read_opening(
     sp_id = known_principal(config, remembered_sp)
     parts: dict[str, dict[str, Any]] = {}
     for key, link in (("users", links.users), ("groups", links.groups)):
-        relative = _relative(graph, link)
+        relative = graph.batch_url(link)
         if relative is not None:
             parts[key] = {"url": relative, "headers": {"Prefer": PREFER_LARGE_PAGES}}
     if sp_id:
@@ -88,15 +94,6 @@ def read_opening(
     if first is None or not _clean_page(graph, first, path):
         return Opening(users, groups, principal)
     return Opening(users, groups, principal, first if _assigned_to(first, sp_id) else None)
-
-
-def _relative(graph: GraphClient, link: str) -> str | None:
-    """A stored delta link as a `$batch` url (relative to /v1.0); None: not Graph's, read it on
-    its own (where the single path refuses a link to another origin)."""
-    prefix = f"{graph.base}/"
-    if not same_origin(link, graph.home) or not link.startswith(prefix):
-        return None
-    return "/" + link[len(prefix) :]
 
 
 def _batched(graph: GraphClient, parts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -135,10 +132,7 @@ def _clean_page(graph: GraphClient, body: Any, path: str, *, delta: bool = False
     and links (next, and for a delta round the delta link) to the same collection at Graph:
     the sub-response's id is all that ties it to its request, so a page whose links name
     another collection answers another request."""
-    if not isinstance(body, dict):
-        return False
-    values = body.get("value")
-    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+    if page_values(body) is None:
         return False
     keys = ("@odata.nextLink", "@odata.deltaLink") if delta else ("@odata.nextLink",)
     links = [body[k] for k in keys if k in body]

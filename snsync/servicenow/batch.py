@@ -32,7 +32,7 @@ from snsync.errors import (
     error_for_status,
 )
 from snsync.redact import redact
-from snsync.servicenow.client import TableClient
+from snsync.servicenow.client import TableClient, table_path
 
 DEFAULT_BATCH_SIZE = 50
 MAX_BATCH_SIZE = 1000
@@ -216,7 +216,7 @@ class _Sender:
 
 
 def _sub_request(item_id: str, request: WriteRequest) -> dict[str, Any]:
-    url = f"/api/now/table/{quote(request.table, safe='')}"
+    url = table_path(request.table)
     if request.sys_id:
         url += f"/{quote(request.sys_id, safe='')}"
     headers = [{"name": "Accept", "value": "application/json"}]

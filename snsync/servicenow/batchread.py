@@ -23,13 +23,13 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from snsync.bounds import parse_json
 from snsync.errors import ApiError
 from snsync.http import retry_after_value
 from snsync.model import Record
-from snsync.servicenow.client import Keyset, TableClient, count_of, record_of
+from snsync.servicenow.client import Keyset, TableClient, count_of, record_of, table_path
 
 _batch_ids = itertools.count(1)
 
@@ -163,10 +163,6 @@ def _names_another(headers: Mapping[str, str], keyset: Keyset) -> bool:
     if not first:
         return False
     return unquote(urlsplit(first).path).rstrip("/").lower() != table_path(keyset.table).lower()
-
-
-def table_path(table: str) -> str:
-    return f"/api/now/table/{quote(table, safe='')}"
 
 
 def _status(item: Mapping[str, Any]) -> int | None:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from requests.auth import HTTPBasicAuth
@@ -372,6 +373,11 @@ def total_count(answer: JsonAnswer) -> int:
     """X-Total-Count of a list answer: how many rows match its query, counted before row read
     rules (0 when absent or not a number: without it an empty page has to end the read)."""
     return count_of(answer.response.headers.get("X-Total-Count", ""))
+
+
+def table_path(table: str) -> str:
+    """A table's Table API path, as a Batch API sub-request names it (relative to the instance)."""
+    return f"/api/now/table/{quote(table, safe='')}"
 
 
 def count_of(header: str) -> int:
