@@ -19,7 +19,7 @@ from snsync.engine.journal import journaling
 from snsync.engine.plan import CyclePlan, cycle_options, plan_cycle
 from snsync.engine.ports import Ports, StateStore, ports_for
 from snsync.engine.reading import Reading, read_picture
-from snsync.engine.record import Outcome, cycle_record, outcomes_of
+from snsync.engine.record import Outcome, count_result, cycle_record, outcomes_of
 from snsync.engine.trust import Trust
 from snsync.errors import ExitCode
 from snsync.masking import Masker, new_key
@@ -52,8 +52,7 @@ def summarise(results: Iterable[Result]) -> Summary:
     held: list[Result] = []
     warnings = interrupted = writes = failed_writes = 0
     for r in results:
-        row = counts.setdefault(f"{r.item.kind} {r.item.action.value}", {})
-        row[r.status.value] = row.get(r.status.value, 0) + 1
+        count_result(counts, r)
         if r.status is Status.FAILURE:
             failures.append(r)
         elif r.status is Status.WARNING:
@@ -269,6 +268,9 @@ def _cycle(
         reading.mode, reading.reason,
     )  # fmt: skip
     if cycle_id is not None:
-        outcome = Outcome(cycle_id, duration, report.results, report.requests, ports.clock())
+        outcome = Outcome(
+            cycle_id, duration, report.results, report.requests, ports.clock(),
+            report.summary.counts,
+        )  # fmt: skip
         state.record_cycle(cycle_record(config, planned, reading, outcome, masker))
     return report

@@ -57,6 +57,9 @@ class Outcome:
     results: Sequence[Result]
     requests: Mapping[str, int]
     now: float | None = None  # the clock port's time at the end of the cycle
+    # The results by action and status when counted already (CycleReport.summary): at 100,000
+    # users a second pass makes every result again.
+    by_action: dict[str, dict[str, int]] | None = None
 
 
 def cycle_record(
@@ -83,11 +86,12 @@ def cycle_record(
         picture = masked_picture(config, picture, planned.picture.source, masker)
     facts = picture_facts(config, planned, reading, results)
     changes = picture_changes(planned, reading, picture, results)
-    failures = any(r.status is Status.FAILURE for r in results)
+    numbers = counts(planned, outcome)
+    failures = any(Status.FAILURE.value in row for row in numbers["by_action"].values())
     return CycleRecord(
         outcome.cycle_id,
         "failures" if failures else "success",
-        counts(planned, outcome),
+        numbers,
         outcome.requests,
         outcome.results,
         links,
@@ -116,8 +120,11 @@ def outcomes_of(results: Sequence[Result]) -> Sequence[Result]:
 
 def counts(planned: CyclePlan, outcome: Outcome) -> dict[str, Any]:
     """What the cycles table keeps of a cycle's numbers."""
+    by_action = outcome.by_action
+    if by_action is None:
+        by_action = result_counts(outcomes_of(outcome.results))
     return {
-        "by_action": result_counts(outcomes_of(outcome.results)),
+        "by_action": by_action,
         "unchanged": planned.unchanged,
         "in_scope": planned.in_scope,
         "duration_s": round(outcome.duration_s, 3),
@@ -128,9 +135,14 @@ def result_counts(results: Iterable[Result]) -> dict[str, dict[str, int]]:
     """Results by object kind and action, then by status (keys like 'user Create')."""
     table: dict[str, dict[str, int]] = {}
     for r in results:
-        row = table.setdefault(f"{r.item.kind} {r.item.action.value}", {})
-        row[r.status.value] = row.get(r.status.value, 0) + 1
+        count_result(table, r)
     return table
+
+
+def count_result(table: dict[str, dict[str, int]], r: Result) -> None:
+    """Count one result into `table` (by 'kind Action', then by status)."""
+    row = table.setdefault(f"{r.item.kind} {r.item.action.value}", {})
+    row[r.status.value] = row.get(r.status.value, 0) + 1
 
 
 def new_links(results: Iterable[Result]) -> dict[str, str]:
