@@ -15,6 +15,7 @@ cached picture): a result that went as planned comes with its planned item."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import overload
 
@@ -73,7 +74,28 @@ def packed(record: Record | None) -> Record | None:
     return PackedRecord(record) if isinstance(record, dict) else record
 
 
-class Written(Sequence[Result]):
+class _Results(Sequence[Result]):
+    """A Sequence of Results each made when asked for (`_at`), in order."""
+
+    @abstractmethod
+    def _at(self, index: int) -> Result: ...
+
+    @overload
+    def __getitem__(self, index: int) -> Result: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Result]: ...
+
+    def __getitem__(self, index: int | slice) -> Result | Sequence[Result]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        return self._at(index)
+
+    def __iter__(self) -> Iterator[Result]:
+        return (self._at(i) for i in range(len(self)))
+
+
+class Written(_Results):
     """One Result per item of `items` (the waves' items in order), kept compactly."""
 
     def __init__(
@@ -138,19 +160,8 @@ class Written(Sequence[Result]):
     def __len__(self) -> int:
         return len(self._items)
 
-    @overload
-    def __getitem__(self, index: int) -> Result: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Result]: ...
-
-    def __getitem__(self, index: int | slice) -> Result | Sequence[Result]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _at(self, index: int) -> Result:
         return self._result(index, as_sent=True)
-
-    def __iter__(self) -> Iterator[Result]:
-        return (self._result(i, as_sent=True) for i in range(len(self._items)))
 
     def _result(self, index: int, *, as_sent: bool) -> Result:
         index = range(len(self._items))[index]  # negative indices; IndexError past the end
@@ -170,24 +181,12 @@ class Written(Sequence[Result]):
         )  # fmt: skip
 
 
-class _Outcomes(Sequence[Result]):
+class _Outcomes(_Results):
     def __init__(self, written: Written) -> None:
         self._written = written
 
     def __len__(self) -> int:
         return len(self._written)
 
-    @overload
-    def __getitem__(self, index: int) -> Result: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Result]: ...
-
-    def __getitem__(self, index: int | slice) -> Result | Sequence[Result]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _at(self, index: int) -> Result:
         return self._written._result(index, as_sent=False)
-
-    def __iter__(self) -> Iterator[Result]:
-        written = self._written
-        return (written._result(i, as_sent=False) for i in range(len(written)))
