@@ -19,6 +19,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import overload
 
+from snsync.compact import Row
 from snsync.model import (
     Action,
     ObjectType,
@@ -31,47 +32,14 @@ from snsync.model import (
 
 Resolve = Callable[[PlanItem, Mapping[str, str]], "PlanItem | Result"]
 _NONE, _PLANNED, _WHOLE = 0, 1, 2  # no result yet; went as planned (compact); kept whole
-# One tuple of field names per distinct set of answered fields (a few per table).
-_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-class PackedRecord(Mapping[str, str]):
-    """A write's answer as kept until the cycle is recorded (and in the picture it saves): its
-    field names, one tuple shared by every answer with the same fields, and its values, instead
-    of a dict (a user's answer of 13 fields takes about 180 bytes instead of 460, a membership
-    row's 110 instead of 180)."""
-
-    __slots__ = ("_keys", "_values")
-
-    def __init__(self, record: Mapping[str, str]) -> None:
-        keys = tuple(record)
-        self._keys = _KEYS.setdefault(keys, keys) if len(_KEYS) < 256 else keys
-        self._values = tuple(record.values())
-
-    def __getitem__(self, name: str) -> str:
-        try:
-            return self._values[self._keys.index(name)]
-        except ValueError:
-            raise KeyError(name) from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
-
-    __hash__ = None  # type: ignore[assignment]  # like a dict
-
-    def __repr__(self) -> str:
-        return repr(dict(self.items()))
 
 
 def packed(record: Record | None) -> Record | None:
-    """The answer as Written keeps it."""
-    return PackedRecord(record) if isinstance(record, dict) else record
+    """The answer as Written keeps it (and the picture it saves): a compact.Row, its field
+    names shared by every answer with the same fields and its values in a tuple, instead of a
+    dict (a user's answer of 13 fields takes about 180 bytes instead of 460, a membership
+    row's 110 instead of 180)."""
+    return Row.of(record) if isinstance(record, dict) else record
 
 
 class _Results(Sequence[Result]):

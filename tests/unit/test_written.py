@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from snsync.compact import Row
 from snsync.engine.executor import execute_waves, resolve
-from snsync.engine.written import PackedRecord, Written
+from snsync.engine.written import Written, packed
 from snsync.model import Action, Change, ObjectType, PlanItem, Reason, Result, Status
 from snsync.state.picture import _dumps
 
@@ -62,13 +63,15 @@ def test_the_cheap_view_gives_planned_items_and_the_same_outcomes() -> None:
 
 def test_a_packed_answer_reads_compares_and_saves_like_the_dict() -> None:
     answer = {"sys_id": "a" * 32, "user_name": "ann@contoso.example", "active": "true"}
-    packed = PackedRecord(answer)
-    assert packed == answer and answer == packed and dict(packed) == answer
-    assert packed["user_name"] == "ann@contoso.example" and packed.get("title") is None
-    assert "active" in packed and "title" not in packed and len(packed) == 3
-    assert json.loads(_dumps(packed)) == answer
-    again = PackedRecord({"sys_id": "b" * 32, "user_name": "bob", "active": "false"})
-    assert again._keys is packed._keys, "one tuple of names for every answer like it"
+    kept = packed(answer)
+    assert isinstance(kept, Row)
+    assert kept == answer and answer == kept and dict(kept) == answer
+    assert kept["user_name"] == "ann@contoso.example" and kept.get("title") is None
+    assert "active" in kept and "title" not in kept and len(kept) == 3
+    assert json.loads(_dumps(kept)) == answer
+    again = packed({"sys_id": "b" * 32, "user_name": "bob", "active": "false"})
+    assert isinstance(again, Row)
+    assert again._shape is kept._shape, "one tuple of names for every answer like it"
 
 
 def test_a_result_without_an_answer_yet_is_not_made_up() -> None:
