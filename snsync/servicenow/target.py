@@ -128,17 +128,6 @@ class ServiceNowTarget:
     def references(self, tables: Iterable[str]) -> dict[str, dict[str, str]]:
         return read_references(self.client, tables)
 
-    def changed_since(
-        self, table: str, fields: Sequence[str], since: str, not_by: str | None
-    ) -> Sequence[Record]:
-        """Records of `table` updated at or after `since` (by anyone but `not_by`)."""
-        return self.client.read_all(table, fields, Changed(table, (), not_by).query(since))
-
-    def members_added_since(self, since: str, not_by: str) -> Sequence[Record]:
-        """Membership rows created at or after `since` by anyone but `not_by`."""
-        query = Changed(MEMBER_TABLE, (), not_by, added=True).query(since)
-        return self.client.read_all(MEMBER_TABLE, ["user", "group", "sys_created_by"], query)
-
     def changes_since(self, reads: Sequence[Changed], since: str) -> list[list[Record]]:
         """Several drift reads at once: their first pages in one Batch API request
         (servicenow/batchread.py), in the reads' order."""

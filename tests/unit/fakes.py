@@ -153,7 +153,7 @@ class FakeServiceNow:
             for t in set(tables) - {USER_TABLE}
         }
 
-    def changed_since(
+    def _changed_since(
         self, table: str, fields: Sequence[str], since: str, not_by: str | None
     ) -> Sequence[Record]:
         return [
@@ -162,15 +162,15 @@ class FakeServiceNow:
             if r.get("sys_updated_on", "") >= since and r.get("sys_updated_by") != not_by
         ]
 
-    def members_added_since(self, since: str, not_by: str) -> Sequence[Record]:
+    def _members_added_since(self, since: str, not_by: str) -> Sequence[Record]:
         return []
 
     def changes_since(self, reads: Sequence[Changed], since: str) -> list[list[Record]]:
         return [
             list(
-                self.members_added_since(since, r.not_by or "")
+                self._members_added_since(since, r.not_by or "")
                 if r.added
-                else self.changed_since(r.table, r.fields, since, r.not_by)
+                else self._changed_since(r.table, r.fields, since, r.not_by)
             )
             for r in reads
         ]
